@@ -1,0 +1,64 @@
+"""Offline stand-ins for the research agent's providers: web search, page fetch, and an LLM.
+
+They answer deterministically from their inputs, so the example runs with no network and
+tests can assert on its output. The LLM reports token cost, and now and then answers like a
+rate-limited provider (HTTP 429 with Retry-After), the failure durable execution is for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+
+PRICE_PER_1K_TOKENS_USD = 0.002
+
+
+class RateLimited(Exception):
+    """What a provider's HTTP 429 becomes: retry no sooner than `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"429 Too Many Requests (retry after {retry_after_s:g} s)")
+        self.retry_after_s = retry_after_s
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+async def search_web(query: str) -> list[str]:
+    await asyncio.sleep(0.005)
+    slug = "-".join(query.lower().split()) or "empty"
+    return [f"https://example.org/{slug}/{i}-{_digest(query, str(i))[:8]}" for i in range(7)]
+
+
+async def extract(url: str) -> str:
+    await asyncio.sleep(0.005)
+    return f"Notes from {url}: finding {_digest(url)[:12]} supports the topic."
+
+
+class OfflineLLM:
+    """Answers deterministically; every `rate_limit_every`-th call is a 429."""
+
+    def __init__(self, rate_limit_every: int = 3) -> None:
+        self.rate_limit_every = rate_limit_every
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    async def complete(self, prompt: str) -> dict[str, object]:
+        with self._lock:
+            self._calls += 1
+            throttled = self.rate_limit_every > 0 and self._calls % self.rate_limit_every == 0
+        if throttled:
+            raise RateLimited(retry_after_s=1)
+        await asyncio.sleep(0.01)
+        tokens = len(prompt.split()) + 60
+        return {
+            "text": f"Summary {_digest(prompt)[:10]}: {len(prompt.split())} words reviewed.",
+            "tokens": tokens,
+            "cost_usd": round(tokens / 1000 * PRICE_PER_1K_TOKENS_USD, 6),
+        }
+
+
+llm = OfflineLLM(int(os.environ.get("EXAMPLE_LLM_RATE_LIMIT_EVERY", "3")))

@@ -1,0 +1,138 @@
+"""The executor's HTTP API: events in, sync, and the /v0 + /v1 read API. Errors are JSON
+`{"error": "...", "status": N}`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from . import events as event_in
+from .registry import SyncError
+from .service import Executor
+
+
+class ORJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str, **extra: Any) -> ORJSONResponse:
+    return ORJSONResponse({"error": message, "status": status, **extra}, status_code=status)
+
+
+def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await executor.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await executor.stop()
+
+    app = FastAPI(title="inngest_like executor", lifespan=lifespan)
+    app.state.executor = executor
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.get("/health")
+    async def health() -> Response:
+        await executor.redis.ping()
+        return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode})
+
+    @app.post("/e/{event_key}")
+    async def send_events(event_key: str, request: Request) -> Response:
+        now = executor.clock()
+        body = await request.body()
+        try:
+            incoming = event_in.parse_request(
+                body,
+                executor.settings.limits,
+                now,
+                request.headers.get("x-inngest-event-id-seed"),
+            )
+        except event_in.EventError as exc:
+            return _error(400, str(exc), ids=[])
+        await executor.registry.refresh()
+        runs = event_in.runs_for(incoming, executor.registry.match, now)
+        await event_in.ingest(executor.redis, executor.scripts, incoming, runs, now)
+        return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
+
+    @app.post("/fn/register")
+    async def register(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body: malformed JSON: {exc}")
+        expected = request.headers.get("x-inngest-expected-server-kind")
+        if expected and expected != executor.settings.mode:
+            return _error(400, f"Expected server kind {expected}, got {executor.settings.mode}")
+        try:
+            result = await executor.registry.sync(body, raw, executor.clock())
+        except SyncError as exc:
+            return _error(400, str(exc))
+        return ORJSONResponse(result)
+
+    @app.get("/v1/events")
+    async def list_events(name: str | None = None, limit: int = 20) -> Response:
+        if not 1 <= limit <= 1000:
+            return _error(400, "limit: must be between 1 and 1000")
+        return ORJSONResponse({"data": await executor.read.events(name, limit)})
+
+    @app.get("/v1/events/{event_id}")
+    async def get_event(event_id: str) -> Response:
+        found = await executor.read.event(event_id)
+        if found is None:
+            return _error(404, f"event {event_id} not found")
+        return ORJSONResponse({"data": found})
+
+    @app.get("/v1/events/{event_id}/runs")
+    async def event_runs(event_id: str) -> Response:
+        return ORJSONResponse({"data": await executor.read.event_runs(event_id)})
+
+    @app.get("/v1/runs/{run_id}")
+    async def get_run(run_id: str) -> Response:
+        found = await executor.read.run(run_id)
+        if found is None:
+            return _error(404, f"run {run_id} not found")
+        return ORJSONResponse({"data": found})
+
+    @app.get("/v1/runs/{run_id}/steps")
+    async def get_steps(run_id: str) -> Response:
+        found = await executor.read.steps(run_id)
+        if found is None:
+            return _error(404, f"run {run_id} not found")
+        return ORJSONResponse({"data": found})
+
+    @app.get("/v0/runs/{run_id}/batch")
+    async def run_batch(run_id: str) -> Response:
+        found = await executor.read.run_batch(run_id)
+        if found is None:
+            return _error(410, f"state of run {run_id} is gone")
+        return ORJSONResponse(found)
+
+    @app.get("/v0/runs/{run_id}/actions")
+    async def run_actions(run_id: str) -> Response:
+        found = await executor.read.run_actions(run_id)
+        if found is None:
+            return _error(410, f"state of run {run_id} is gone")
+        return ORJSONResponse(found)
+
+    return app

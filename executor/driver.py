@@ -1,0 +1,141 @@
+"""The HTTP driver: one POST to the app per queue item, and the answer parsed into an outcome.
+
+aiohttp, not httpx, on this hot path: measured in bench/driver.py (sequential loopback POSTs
+and 20-way concurrency). The parsing never raises: anything malformed becomes a CallError
+with a readable message, which fails that attempt and never the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import aiohttp
+import orjson
+
+KNOWN_OPS = {
+    "steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep", "waitforevent",
+    "invokefunction", "runcomplete", "discoveryrequest", "aigateway", "gateway",
+    "waitforsignal", "stepnotfound", "none",
+}
+
+
+@dataclasses.dataclass
+class Completed:
+    output: Any
+
+
+@dataclasses.dataclass
+class Ops:
+    ops: list[dict[str, Any]]
+    retry_after: str | None
+    no_retry: bool
+    version: int | None
+
+
+@dataclasses.dataclass
+class CallError:
+    message: str
+    error: dict[str, Any]
+    retriable: bool = True
+    retry_after: str | None = None
+    status: int | None = None
+
+
+Outcome = Completed | Ops | CallError
+
+
+def _error(message: str, status: int | None = None, **kw: Any) -> CallError:
+    return CallError(message, {"name": "Error", "message": message, "error": message}, status=status, **kw)
+
+
+def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome:
+    """Turn an SDK's answer into an outcome (protocol §5, §6). `headers` are lower-case."""
+    if status == 201:  # streaming: keep-alive spaces, then an envelope with the real answer
+        try:
+            envelope = orjson.loads(body.strip())
+            inner_body = envelope.get("body", "")
+            body = inner_body.encode() if isinstance(inner_body, str) else orjson.dumps(inner_body)
+            headers = {**headers, **{k.lower(): str(v) for k, v in (envelope.get("headers") or {}).items()}}
+            status = int(envelope["status"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return _error("malformed streaming response from the SDK", status)
+    from_sdk = "x-inngest-sdk" in headers
+    no_retry_header = headers.get("x-inngest-no-retry")
+    no_retry = no_retry_header == "true"
+    retry_after = headers.get("retry-after")
+    if 200 <= status < 300 and not from_sdk:
+        return _error(f"HTTP {status} without an X-Inngest-SDK header: not an Inngest SDK", status)
+    if status == 200:
+        try:
+            return Completed(orjson.loads(body) if body.strip() else None)
+        except orjson.JSONDecodeError as exc:
+            return _error(f"SDK answered 200 with a body that is not JSON: {exc}", status)
+    if status == 206:
+        try:
+            parsed = orjson.loads(body) if body.strip() else []
+        except orjson.JSONDecodeError as exc:
+            return _error(f"SDK answered 206 with a body that is not JSON: {exc}", status)
+        ops = [parsed] if isinstance(parsed, dict) else parsed
+        if not isinstance(ops, list):
+            return _error("SDK answered 206 with neither an opcode list nor an opcode", status)
+        for i, op in enumerate(ops):
+            if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+                return _error(f"opcode {i}: must be an object with a string 'op'", status)
+            if op["op"].lower() not in KNOWN_OPS:
+                return _error(f"opcode {i}: unknown op {op['op']!r}", status)
+            if not isinstance(op.get("id", ""), str):
+                return _error(f"opcode {i}: 'id' must be a string", status)
+        version_text = headers.get("x-inngest-req-version", "")
+        version = int(version_text) if version_text.lstrip("-").isdigit() else None
+        return Ops(ops, retry_after, no_retry, version)
+    # an error answer: take the SDK's error object when there is one
+    try:
+        parsed_error = orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError:
+        parsed_error = None
+    if from_sdk and isinstance(parsed_error, dict) and parsed_error.get("message") is not None:
+        message = str(parsed_error.get("message"))
+        error = {
+            "error": f"invalid status code: {status}",
+            "name": str(parsed_error.get("name") or "Error"),
+            "message": message,
+            "stack": str(parsed_error.get("stack") or ""),
+        }
+    else:
+        text = body[:500].decode(errors="replace")
+        message = f"invalid status code: {status}" + (f": {text}" if text.strip() else "")
+        error = {"error": f"invalid status code: {status}", "name": "Error", "message": message}
+    retriable = not no_retry if no_retry_header is not None else True
+    return CallError(message, error, retriable, retry_after, status)
+
+
+class Driver:
+    def __init__(self, timeout_s: float = 7200.0) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        try:
+            async with self._client().post(url, data=body, headers=headers) as response:
+                raw = await response.read()
+                got = {k.lower(): v for k, v in response.headers.items()}
+                return parse_response(response.status, got, raw)
+        except asyncio.TimeoutError:
+            return _error(f"the call to {url} timed out")
+        except aiohttp.ClientError as exc:
+            return _error(f"the call to {url} failed: {exc.__class__.__name__}: {exc}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,74 @@
+"""Every Redis key the executor uses, built here and nowhere else.
+
+Keys of one run share the hash tag `{r:<run_id>}` and the queue keys share `{q}`, so each
+script touching one run or the queue stays in one slot. Scripts that move work between a run
+and the queue (complete, ingest) span two slots: fine on one Redis (what we support today),
+to be split for Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "il"
+
+# -- queue -------------------------------------------------------------------------------
+QUEUE_ITEMS = f"{PREFIX}:{{q}}:items"  # hash item id -> item JSON
+QUEUE_READY = f"{PREFIX}:{{q}}:ready"  # zset item id -> due time (ms): the delay queue
+QUEUE_LEASED = f"{PREFIX}:{{q}}:leased"  # zset item id -> lease expiry (ms)
+QUEUE_LEASES = f"{PREFIX}:{{q}}:leases"  # hash item id -> lease token of the holder
+QUEUE_WAKE = f"{PREFIX}:{{q}}:wake"  # list: one entry per enqueue, BLPOPed by idle workers
+
+# -- registry ----------------------------------------------------------------------------
+APPS = f"{PREFIX}:apps"  # hash app id -> app JSON (url, sdk, last sync, error)
+FUNCTIONS = f"{PREFIX}:functions"  # hash function id -> function config JSON
+REGISTRY_VERSION = f"{PREFIX}:registry:version"  # counter bumped on every sync
+
+# -- events ------------------------------------------------------------------------------
+EVENTS = f"{PREFIX}:events"  # zset event id -> received time (ms), newest last
+
+
+def event(event_id: str) -> str:
+    """String: the stored event JSON (as the SDK receives it)."""
+    return f"{PREFIX}:event:{event_id}"
+
+
+def event_runs(event_id: str) -> str:
+    """List: ids of the runs this event started."""
+    return f"{PREFIX}:event:{event_id}:runs"
+
+
+def events_by_name(name: str) -> str:
+    """Zset: event ids of one name -> received time (ms)."""
+    return f"{PREFIX}:events:name:{name}"
+
+
+# -- runs --------------------------------------------------------------------------------
+RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
+
+
+def run(run_id: str) -> str:
+    """Hash: run metadata (function, status, output, times, events, version, seq)."""
+    return f"{PREFIX}:run:{{r:{run_id}}}"
+
+
+def run_memos(run_id: str) -> str:
+    """Hash: hashed step id -> memo JSON ({"data": ...} | {"error": ...} | null)."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:memos"
+
+
+def run_stack(run_id: str) -> str:
+    """List: hashed step ids in the order their memos were saved (ctx.stack)."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:stack"
+
+
+def run_steps(run_id: str) -> str:
+    """Hash: hashed step id -> step record JSON (name, status, attempts, times, error)."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:steps"
+
+
+def run_keys(run_id: str) -> list[str]:
+    return [run(run_id), run_memos(run_id), run_stack(run_id), run_steps(run_id)]
+
+
+def idempotency(function_id: str, key: str) -> str:
+    """String with a TTL: set when a run starts for (function, idempotency key)."""
+    return f"{PREFIX}:idem:{function_id}:{key}"

@@ -1,0 +1,49 @@
+-- Save a step's memo, append it to the run's step order, schedule the run's next call and
+-- release the lease: one atomic script, guarded by the lease token, so a memo is saved once.
+-- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
+--       6 run hash, 7 memos hash, 8 stack list, 9 steps hash
+-- ARGV: 1 item id, 2 lease token, 3 now_ms,
+--       4 hashed step id ('' = no memo to save), 5 memo JSON, 6 step record JSON ('' = none),
+--       7 next call due ms (-1 = no next call), 8 next item JSON without id,
+--       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue)
+-- returns: {0} lease lost (nothing written); {1} done; {2} done but the memo existed
+--          already (first value kept); {1|2, next_item_json} next item leased to the caller
+--          under the same token.
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
+local code = 1
+if ARGV[4] ~= '' then
+  if redis.call('HSETNX', KEYS[7], ARGV[4], ARGV[5]) == 1 then
+    redis.call('RPUSH', KEYS[8], ARGV[4])
+  else
+    code = 2
+  end
+end
+if ARGV[6] ~= '' then
+  -- keep the first attempt's start time across retries of one step
+  local rec = cjson.decode(ARGV[6])
+  local old = redis.call('HGET', KEYS[9], rec['id'])
+  if old then
+    local prev = cjson.decode(old)
+    if prev['started_at'] then rec['started_at'] = prev['started_at'] end
+  end
+  redis.call('HSET', KEYS[9], rec['id'], cjson.encode(rec))
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+local due = tonumber(ARGV[7])
+if due < 0 then return {code} end
+local item = cjson.decode(ARGV[8])
+local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
+item['id'] = item['run_id'] .. ':' .. seq
+local encoded = cjson.encode(item)
+redis.call('HSET', KEYS[1], item['id'], encoded)
+if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
+  redis.call('HSET', KEYS[4], item['id'], ARGV[2])
+  return {code, encoded}
+end
+redis.call('ZADD', KEYS[2], due, item['id'])
+redis.call('LPUSH', KEYS[5], '1')
+redis.call('LTRIM', KEYS[5], 0, 255)
+return {code}

@@ -1,0 +1,24 @@
+-- Put a failed call back in the queue for a later attempt, and record the step's error.
+-- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
+--       6 run hash, 7 steps hash
+-- ARGV: 1 item id, 2 lease token, 3 due ms, 4 item JSON (attempt already raised),
+--       5 last error text, 6 step record JSON ('' = none)
+-- returns: 1 rescheduled; 0 lease lost (nothing written)
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[6], 'last_error', ARGV[5])
+if ARGV[6] ~= '' then
+  local rec = cjson.decode(ARGV[6])
+  local old = redis.call('HGET', KEYS[7], rec['id'])
+  if old then
+    local prev = cjson.decode(old)
+    if prev['started_at'] then rec['started_at'] = prev['started_at'] end
+  end
+  redis.call('HSET', KEYS[7], rec['id'], cjson.encode(rec))
+end
+redis.call('LPUSH', KEYS[5], '1')
+redis.call('LTRIM', KEYS[5], 0, 255)
+return 1

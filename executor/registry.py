@@ -1,0 +1,183 @@
+"""Synced apps and their functions: validated at sync, stored in Redis, cached per process.
+
+Every process keeps the function set in memory and reloads it when the registry version in
+Redis moves (any process's sync bumps it), so matching an event costs no Redis reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import uuid
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from . import keys
+
+DEFAULT_RETRIES = 4
+MAX_RETRIES = 20
+MAX_TRIGGERS = 10
+
+
+class SyncError(ValueError):
+    """A sync payload is wrong; the message names the function and the field."""
+
+
+@dataclasses.dataclass
+class FunctionConfig:
+    id: str
+    name: str
+    app_id: str
+    url: str
+    events: list[str]
+    crons: list[str]
+    max_attempts: int
+    raw: dict[str, Any]
+
+    def matches(self, event_name: str) -> bool:
+        return any(_name_matches(pattern, event_name) for pattern in self.events)
+
+
+def _name_matches(pattern: str, name: str) -> bool:
+    if "*" not in pattern:
+        return pattern == name
+    regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+    return re.match(regex, name) is not None
+
+
+def _field(fn_id: str, field: str, problem: str) -> SyncError:
+    return SyncError(f"function {fn_id!r}: {field}: {problem}")
+
+
+def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
+    if not isinstance(raw, dict):
+        raise SyncError(f"functions[{index}]: must be an object")
+    fn_id = raw.get("id")
+    if not isinstance(fn_id, str) or not fn_id:
+        raise SyncError(f"functions[{index}].id: must be a non-empty string")
+    triggers = raw.get("triggers")
+    if not isinstance(triggers, list) or not triggers:
+        raise _field(fn_id, "triggers", "must be a non-empty list")
+    if len(triggers) > MAX_TRIGGERS:
+        raise _field(fn_id, "triggers", f"at most {MAX_TRIGGERS} triggers")
+    events: list[str] = []
+    crons: list[str] = []
+    for i, trigger in enumerate(triggers):
+        if not isinstance(trigger, dict):
+            raise _field(fn_id, f"triggers[{i}]", "must be an object")
+        if isinstance(trigger.get("event"), str) and trigger["event"]:
+            events.append(trigger["event"])
+        elif isinstance(trigger.get("cron"), str) and trigger["cron"]:
+            crons.append(trigger["cron"])
+        else:
+            raise _field(fn_id, f"triggers[{i}]", "needs a non-empty 'event' or 'cron'")
+    step = (raw.get("steps") or {}).get("step") if isinstance(raw.get("steps"), dict) else None
+    url = ((step or {}).get("runtime") or {}).get("url") if isinstance(step, dict) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise _field(fn_id, "steps.step.runtime.url", "must be an http(s) URL")
+    retries = ((step or {}).get("retries") or {}).get("attempts", DEFAULT_RETRIES)
+    if retries is None:
+        retries = DEFAULT_RETRIES
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
+        raise _field(fn_id, "steps.step.retries.attempts", f"must be an integer 0..{MAX_RETRIES}")
+    return FunctionConfig(
+        id=fn_id,
+        name=str(raw.get("name") or fn_id),
+        app_id=app_id,
+        url=url,
+        events=events,
+        crons=crons,
+        max_attempts=retries + 1,
+        raw=raw,
+    )
+
+
+def parse_sync(body: Any) -> tuple[str, str, list[FunctionConfig]]:
+    """(app id, app url, functions) from a `/fn/register` body, both key spellings accepted."""
+    if not isinstance(body, dict):
+        raise SyncError("body: must be a JSON object")
+    app_id = body.get("appName", body.get("appname"))
+    if not isinstance(app_id, str) or not app_id:
+        raise SyncError("appName: must be a non-empty string")
+    url = body.get("url")
+    if not isinstance(url, str) or not url:
+        raise SyncError("url: must be a non-empty string")
+    functions = body.get("functions")
+    if functions is None:
+        functions = []
+    if not isinstance(functions, list):
+        raise SyncError("functions: must be a list")
+    parsed = [parse_function(raw, app_id, i) for i, raw in enumerate(functions)]
+    ids = [fn.id for fn in parsed]
+    if len(set(ids)) != len(ids):
+        raise SyncError("functions: two functions share one id")
+    return app_id, url, parsed
+
+
+class Registry:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.version: int | None = None
+        self.functions: dict[str, FunctionConfig] = {}
+
+    async def refresh(self, version: int | None = None) -> None:
+        """Reload the function set if another process synced since we last looked."""
+        if version is None:
+            version = int(await self.redis.get(keys.REGISTRY_VERSION) or 0)
+        if version == self.version:
+            return
+        raw = await self.redis.hgetall(keys.FUNCTIONS)
+        functions = {}
+        for value in raw.values():
+            stored = orjson.loads(value)
+            fn = parse_function(stored["config"], stored["app_id"], 0)
+            functions[fn.id] = fn
+        self.functions = functions
+        self.version = version
+
+    def match(self, event_name: str) -> list[FunctionConfig]:
+        return [fn for fn in self.functions.values() if fn.matches(event_name)]
+
+    async def sync(self, body: Any, raw_body: bytes, now_ms: int) -> dict[str, Any]:
+        """Store an app and replace its function set. Raises SyncError for a bad payload."""
+        app_id, url, functions = parse_sync(body)
+        checksum = hashlib.sha256(raw_body).hexdigest()
+        previous = await self.redis.hget(keys.APPS, app_id)
+        old = orjson.loads(previous) if previous else {}
+        modified = old.get("checksum") != checksum
+        app = {
+            "id": app_id,
+            "url": url,
+            "sdk": body.get("sdk", ""),
+            "framework": body.get("framework", ""),
+            "synced_at": now_ms,
+            "checksum": checksum,
+            "functions": [fn.id for fn in functions],
+            "error": None,
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.APPS, app_id, orjson.dumps(app))
+            gone = set(old.get("functions", [])) - set(app["functions"])
+            if gone:
+                pipe.hdel(keys.FUNCTIONS, *gone)
+            for fn in functions:
+                pipe.hset(
+                    keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})
+                )
+            pipe.incr(keys.REGISTRY_VERSION)
+            await pipe.execute()
+        await self.refresh()
+        return {"ok": True, "modified": modified, "sync_id": str(uuid.uuid4()), "app_id": app_id}
+
+    async def record_sync_error(self, url: str, error: str, now_ms: int) -> None:
+        """Remember that syncing `url` failed, for the apps list."""
+        raw = await self.redis.hgetall(keys.APPS)
+        for app_id, value in raw.items():
+            app = orjson.loads(value)
+            if app.get("url") == url:
+                app["error"] = error
+                app["error_at"] = now_ms
+                await self.redis.hset(keys.APPS, app_id, orjson.dumps(app))

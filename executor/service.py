@@ -1,0 +1,112 @@
+"""Wires one executor process: Redis, scripts, registry, queue, run state, worker, syncer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+
+import httpx
+from redis.asyncio import Redis
+
+from .clock import Clock, system_ms
+from .driver import Driver
+from .events import Limits
+from .queue import Queue
+from .read_model import ReadModel
+from .registry import Registry
+from .scripts import Scripts
+from .state import RunState
+from .worker import Worker
+
+log = logging.getLogger("inngest_like.executor")
+
+
+@dataclasses.dataclass
+class Settings:
+    mode: str = "dev"  # "dev" or "cloud" (inngest-like start)
+    app_urls: list[str] = dataclasses.field(default_factory=list)
+    retry_interval_s: float | None = None
+    lease_ms: int = 20_000
+    slots: int = 64
+    poll_interval_s: float = 5.0
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    run_worker: bool = True
+
+
+class Executor:
+    def __init__(self, redis: Redis, settings: Settings, clock: Clock = system_ms) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.clock = clock
+        self.scripts = Scripts(redis)
+        self.registry = Registry(redis)
+        self.queue = Queue(redis, self.scripts)
+        self.state = RunState(redis, self.scripts)
+        self.read = ReadModel(redis)
+        self.driver = Driver()
+        self.worker = Worker(
+            self.queue,
+            self.state,
+            self.registry,
+            self.driver,
+            clock=clock,
+            slots=settings.slots,
+            lease_ms=settings.lease_ms,
+            retry_interval_s=settings.retry_interval_s,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.registry.refresh()
+        if self.settings.run_worker:
+            self._tasks.append(asyncio.create_task(self.worker.run_forever()))
+        if self.settings.app_urls:
+            self._tasks.append(asyncio.create_task(self._sync_forever()))
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.driver.close()
+
+    async def sync_app(self, url: str) -> str | None:
+        """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""
+        headers = {"Content-Type": "application/json", "X-Inngest-Server-Kind": self.settings.mode}
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answer = await http.put(url, json={"url": url}, headers=headers)
+        except httpx.HTTPError as exc:
+            error = f"unreachable: {exc.__class__.__name__}"
+        else:
+            error = None
+            body = {}
+            try:
+                body = answer.json()
+            except ValueError:
+                pass
+            if answer.status_code >= 400:
+                error = f"HTTP {answer.status_code}: {body.get('message') or body.get('error') or ''}"
+            elif isinstance(body, dict) and body.get("error"):
+                error = str(body["error"])
+        if error:
+            await self.registry.record_sync_error(url, error, self.clock())
+        return error
+
+    async def _sync_forever(self) -> None:
+        """Dev mode: sync each `-u` app at start, then again every poll interval."""
+        reported: dict[str, str | None] = {}
+        while True:
+            for url in self.settings.app_urls:
+                error = await self.sync_app(url)
+                if error != reported.get(url, "unset"):
+                    if error:
+                        log.warning("sync of %s failed: %s", url, error)
+                    else:
+                        log.info("synced %s", url)
+                    reported[url] = error
+            await asyncio.sleep(self.settings.poll_interval_s)

@@ -1,0 +1,168 @@
+"""Run state in Redis: what a call needs (events, memos, step order) and the writes that
+record a call's outcome, each one atomic script guarded by the lease token."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from . import keys
+from .queue import QUEUE_KEYS, QueueItem
+from .scripts import Scripts
+
+# Above this, memos + events are not sent with the call: the SDK fetches them (`use_api`).
+USE_API_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class CallState:
+    run: dict[bytes, bytes]
+    memos: dict[bytes, bytes]
+    stack: list[bytes]
+    registry_version: int
+
+    @property
+    def status(self) -> str:
+        return self.run.get(b"status", b"").decode()
+
+    @property
+    def version(self) -> int:
+        return int(self.run.get(b"version", b"-1"))
+
+
+def call_body(item: QueueItem, state: CallState) -> bytes:
+    """The call request (protocol §4), assembled from stored JSON without re-encoding memos,
+    so the n-th step costs a copy of the memos, not a parse and a dump of them."""
+    events = state.run[b"events"]
+    steps = b"{" + b",".join(b'"' + h + b'":' + state.memos[h] for h in state.stack) + b"}"
+    use_api = len(steps) + len(events) > USE_API_BYTES
+    if use_api:
+        events, steps = b"[]", b"{}"
+    ctx = {
+        "run_id": item.run_id,
+        "env": "",
+        "step_id": item.step_id,
+        "attempt": item.attempt,
+        "max_attempts": item.max_attempts,
+        "stack": {"stack": [h.decode() for h in state.stack], "current": len(state.stack)},
+        "disable_immediate_execution": state.run.get(b"disable_immediate") == b"1",
+        "use_api": use_api,
+        "qi_id": item.id,
+    }
+    return b"".join(
+        (
+            b'{"event":',
+            state.run[b"event"],
+            b',"events":',
+            events,
+            b',"steps":',
+            steps,
+            b',"ctx":',
+            orjson.dumps(ctx),
+            b',"version":',
+            str(state.version).encode(),
+            b',"use_api":',
+            b"true" if use_api else b"false",
+            b"}",
+        )
+    )
+
+
+class RunState:
+    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+        self.redis = redis
+        self.scripts = scripts
+
+    def _queue_load(self, pipe: Any, run_id: str) -> None:
+        pipe.hgetall(keys.run(run_id))
+        pipe.hgetall(keys.run_memos(run_id))
+        pipe.lrange(keys.run_stack(run_id), 0, -1)
+        pipe.get(keys.REGISTRY_VERSION)
+
+    @staticmethod
+    def _state(results: list[Any]) -> CallState | None:
+        run, memos, stack, version = results
+        if not run:
+            return None
+        return CallState(run, memos, stack, int(version or 0))
+
+    async def load(self, run_id: str) -> CallState | None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_load(pipe, run_id)
+            return self._state(await pipe.execute())
+
+    async def complete(
+        self,
+        item: QueueItem,
+        token: str,
+        now_ms: int,
+        *,
+        step_hash: str = "",
+        memo: bytes = b"",
+        record: dict[str, Any] | None = None,
+        next_due: int = -1,
+        next_template: bytes = b"{}",
+        lease_expiry: int = 0,
+    ) -> tuple[int, QueueItem | None, CallState | None]:
+        """Save a memo and schedule the next call in one script. When the next call is due
+        now and `lease_expiry` is set, it comes straight back leased to us, with its state
+        read in the same round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self.scripts.script("complete")(
+                keys=[*QUEUE_KEYS, *keys.run_keys(item.run_id)],
+                args=[
+                    item.id, token, now_ms, step_hash, memo,
+                    orjson.dumps(record) if record else b"", next_due, next_template,
+                    lease_expiry,
+                ],
+                client=pipe,
+            )
+            self._queue_load(pipe, item.run_id)
+            results = await pipe.execute()
+        out = results[0]
+        code = int(out[0])
+        if code == 0 or len(out) < 2:
+            return code, None, None
+        return code, QueueItem.from_json(out[1]), self._state(results[1:])
+
+    async def retry(
+        self,
+        item: QueueItem,
+        token: str,
+        due_ms: int,
+        last_error: str,
+        record: dict[str, Any] | None = None,
+    ) -> bool:
+        again = dataclasses.replace(item, attempt=item.attempt + 1)
+        ok = await self.scripts(
+            "retry",
+            [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id)],
+            [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
+             orjson.dumps(record) if record else b""],
+        )
+        return bool(ok)
+
+    async def finish(
+        self,
+        item: QueueItem,
+        token: str,
+        now_ms: int,
+        status: str,
+        output: Any = None,
+        record: dict[str, Any] | None = None,
+    ) -> int:
+        return int(
+            await self.scripts(
+                "finish",
+                [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
+                 keys.run_steps(item.run_id)],
+                [item.id, token, now_ms, status, orjson.dumps(output),
+                 orjson.dumps(record) if record else b""],
+            )
+        )
+
+    async def set_version(self, run_id: str, version: int) -> None:
+        await self.redis.hset(keys.run(run_id), "version", str(version))

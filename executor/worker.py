@@ -1,0 +1,324 @@
+"""Workers: lease queue items, call the app, and act on each answer (one switch per opcode).
+
+One leasing loop per process fills up to `slots` concurrent calls. After a step completes,
+the next call of the same run comes back from the complete script already leased, so a run
+moves step to step without passing through the queue again (immediate execution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import orjson
+
+from . import backoff, durations
+from .clock import Clock, system_ms
+from .driver import CallError, Completed, Driver, Ops, Outcome
+from .queue import Queue, QueueItem
+from .registry import Registry
+from .state import CallState, RunState, call_body
+
+log = logging.getLogger("inngest_like.executor")
+
+MAX_SLEEP_MS = 366 * 24 * 3600 * 1000
+_STEP_ID = re.compile(r"([?&])stepId=[^&]*")
+
+
+def step_url(url: str, step_id: str) -> str:
+    if _STEP_ID.search(url):
+        return _STEP_ID.sub(lambda m: f"{m.group(1)}stepId={step_id}", url)
+    return url + ("&" if "?" in url else "?") + f"stepId={step_id}"
+
+
+def _record(op: dict[str, Any], status: str, attempts: int, started: int, ended: int,
+            **extra: Any) -> dict[str, Any]:
+    """A step record for the steps API: metadata only (outputs stay in the memo)."""
+    rec = {
+        "id": op.get("id", ""),
+        "name": op.get("displayName") or op.get("name") or op.get("id", ""),
+        "op": op.get("op"),
+        "status": status,
+        "attempts": attempts,
+        "started_at": started,
+        "ended_at": ended,
+    }
+    rec.update(extra)
+    return rec
+
+
+def _sleep_until_ms(op: dict[str, Any], now_ms: int) -> int:
+    """Wake time of a Sleep op: `opts.duration`, else `name` (a date or a duration)."""
+    opts = op.get("opts") or {}
+    for value in (opts.get("until"), opts.get("duration"), op.get("name")):
+        if not isinstance(value, str) or not value:
+            continue
+        if len(value) >= 10:
+            try:
+                import datetime
+
+                moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=datetime.UTC)
+                return max(now_ms, min(int(moment.timestamp() * 1000), now_ms + MAX_SLEEP_MS))
+            except ValueError:
+                pass
+        try:
+            return now_ms + min(durations.parse_ms(value), MAX_SLEEP_MS)
+        except ValueError:
+            continue
+    raise ValueError(f"Sleep op {op.get('id')!r}: no readable duration or time")
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: Queue,
+        state: RunState,
+        registry: Registry,
+        driver: Driver,
+        *,
+        clock: Clock = system_ms,
+        slots: int = 64,
+        lease_ms: int = 20_000,
+        retry_interval_s: float | None = None,
+    ) -> None:
+        self.queue = queue
+        self.state = state
+        self.registry = registry
+        self.driver = driver
+        self.clock = clock
+        self.slots = slots
+        self.lease_ms = lease_ms
+        self.retry_interval_s = retry_interval_s
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
+        self._stopping = False
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run_forever(self) -> None:
+        reaper = asyncio.create_task(self._reap_forever())
+        try:
+            while not self._stopping:
+                await self._fill_slots(block=True)
+        finally:
+            reaper.cancel()
+
+    async def run_until_idle(self) -> None:
+        """Work until nothing is due and nothing is in flight (tests, benchmarks)."""
+        while True:
+            leased = await self._fill_slots(block=False)
+            if not leased and not self._inflight:
+                return
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def drain(self) -> None:
+        if self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+    async def _fill_slots(self, *, block: bool) -> int:
+        free = self.slots - len(self._inflight)
+        if free <= 0:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+            return 0
+        now = self.clock()
+        try:
+            items, token, next_due = await self.queue.lease(now, self.lease_ms, free)
+        except Exception:
+            log.exception("leasing failed; retrying in 1 s")
+            await asyncio.sleep(1)
+            return 0
+        for item in items:
+            task = asyncio.create_task(self._work(item, token))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+        if not items and block:
+            wait_s = 1.0 if next_due is None else min(1.0, (next_due - now) / 1000)
+            if wait_s > 0:
+                try:
+                    await self.queue.wait(wait_s)
+                except Exception:
+                    log.exception("waiting on the queue failed; retrying in 1 s")
+                    await asyncio.sleep(1)
+        return len(items)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slot_free.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker task failed", exc_info=task.exception())
+
+    async def _reap_forever(self) -> None:
+        while True:
+            try:
+                moved = await self.queue.reap(self.clock())
+                if moved:
+                    log.info("reaped %d queue items whose lease expired", moved)
+            except Exception:
+                log.exception("reaping failed")
+            await asyncio.sleep(max(self.lease_ms / 2000, 0.2))
+
+    # -- one run, step after step -----------------------------------------------------------
+    async def _work(self, item: QueueItem, token: str) -> None:
+        state: CallState | None = None
+        next_item: QueueItem | None = item
+        while next_item is not None:
+            next_item, state = await self.execute(next_item, token, state)
+
+    async def execute(
+        self, item: QueueItem, token: str, state: CallState | None = None
+    ) -> tuple[QueueItem | None, CallState | None]:
+        """Make one call for `item` and record its outcome; returns the run's next item when
+        it came back leased to us."""
+        if state is None:
+            state = await self.state.load(item.run_id)
+        now = self.clock()
+        if state is None or state.status != "Running":
+            await self.state.finish(item, token, now, "")  # run gone or ended: drop the item
+            return None, None
+        if state.registry_version != self.registry.version:
+            await self.registry.refresh(state.registry_version)
+        fn = self.registry.functions.get(item.fn_id)
+        if fn is None:
+            error = {"name": "Error", "message": f"function {item.fn_id!r} is not synced"}
+            await self.state.finish(item, token, now, "Failed", {"error": error, **error})
+            return None, None
+        body = call_body(item, state)
+        outcome = await self._call(item, token, step_url(fn.url, item.step_id), body)
+        return await self.handle(item, token, state, outcome, now)
+
+    async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
+        renewer = asyncio.create_task(self._renew(item.id, token))
+        try:
+            return await self.driver.call(
+                url,
+                body,
+                {"Content-Type": "application/json", "X-Inngest-Req-Version": "2",
+                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id},
+            )
+        finally:
+            renewer.cancel()
+
+    async def _renew(self, item_id: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            if not await self.queue.renew(item_id, token, self.clock() + self.lease_ms):
+                log.warning("lease on %s was lost while its call was in flight", item_id)
+                return
+
+    # -- acting on the answer ---------------------------------------------------------------
+    async def handle(
+        self, item: QueueItem, token: str, state: CallState, outcome: Outcome, started: int
+    ) -> tuple[QueueItem | None, CallState | None]:
+        now = self.clock()
+        if isinstance(outcome, Completed):
+            await self.state.finish(item, token, now, "Completed", outcome.output)
+            return None, None
+        if isinstance(outcome, CallError):
+            await self._failed_attempt(item, token, outcome, now)
+            return None, None
+        if outcome.version is not None and outcome.version != state.version:
+            await self.state.set_version(item.run_id, outcome.version)
+        return await self._ops(item, token, outcome, started, now)
+
+    async def _failed_attempt(
+        self, item: QueueItem, token: str, error: CallError, now: int,
+        op: dict[str, Any] | None = None,
+    ) -> None:
+        attempts = item.attempt + 1
+        if error.retriable and attempts < item.max_attempts:
+            due = backoff.retry_after_ms(error.retry_after, now) or (
+                now + backoff.delay_ms(item.attempt, self.retry_interval_s)
+            )
+            record = (
+                _record(op, "Retrying", attempts, now, now, error=error.error, retry_at=due)
+                if op else None
+            )
+            if not await self.state.retry(item, token, due, error.message, record):
+                log.warning("lease on %s lost before its retry was recorded", item.id)
+            return
+        record = _record(op, "Failed", attempts, now, now, error=error.error) if op else None
+        await self.state.finish(item, token, now, "Failed", error.error, record)
+
+    async def _next(
+        self, item: QueueItem, token: str, now: int, *, op: dict[str, Any] | None = None,
+        memo: bytes = b"", record: dict[str, Any] | None = None, due: int | None = None,
+        step_id: str = "step",
+    ) -> tuple[QueueItem | None, CallState | None]:
+        due = now if due is None else due
+        code, leased, next_state = await self.state.complete(
+            item, token, now,
+            step_hash=(op or {}).get("id", "") if memo else "",
+            memo=memo,
+            record=record,
+            next_due=due,
+            next_template=item.template(step_id=step_id, attempt=0),
+            lease_expiry=now + self.lease_ms,
+        )
+        if code == 0:
+            log.warning("lease on %s was lost; the call's outcome is dropped", item.id)
+        return leased, next_state
+
+    async def _ops(
+        self, item: QueueItem, token: str, outcome: Ops, started: int, now: int
+    ) -> tuple[QueueItem | None, CallState | None]:
+        ops = outcome.ops
+        if not ops:
+            await self.state.finish(item, token, now, "")
+            return None, None
+        if len(ops) > 1:
+            return await self._unsupported(item, token, now, "parallel steps (several opcodes)")
+        op = ops[0]
+        kind = op["op"].lower()
+        attempts = item.attempt + 1
+        if kind in ("steprun", "step"):
+            data = op.get("data")
+            if kind == "step" and isinstance(data, dict) and set(data) in ({"data"}, {"error"}):
+                memo = orjson.dumps(data)
+            else:
+                memo = orjson.dumps({"data": data})
+            rec = _record(op, "Completed", attempts, started, now)
+            return await self._next(item, token, now, op=op, memo=memo, record=rec)
+        if kind == "steperror" and not outcome.no_retry and attempts < item.max_attempts:
+            error = CallError(
+                str((op.get("error") or {}).get("message", "step failed")),
+                op.get("error") or {}, True, outcome.retry_after,
+            )
+            await self._failed_attempt(item, token, error, now, op)
+            return None, None
+        if kind in ("steperror", "stepfailed"):
+            error = op.get("error") or {"name": "Error", "message": "step failed"}
+            rec = _record(op, "Failed", attempts, started, now, error=error)
+            return await self._next(
+                item, token, now, op=op, memo=orjson.dumps({"error": error}), record=rec
+            )
+        if kind == "sleep":
+            try:
+                wake = _sleep_until_ms(op, now)
+            except ValueError as exc:
+                return await self._unsupported(item, token, now, str(exc))
+            rec = _record(op, "Sleeping", attempts, started, wake, until=wake)
+            return await self._next(item, token, now, op=op, memo=b"null", record=rec, due=wake)
+        if kind == "stepplanned":
+            return await self._next(item, token, now, step_id=op.get("id") or "step")
+        if kind == "discoveryrequest":
+            return await self._next(item, token, now)
+        if kind == "runcomplete":
+            await self.state.finish(item, token, now, "Completed", op.get("data"))
+            return None, None
+        return await self._unsupported(item, token, now, f"the {op['op']} opcode")
+
+    async def _unsupported(
+        self, item: QueueItem, token: str, now: int, what: str
+    ) -> tuple[None, None]:
+        message = f"this executor does not support {what} yet"
+        error = {"error": message, "name": "Error", "message": message}
+        await self.state.finish(item, token, now, "Failed", error)
+        return None, None

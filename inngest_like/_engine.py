@@ -1,0 +1,154 @@
+"""The sans-IO step engine: step-id hashing, memo replay, and opcode construction.
+
+One `Dispatch` lives for one call request. Each time the function reaches a step it asks
+the dispatch: is there a memo (replay it), may this step run now (execute it and interrupt
+with StepRun / StepError / StepFailed), or must it only be reported (StepPlanned, Sleep, ...).
+Nothing here does I/O: the handler feeds in the request and turns the outcome into HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import traceback
+from typing import Any, NoReturn
+
+import pydantic
+
+from ._errors import (
+    NonRetriableError,
+    RetryAfterError,
+    StepError,
+    StepUnexpectedError,
+    _Interrupt,
+)
+
+DISCOVERY_STEP = "step"  # the stepId of a call that is not targeted at one step
+
+
+def hash_step_id(user_id: str, index: int) -> str:
+    """Lowercase hex SHA-1 of the user id; the n-th repeat (n >= 1) hashes `id:n`."""
+    raw = user_id if index == 0 else f"{user_id}:{index}"
+    return hashlib.sha1(raw.encode()).hexdigest()
+
+
+def to_json(value: Any) -> Any:
+    """Turn a step or function output into a JSON value (pydantic models become dicts)."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    return value
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    """The error object of the wire protocol: name, message, stack."""
+    if isinstance(exc, StepError):
+        return {"name": exc.name, "message": exc.message, "stack": exc.stack or ""}
+    message = getattr(exc, "message", None) or str(exc)
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"name": type(exc).__name__, "message": message, "stack": stack}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepInfo:
+    user_id: str
+    index: int
+    hashed: str
+
+    def op(self, opcode: str, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.hashed,
+            "op": opcode,
+            "displayName": self.user_id,
+            "name": self.user_id,
+            "userland": {"id": self.user_id, "index": self.index},
+        }
+        body.update(fields)
+        return body
+
+
+class _Missing:
+    pass
+
+
+MISSING: Any = _Missing()
+
+
+class Dispatch:
+    """Per-call engine state."""
+
+    def __init__(
+        self,
+        *,
+        memos: dict[str, Any],
+        target_step: str = DISCOVERY_STEP,
+        attempt: int = 0,
+        max_attempts: int | None = None,
+        disable_immediate_execution: bool = False,
+    ) -> None:
+        self._memos = dict(memos)
+        self.target_step = target_step or DISCOVERY_STEP
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.disable_immediate_execution = disable_immediate_execution
+        self.in_parallel = False
+        self._seen: dict[str, int] = {}
+
+    # -- identity ---------------------------------------------------------------------
+    def begin(self, user_id: str) -> StepInfo:
+        if not isinstance(user_id, str) or not user_id:
+            raise TypeError("a step id must be a non-empty string")
+        index = self._seen.get(user_id, 0)
+        self._seen[user_id] = index + 1
+        return StepInfo(user_id, index, hash_step_id(user_id, index))
+
+    # -- replay -----------------------------------------------------------------------
+    def memo(self, info: StepInfo, model: type[pydantic.BaseModel] | None = None) -> Any:
+        """The memoized output of a step, MISSING if it has none; raises StepError for a
+        memoized failure so user code can catch it and compensate."""
+        if info.hashed not in self._memos:
+            return MISSING
+        value = self._memos.pop(info.hashed)
+        if isinstance(value, dict) and set(value) == {"error"}:
+            err = value["error"] or {}
+            raise StepError(
+                str(err.get("message", "")), str(err.get("name", "Error")), err.get("stack")
+            )
+        if isinstance(value, dict) and set(value) == {"data"}:
+            value = value["data"]
+        if model is not None and value is not None:
+            return model.model_validate(value)
+        return value
+
+    # -- deciding what a new step does --------------------------------------------------
+    def gate(self, info: StepInfo) -> None:
+        """Return if this new step.run may execute now; otherwise interrupt."""
+        if self.target_step != DISCOVERY_STEP:
+            if self.target_step == info.hashed:
+                return
+            if self.in_parallel:
+                raise _Interrupt([])  # another step of the group is targeted: skip this one
+            raise StepUnexpectedError(
+                f"step {info.user_id!r} was reached while the executor targeted step "
+                f"{self.target_step}; is the function deterministic?"
+            )
+        if self.in_parallel or self.disable_immediate_execution:
+            raise _Interrupt([info.op("StepPlanned")])
+
+    def report(self, info: StepInfo, opcode: str, **fields: Any) -> NoReturn:
+        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
+        raise _Interrupt([info.op(opcode, **fields)])
+
+    def ran(self, info: StepInfo, output: Any) -> NoReturn:
+        raise _Interrupt([info.op("StepRun", data=to_json(output))])
+
+    def failed(self, info: StepInfo, exc: BaseException) -> NoReturn:
+        body = error_body(exc)
+        last = self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
+        if isinstance(exc, NonRetriableError) or last:
+            raise _Interrupt([info.op("StepFailed", error=body)])
+        retry_after = exc.retry_after_header() if isinstance(exc, RetryAfterError) else None
+        raise _Interrupt([info.op("StepError", error=body)], retry_after=retry_after)

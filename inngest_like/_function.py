@@ -1,0 +1,96 @@
+"""Function declarations: triggers and options, rendered to the sync config (protocol §3.6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class TriggerEvent:
+    """Start a run for each event named `event` (optionally filtered by a CEL `expression`)."""
+
+    event: str
+    expression: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.event}
+        if self.expression:
+            out["expression"] = self.expression
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TriggerCron:
+    """Start a run on a cron schedule, e.g. `TZ=Europe/Paris 0 9 * * *`."""
+
+    cron: str
+    jitter: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cron": self.cron}
+        if self.jitter:
+            out["jitter"] = self.jitter
+        return out
+
+
+Trigger = TriggerEvent | TriggerCron
+
+MAX_RETRIES = 20
+
+
+class Function:
+    """A user function plus its config. Created by `Inngest.create_function`."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        fn_id: str,
+        name: str | None,
+        triggers: list[Trigger],
+        retries: int | None,
+        handler: Callable[..., Any],
+    ) -> None:
+        if not fn_id or not isinstance(fn_id, str):
+            raise ConfigError("create_function: fn_id must be a non-empty string")
+        if not triggers:
+            raise ConfigError(f"function {fn_id!r}: at least one trigger is required")
+        if retries is not None and not (0 <= retries <= MAX_RETRIES):
+            raise ConfigError(
+                f"function {fn_id!r}: retries must be between 0 and {MAX_RETRIES}, got {retries}"
+            )
+        self.local_id = fn_id
+        self.id = f"{app_id}-{fn_id}"
+        self.name = name or fn_id
+        self.triggers = triggers
+        self.retries = retries
+        self.handler = handler
+        self.is_async = inspect.iscoroutinefunction(handler)
+        params = [
+            p
+            for p in inspect.signature(handler).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        # (ctx, step) as in the seeds, or (ctx) alone with ctx.step as in the official SDK 0.5.
+        self.takes_step = len(params) >= 2
+
+    def to_config(self, serve_url: str) -> dict[str, Any]:
+        sep = "&" if "?" in serve_url else "?"
+        step: dict[str, Any] = {
+            "id": "step",
+            "name": "step",
+            "runtime": {"type": "http", "url": f"{serve_url}{sep}fnId={self.id}&stepId=step"},
+        }
+        if self.retries is not None:
+            step["retries"] = {"attempts": self.retries}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "triggers": [t.to_config() for t in self.triggers],
+            "steps": {"step": step},
+        }

@@ -1,0 +1,234 @@
+"""The framework-neutral side of `serve()`: sync (PUT), introspection (GET), calls (POST).
+
+Framework adapters (`fast_api.py`) translate their request into `Request` and the returned
+`Response` back; everything protocol-shaped lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import os
+import urllib.parse
+from typing import Any
+
+import httpx
+import orjson
+
+from ._context import Context, Group
+from ._engine import Dispatch, error_body, to_json
+from ._errors import NonRetriableError, RetryAfterError, StepError, _Interrupt
+from ._event import Event
+from ._function import Function
+from ._step import Step, StepSync
+from ._client import Inngest
+from ._version import SDK_HEADER, VERSION
+
+FRAMEWORK = "fast_api"
+
+
+@dataclasses.dataclass
+class Request:
+    method: str
+    url: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        return orjson.dumps(self.body)
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> Response:
+    return Response(status, {"code": code, "message": message, "name": "Error"}, dict(headers))
+
+
+class Handler:
+    def __init__(
+        self,
+        client: Inngest,
+        functions: list[Function],
+        *,
+        serve_origin: str | None = None,
+        serve_path: str | None = None,
+    ) -> None:
+        self.client = client
+        self.functions = {fn.id: fn for fn in functions}
+        if len(self.functions) != len(functions):
+            raise ValueError("serve(): two functions share one fn_id")
+        self.serve_origin = serve_origin or os.environ.get("INNGEST_SERVE_ORIGIN")
+        self.serve_path = serve_path or os.environ.get("INNGEST_SERVE_PATH")
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Inngest-SDK": SDK_HEADER,
+            "X-Inngest-Req-Version": "2",
+            "X-Inngest-Framework": FRAMEWORK,
+        }
+        headers.update(extra or {})
+        return headers
+
+    def _mode(self) -> str:
+        return "cloud" if self.client.is_production else "dev"
+
+    def _serve_url(self, request_url: str) -> str:
+        parts = urllib.parse.urlsplit(request_url)
+        origin = self.serve_origin or f"{parts.scheme}://{parts.netloc}"
+        path = self.serve_path or parts.path
+        return origin.rstrip("/") + path
+
+    # -- GET ----------------------------------------------------------------------------
+    def inspect(self, request: Request) -> Response:
+        kind = request.headers.get("x-inngest-server-kind")
+        if kind and kind != self._mode():
+            return Response(403, {}, self._headers())
+        return Response(
+            200,
+            {
+                "function_count": len(self.functions),
+                "has_event_key": bool(self.client.event_key),
+                "has_signing_key": bool(self.client.signing_key),
+                "has_signing_key_fallback": bool(self.client.signing_key_fallback),
+                "mode": self._mode(),
+                "schema_version": "2024-05-24",
+            },
+            self._headers(),
+        )
+
+    # -- PUT: out-of-band sync -------------------------------------------------------------
+    def registration(self, serve_url: str) -> dict[str, Any]:
+        return {
+            "appname": self.client.app_id,
+            "deploy_type": "ping",
+            "url": serve_url,
+            "sdk": f"py:v{VERSION}",
+            "v": "0.1",
+            "framework": FRAMEWORK,
+            "functions": [fn.to_config(serve_url) for fn in self.functions.values()],
+            "capabilities": {"in_band_sync": "v1", "trust_probe": "v1"},
+        }
+
+    async def sync(self, request: Request) -> Response:
+        kind = request.headers.get("x-inngest-server-kind")
+        if kind and kind != self._mode():
+            return _error(400, "server_kind_mismatch", f"Sync rejected: server is {kind}")
+        serve_url = self._serve_url(request.url.split("?")[0])
+        url = urllib.parse.urljoin(self.client.api_origin, "/fn/register")
+        if deploy_id := request.query.get("deployId"):
+            url += f"?deployId={urllib.parse.quote(deploy_id)}"
+        headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER}
+        if kind:
+            headers["X-Inngest-Expected-Server-Kind"] = kind
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answer = await http.post(
+                    url, content=orjson.dumps(self.registration(serve_url)), headers=headers
+                )
+            body = answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return _error(500, "registration_failed", f"could not reach {url}: {exc}")
+        status = 200 if answer.status_code < 400 else answer.status_code
+        return Response(status, body, self._headers({"X-Inngest-Sync-Kind": "out_of_band"}))
+
+    # -- POST: one call request ---------------------------------------------------------
+    async def _fetch_state(self, run_id: str) -> tuple[list[Any], dict[str, Any]]:
+        """`use_api`: the payload was too large to send, so fetch events and memos."""
+        base = self.client.api_origin
+        async with httpx.AsyncClient(timeout=30) as http:
+            batch = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/batch"))
+            actions = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/actions"))
+        batch.raise_for_status()
+        actions.raise_for_status()
+        return list(batch.json()), dict(actions.json())
+
+    async def call(self, request: Request) -> Response:
+        fn = self.functions.get(request.query.get("fnId", ""))
+        if fn is None:
+            return _error(
+                500,
+                "function_not_found",
+                f"no function {request.query.get('fnId')!r} is served here",
+                **{"X-Inngest-No-Retry": "true"},
+            )
+        try:
+            payload = orjson.loads(request.body)
+            ctx_in = payload.get("ctx") or {}
+            events_raw = payload.get("events") or []
+            steps = payload.get("steps") or {}
+            if payload.get("use_api") or ctx_in.get("use_api"):
+                events_raw, steps = await self._fetch_state(str(ctx_in["run_id"]))
+            event = Event.model_validate(payload.get("event") or events_raw[0])
+            events = [Event.model_validate(e) for e in events_raw] or [event]
+            run_id = str(ctx_in.get("run_id", ""))
+            attempt = int(ctx_in.get("attempt", 0))
+        except Exception as exc:
+            return _error(400, "malformed_request", f"cannot read the call request: {exc}")
+
+        dispatch = Dispatch(
+            memos=steps,
+            target_step=request.query.get("stepId", "step"),
+            attempt=attempt,
+            max_attempts=ctx_in.get("max_attempts"),
+            disable_immediate_execution=bool(ctx_in.get("disable_immediate_execution")),
+        )
+        step: Step | StepSync
+        if fn.is_async:
+            step = Step(dispatch, self.client.send)
+        else:
+            step = StepSync(dispatch, self.client.send_sync)
+        ctx = Context(
+            event=event,
+            events=events,
+            run_id=run_id,
+            attempt=attempt,
+            step=step,
+            group=Group(step),
+            logger=self.client.logger,
+            fn_id=fn.id,
+        )
+        args = (ctx, step) if fn.takes_step else (ctx,)
+        return await self._outcome(fn, args)
+
+    async def _outcome(self, fn: Function, args: tuple[Any, ...]) -> Response:
+        try:
+            if fn.is_async:
+                output = await fn.handler(*args)
+            else:
+                loop = asyncio.get_running_loop()
+                output = await loop.run_in_executor(None, functools.partial(fn.handler, *args))
+        except _Interrupt as interrupt:
+            extra = {"Retry-After": interrupt.retry_after} if interrupt.retry_after else {}
+            return Response(206, interrupt.ops, self._headers(extra))
+        except (NonRetriableError, StepError) as exc:
+            # A failed step re-raised by user code fails the run: retrying replays the memo.
+            return Response(500, self._error_body(exc), self._headers({"X-Inngest-No-Retry": "true"}))
+        except RetryAfterError as exc:
+            return Response(
+                500, self._error_body(exc), self._headers({"Retry-After": exc.retry_after_header()})
+            )
+        except Exception as exc:
+            return Response(500, self._error_body(exc), self._headers())
+        try:
+            body = to_json(output)
+            orjson.dumps(body)
+        except Exception as exc:
+            return Response(
+                500,
+                {"code": "unserializable_output", "message": str(exc), "name": type(exc).__name__},
+                self._headers({"X-Inngest-No-Retry": "true"}),
+            )
+        return Response(200, body, self._headers())
+
+    @staticmethod
+    def _error_body(exc: BaseException) -> dict[str, Any]:
+        code = "step_errored" if isinstance(exc, StepError) else "unknown"
+        return {"code": code, **error_body(exc)}

@@ -1,0 +1,260 @@
+"""The `step` object handed to functions: each method is one durable, memoized step.
+
+`Step` is for async functions, `StepSync` for sync ones (run in a thread pool). Both defer
+every decision to the sans-IO `Dispatch`; only executing the user's callable and sending
+events happen here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import pydantic
+
+from ._engine import MISSING, Dispatch, StepInfo
+from ._errors import _Interrupt
+from ._event import Event
+
+T = TypeVar("T")
+
+Duration = int | float | datetime.timedelta
+
+
+def _return_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
+    """The pydantic model named by the callable's return annotation, if any."""
+    try:
+        hint = typing.get_type_hints(handler).get("return")
+    except Exception:
+        return None
+    if inspect.isclass(hint) and issubclass(hint, pydantic.BaseModel):
+        return hint
+    return None
+
+
+def render_duration(duration: Duration) -> str:
+    """Seconds or a timedelta as a Go-style duration string (`90s`, `1500ms`)."""
+    seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else duration
+    if seconds < 0:
+        seconds = 0
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _iso(moment: datetime.datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _events_of(
+    first: str, events: Event | Sequence[Event] | None, data: dict[str, Any] | None
+) -> tuple[str, list[Event]]:
+    """Both call forms: (step_id, events) as in the official SDK, or (name, data=...)."""
+    if events is None:
+        return first, [Event(name=first, data=data or {})]
+    if isinstance(events, Event):
+        return first, [events]
+    return first, list(events)
+
+
+class _StepBase:
+    def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any]) -> None:
+        self._dispatch = dispatch
+        self._send = send
+
+    # Non-run steps only ever replay a memo or report an opcode: no I/O, shared by both kinds.
+    def _sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        info = self._dispatch.begin(step_id)
+        if self._dispatch.memo(info) is not MISSING:
+            return
+        self._dispatch.report(info, "Sleep", name=_iso(until), opts={"until": _iso(until)})
+
+    def _sleep(self, step_id: str, duration: Duration) -> None:
+        info = self._dispatch.begin(step_id)
+        if self._dispatch.memo(info) is not MISSING:
+            return
+        rendered = render_duration(duration)
+        self._dispatch.report(info, "Sleep", name=rendered, opts={"duration": rendered})
+
+    def _wait_for_event(
+        self, step_id: str, event: str, if_exp: str | None, timeout: Duration
+    ) -> Event | None:
+        info = self._dispatch.begin(step_id)
+        found = self._dispatch.memo(info)
+        if found is not MISSING:
+            return None if found is None else Event.model_validate(found)
+        opts: dict[str, Any] = {"event": event, "timeout": render_duration(timeout)}
+        if if_exp:
+            opts["if"] = if_exp
+        self._dispatch.report(info, "WaitForEvent", name=event, opts=opts)
+
+    def _invoke(
+        self, step_id: str, function_id: str, data: dict[str, Any] | None, timeout: Duration | None
+    ) -> Any:
+        info = self._dispatch.begin(step_id)
+        found = self._dispatch.memo(info)
+        if found is not MISSING:
+            return found
+        opts: dict[str, Any] = {"function_id": function_id, "payload": {"data": data or {}}}
+        if timeout is not None:
+            opts["timeout"] = render_duration(timeout)
+        self._dispatch.report(info, "InvokeFunction", opts=opts)
+
+    def _memo_or_gate(self, step_id: str, handler: Callable[..., Any]) -> tuple[StepInfo, Any]:
+        info = self._dispatch.begin(step_id)
+        found = self._dispatch.memo(info, _return_model(handler))
+        if found is MISSING:
+            self._dispatch.gate(info)
+        return info, found
+
+
+def _function_id(function: Any) -> str:
+    return function if isinstance(function, str) else str(function.id)
+
+
+class Step(_StepBase):
+    """Durable steps for async functions."""
+
+    async def run(self, step_id: str, handler: Callable[..., Any], *args: Any) -> Any:
+        """Run `handler(*args)` once; later calls return its memoized output."""
+        info, found = self._memo_or_gate(step_id, handler)
+        if found is not MISSING:
+            return found
+        try:
+            output = handler(*args)
+            if inspect.isawaitable(output):
+                output = await output
+        except _Interrupt:
+            raise
+        except Exception as exc:
+            self._dispatch.failed(info, exc)
+        self._dispatch.ran(info, output)
+
+    async def send_event(
+        self,
+        step_id: str,
+        events: Event | Sequence[Event] | None = None,
+        *,
+        data: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Send events as a memoized step (a replay does not send twice); returns their ids."""
+        step_id, batch = _events_of(step_id, events, data)
+
+        async def send() -> list[str]:
+            ids = self._send(batch)
+            return list(await ids if inspect.isawaitable(ids) else ids)
+
+        result: list[str] = await self.run(step_id, send)
+        return result
+
+    async def sleep(self, step_id: str, duration: Duration) -> None:
+        """Pause the run for `duration` (seconds or timedelta); holds no worker meanwhile."""
+        self._sleep(step_id, duration)
+
+    async def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        self._sleep_until(step_id, until)
+
+    async def wait_for_event(
+        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration
+    ) -> Event | None:
+        """The first matching event after the wait began, or None on timeout."""
+        return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    async def invoke(
+        self,
+        step_id: str,
+        *,
+        function: Any,
+        data: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        return self._invoke(step_id, _function_id(function), data, timeout)
+
+    async def parallel(self, callables: Sequence[Callable[[], Awaitable[T]]]) -> tuple[T, ...]:
+        """Run several steps as parallel calls; returns their results in order."""
+        dispatch = self._dispatch
+        results: list[T] = []
+        ops: list[dict[str, Any]] = []
+        dispatch.in_parallel = True
+        try:
+            for call in callables:
+                try:
+                    results.append(await call())
+                except _Interrupt as interrupt:
+                    ops.extend(interrupt.ops)
+        finally:
+            dispatch.in_parallel = False
+        if len(results) < len(callables):
+            raise _Interrupt(ops)
+        return tuple(results)
+
+
+class StepSync(_StepBase):
+    """Durable steps for sync functions (which run in a thread pool)."""
+
+    def run(self, step_id: str, handler: Callable[..., Any], *args: Any) -> Any:
+        info, found = self._memo_or_gate(step_id, handler)
+        if found is not MISSING:
+            return found
+        try:
+            output = handler(*args)
+        except _Interrupt:
+            raise
+        except Exception as exc:
+            self._dispatch.failed(info, exc)
+        self._dispatch.ran(info, output)
+
+    def send_event(
+        self,
+        step_id: str,
+        events: Event | Sequence[Event] | None = None,
+        *,
+        data: dict[str, Any] | None = None,
+    ) -> list[str]:
+        step_id, batch = _events_of(step_id, events, data)
+        result: list[str] = self.run(step_id, lambda: list(self._send(batch)))
+        return result
+
+    def sleep(self, step_id: str, duration: Duration) -> None:
+        self._sleep(step_id, duration)
+
+    def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        self._sleep_until(step_id, until)
+
+    def wait_for_event(
+        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration
+    ) -> Event | None:
+        return self._wait_for_event(step_id, event, if_exp, timeout)
+
+    def invoke(
+        self,
+        step_id: str,
+        *,
+        function: Any,
+        data: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        return self._invoke(step_id, _function_id(function), data, timeout)
+
+    def parallel(self, callables: Sequence[Callable[[], T]]) -> tuple[T, ...]:
+        dispatch = self._dispatch
+        results: list[T] = []
+        ops: list[dict[str, Any]] = []
+        dispatch.in_parallel = True
+        try:
+            for call in callables:
+                try:
+                    results.append(call())
+                except _Interrupt as interrupt:
+                    ops.extend(interrupt.ops)
+        finally:
+            dispatch.in_parallel = False
+        if len(results) < len(callables):
+            raise _Interrupt(ops)
+        return tuple(results)

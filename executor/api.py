@@ -121,6 +121,14 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(404, f"run {run_id} not found")
         return ORJSONResponse({"data": found})
 
+    @app.get("/v1/apps")
+    async def list_apps() -> Response:
+        return ORJSONResponse({"data": await executor.read.apps()})
+
+    @app.get("/v1/functions")
+    async def list_functions() -> Response:
+        return ORJSONResponse({"data": await executor.read.functions()})
+
     @app.get("/v0/runs/{run_id}/batch")
     async def run_batch(run_id: str) -> Response:
         found = await executor.read.run_batch(run_id)

@@ -112,6 +112,24 @@ class ReadModel:
         run_ids = await self.redis.lrange(keys.event_runs(event_id), 0, -1)
         return await self.runs([r.decode() for r in run_ids])
 
+    async def apps(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(keys.APPS)
+        apps = [orjson.loads(v) for v in raw.values()]
+        for app in apps:
+            app.pop("checksum", None)
+            app["synced_at"] = _iso(app.get("synced_at"))
+        return sorted(apps, key=lambda a: str(a["id"]))
+
+    async def functions(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(keys.FUNCTIONS)
+        out = []
+        for value in raw.values():
+            stored = orjson.loads(value)
+            config = stored["config"]
+            out.append({"id": config["id"], "name": config.get("name"), "app_id": stored["app_id"],
+                        "triggers": config.get("triggers", []), "config": config})
+        return sorted(out, key=lambda f: str(f["id"]))
+
     async def run_batch(self, run_id: str) -> list[Any] | None:
         raw = await self.redis.hget(keys.run(run_id), "events")
         return orjson.loads(raw) if raw else None

@@ -1,0 +1,109 @@
+"""Fixtures that start real processes: redis-server, the executor, uvicorn apps."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from .procs import App, Executor, RedisServer, free_port
+
+OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+
+
+@pytest.fixture
+def log_dir(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _require_redis_for_real(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("real") and not shutil.which("redis-server"):
+        pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
+
+
+@dataclasses.dataclass
+class Stack:
+    redis: RedisServer
+    executor: Executor
+    app: App
+    counter: pathlib.Path
+    dir: pathlib.Path
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """How often each (run id, step) body ran, from the app's counter file."""
+        out: dict[tuple[str, str], int] = {}
+        if not self.counter.exists():
+            return out
+        for line in self.counter.read_text().splitlines():
+            run_id, what, _ = line.split(" ")
+            out[(run_id, what)] = out.get((run_id, what), 0) + 1
+        return out
+
+    def lines(self) -> list[tuple[str, str, float]]:
+        if not self.counter.exists():
+            return []
+        rows = []
+        for line in self.counter.read_text().splitlines():
+            run_id, what, at = line.split(" ")
+            rows.append((run_id, what, float(at)))
+        return rows
+
+    def stop(self) -> None:
+        for proc in (self.app, self.executor, self.redis):
+            proc.stop()
+
+
+def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:app",
+                app_env: dict[str, str] | None = None,
+                executor_extra: list[str] | None = None) -> Stack:
+    redis = RedisServer(directory)
+    redis.start()
+    exec_port, app_port = free_port(), free_port()
+    counter = directory / "counter.txt"
+    app = App(directory, target, f"http://127.0.0.1:{exec_port}", port=app_port,
+              env={"COUNTER_FILE": str(counter), **(app_env or {})})
+    executor = Executor(directory, redis.url, [app.url], port=exec_port, extra=executor_extra)
+    executor.start()
+    app.start()
+    return Stack(redis, executor, app, counter, directory)
+
+
+@pytest.fixture
+def stack(tmp_path: pathlib.Path) -> Iterator[Stack]:
+    s = start_stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+        _keep_logs(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("stack")
+    s = start_stack(directory)
+    try:
+        yield s
+    finally:
+        s.stop()
+        _keep_logs(directory)
+
+
+def _keep_logs(directory: pathlib.Path) -> None:
+    """Copy process logs under test-output/ so CI failures can be read."""
+    target = OUTPUT / "logs" / directory.name
+    target.mkdir(parents=True, exist_ok=True)
+    for log in directory.glob("*.log"):
+        shutil.copy(log, target / log.name)
+
+
+__all__ = ["Stack", "start_stack", "subprocess"]

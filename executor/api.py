@@ -54,7 +54,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/health")
     async def health() -> Response:
         await executor.redis.ping()
-        return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode})
+        return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode,
+                              "calls_made": executor.worker.calls_made})
 
     @app.post("/e/{event_key}")
     async def send_events(event_key: str, request: Request) -> Response:

@@ -22,7 +22,7 @@ def delay_ms(failures: int, interval_s: float | None = None) -> int:
 
 
 def retry_after_ms(value: str | None, now_ms: int) -> int | None:
-    """The due time a `Retry-After` header asks for (seconds or a date), clamped to 1 s–24 h."""
+    """The due time a `Retry-After` header asks for (seconds or a date), clamped to 1 s to 24 h."""
     if not value:
         return None
     value = value.strip()

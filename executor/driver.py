@@ -7,7 +7,6 @@ with a readable message, which fails that attempt and never the executor.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Any
 
@@ -131,7 +130,7 @@ class Driver:
                 raw = await response.read()
                 got = {k.lower(): v for k, v in response.headers.items()}
                 return parse_response(response.status, got, raw)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _error(f"the call to {url} timed out")
         except aiohttp.ClientError as exc:
             return _error(f"the call to {url} failed: {exc.__class__.__name__}: {exc}")

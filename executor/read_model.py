@@ -19,8 +19,14 @@ def _iso(ms: int | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def run_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    get = lambda name: fields.get(name.encode(), b"").decode()  # noqa: E731
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def run_view(fields: dict[Any, Any]) -> dict[str, Any]:
+    def get(name: str) -> str:
+        return bytes(fields.get(name.encode(), b"")).decode()
+
     output = fields.get(b"output")
     ended = int(get("ended_at") or 0)
     return {
@@ -36,7 +42,7 @@ def run_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
     }
 
 
-def event_view(raw: bytes) -> dict[str, Any]:
+def event_view(raw: Any) -> dict[str, Any]:
     stored = orjson.loads(raw)
     internal_id = stored.pop("internal_id", stored.get("id"))
     return {
@@ -65,6 +71,10 @@ class ReadModel:
             rows = await pipe.execute()
         return [run_view(fields) for fields in rows if fields]
 
+    async def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        run_ids = await self.redis.zrevrange(keys.RUNS, 0, limit - 1)
+        return await self.runs([_text(r) for r in run_ids])
+
     async def steps(self, run_id: str) -> list[dict[str, Any]] | None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.exists(keys.run(run_id))
@@ -74,7 +84,7 @@ class ReadModel:
             exists, records, memos, stack = await pipe.execute()
         if not exists:
             return None
-        order = {h.decode(): i for i, h in enumerate(stack)}
+        order = {_text(h): i for i, h in enumerate(stack)}
         out = []
         for hashed, raw in records.items():
             rec = orjson.loads(raw)
@@ -105,12 +115,12 @@ class ReadModel:
         ids = await self.redis.zrevrange(index, 0, limit - 1)
         if not ids:
             return []
-        raws = await self.redis.mget([keys.event(i.decode()) for i in ids])
+        raws = await self.redis.mget([keys.event(_text(i)) for i in ids])
         return [event_view(raw) for raw in raws if raw]
 
     async def event_runs(self, event_id: str) -> list[dict[str, Any]]:
         run_ids = await self.redis.lrange(keys.event_runs(event_id), 0, -1)
-        return await self.runs([r.decode() for r in run_ids])
+        return await self.runs([_text(r) for r in run_ids])
 
     async def apps(self) -> list[dict[str, Any]]:
         raw = await self.redis.hgetall(keys.APPS)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -77,14 +78,14 @@ class Executor:
     async def sync_app(self, url: str) -> str | None:
         """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""
         headers = {"Content-Type": "application/json", "X-Inngest-Server-Kind": self.settings.mode}
+        error: str | None = None
         try:
             async with httpx.AsyncClient(timeout=30) as http:
                 answer = await http.put(url, json={"url": url}, headers=headers)
         except httpx.HTTPError as exc:
             error = f"unreachable: {exc.__class__.__name__}"
         else:
-            error = None
-            body = {}
+            body: Any = {}
             try:
                 body = answer.json()
             except ValueError:

@@ -96,6 +96,7 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
         self._stopping = False
+        self.calls_made = 0  # calls this process made to apps, shown by /health
 
     # -- the loop -------------------------------------------------------------------------
     async def run_forever(self) -> None:
@@ -195,6 +196,7 @@ class Worker:
         return await self.handle(item, token, state, outcome, now)
 
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
+        self.calls_made += 1
         renewer = asyncio.create_task(self._renew(item.id, token))
         try:
             return await self.driver.call(
@@ -287,17 +289,16 @@ class Worker:
             rec = _record(op, "Completed", attempts, started, now)
             return await self._next(item, token, now, op=op, memo=memo, record=rec)
         if kind == "steperror" and not outcome.no_retry and attempts < item.max_attempts:
-            error = CallError(
+            await self._failed_attempt(item, token, CallError(
                 str((op.get("error") or {}).get("message", "step failed")),
                 op.get("error") or {}, True, outcome.retry_after,
-            )
-            await self._failed_attempt(item, token, error, now, op)
+            ), now, op)
             return None, None
         if kind in ("steperror", "stepfailed"):
-            error = op.get("error") or {"name": "Error", "message": "step failed"}
-            rec = _record(op, "Failed", attempts, started, now, error=error)
+            failure = op.get("error") or {"name": "Error", "message": "step failed"}
+            rec = _record(op, "Failed", attempts, started, now, error=failure)
             return await self._next(
-                item, token, now, op=op, memo=orjson.dumps({"error": error}), record=rec
+                item, token, now, op=op, memo=orjson.dumps({"error": failure}), record=rec
             )
         if kind == "sleep":
             try:

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import orjson
 
+from ._client import Inngest
 from ._context import Context, Group
 from ._engine import Dispatch, error_body, to_json
 from ._errors import NonRetriableError, RetryAfterError, StepError, _Interrupt
 from ._event import Event
 from ._function import Function
 from ._step import Step, StepSync
-from ._client import Inngest
 from ._version import SDK_HEADER, VERSION
 
 FRAMEWORK = "fast_api"

@@ -42,7 +42,7 @@ async def ten_steps(ctx: inngest.Context, step: inngest.Step) -> int:
 
 
 @client.create_function(
-    fn_id="slow-second", trigger=inngest.TriggerEvent(event="test/slow-second"), retries=3
+    fn_id="slow-second", trigger=inngest.TriggerEvent(event="test/slow-second"), retries=20
 )
 async def slow_second(ctx: inngest.Context, step: inngest.Step) -> str:
     def first() -> str:

@@ -1,0 +1,139 @@
+"""Each Lua script's return codes, against a real redis-server when installed and the
+in-memory fake otherwise (both when both are there)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from executor import keys
+from executor.queue import QUEUE_KEYS, Queue, QueueItem
+from executor.scripts import Scripts
+from executor.state import RunState
+
+from ..procs import RedisServer
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture(scope="module")
+def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not shutil.which("redis-server"):
+        yield None
+        return
+    server = RedisServer(tmp_path_factory.mktemp("lua"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["fake", "real"])
+async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterator[Redis]:
+    if request.param == "fake":
+        client: Redis = fakeredis.FakeAsyncRedis()
+    else:
+        if real_redis is None:
+            pytest.skip("redis-server not installed")
+        client = Redis.from_url(real_redis.url)
+        await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int = NOW) -> None:
+    item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2}
+    payload = {"now": NOW, "events": [], "runs": [{
+        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "idem_key": "",
+        "idem_ttl": 60, "run_id": run_id, "fields": {"status": "Running"}, "item": item,
+        "due": due}]}
+    await scripts("ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1],
+                             keys.QUEUE_WAKE], [orjson.dumps(payload)])
+
+
+async def test_lease_returns_due_items_and_next_due(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue = Queue(redis, scripts)
+    await _enqueue(redis, scripts, "r1", NOW)
+    await _enqueue(redis, scripts, "r2", NOW + 5000)
+    items, _, next_due = await queue.lease(NOW, 1000, 10)
+    assert [i.run_id for i in items] == ["r1"]
+    assert next_due == NOW + 5000
+    empty, _, none_left = await queue.lease(NOW + 10_000, 1000, 10)
+    assert [i.run_id for i in empty] == ["r2"] and none_left is None
+
+
+async def test_renew_and_reap(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue = Queue(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    assert await queue.renew(item.id, token, NOW + 2000) is True
+    assert await queue.renew(item.id, "someone-else", NOW + 2000) is False
+    assert await queue.reap(NOW + 1500) == 0  # renewed: not expired yet
+    assert await queue.reap(NOW + 2500) == 1
+    assert await queue.renew(item.id, token, NOW + 9000) is False  # reaped: lease gone
+    again, _, _ = await queue.lease(NOW + 2500, 1000, 10)
+    assert [i.id for i in again] == [item.id]
+
+
+async def test_complete_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    lost, _, _ = await state.complete(item, "stale-token", NOW, step_hash="h", memo=b'{"data":1}')
+    assert lost == 0 and await redis.hget(keys.run_memos("r1"), "h") is None
+    code, leased, st = await state.complete(
+        item, token, NOW, step_hash="h", memo=b'{"data":1}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert code == 1 and leased is not None and st is not None
+    assert st.stack == [b"h"]
+    # a second save of the same step keeps the first value
+    code2, _, _ = await state.complete(leased, token, NOW, step_hash="h", memo=b'{"data":2}')
+    assert code2 == 2
+    assert await redis.hget(keys.run_memos("r1"), "h") == b'{"data":1}'
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"h"]
+
+
+async def test_retry_and_finish_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    assert await state.retry(item, "stale", NOW + 100, "err") is False
+    assert await state.retry(item, token, NOW + 100, "err") is True
+    (again,), token2, _ = await queue.lease(NOW + 100, 1000, 10)
+    assert again.attempt == 1
+    assert await state.finish(again, "stale", NOW, "Completed", 1) == 0
+    assert await state.finish(again, token2, NOW, "Completed", 1) == 1
+    assert await redis.hget(keys.run("r1"), "status") == b"Completed"
+    # a second finish keeps the first status
+    await _enqueue(redis, scripts, "r1")  # run exists: ingest skips it
+    fake = QueueItem(id="r1:x", run_id="r1", fn_id="f")
+    assert await state.finish(fake, "", NOW, "Failed", 0) == 2
+    assert await redis.hget(keys.run("r1"), "status") == b"Completed"
+
+
+async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
+    scripts = Scripts(redis)
+
+    async def ingest(run_id: str) -> list[Any]:
+        item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0,
+                "max_attempts": 1}
+        payload = {"now": NOW, "events": [], "runs": [{
+            "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"),
+            "idem_key": keys.idempotency("f", "order-1"), "idem_ttl": 60, "run_id": run_id,
+            "fields": {"status": "Running"}, "item": item, "due": NOW}]}
+        out: list[Any] = await scripts(
+            "ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
+            [orjson.dumps(payload)])
+        return out
+
+    assert await ingest("a") == [b"a"]
+    assert await ingest("b") == []

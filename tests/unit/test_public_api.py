@@ -1,0 +1,13 @@
+"""Pins the SDK's public names: adding or removing one is a deliberate change."""
+
+import inngest_like
+
+
+def test_public_names() -> None:
+    assert sorted(inngest_like.__all__) == [
+        "ConfigError", "Context", "Error", "Event", "Function", "Group", "Inngest",
+        "NonRetriableError", "RetryAfterError", "SendEventsError", "Step", "StepError",
+        "StepSync", "TriggerCron", "TriggerEvent", "__version__",
+    ]
+    for name in inngest_like.__all__:
+        assert hasattr(inngest_like, name)

@@ -65,8 +65,15 @@ def run_steps(run_id: str) -> str:
     return f"{PREFIX}:run:{{r:{run_id}}}:steps"
 
 
+def run_pending(run_id: str) -> str:
+    """Set: hashed ids of planned (parallel) steps whose calls have not finished yet."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:pending"
+
+
 def run_keys(run_id: str) -> list[str]:
-    return [run(run_id), run_memos(run_id), run_stack(run_id), run_steps(run_id)]
+    """The keys of one run, in the order the run scripts take them."""
+    return [run(run_id), run_memos(run_id), run_stack(run_id), run_steps(run_id),
+            run_pending(run_id)]
 
 
 def idempotency(function_id: str, key: str) -> str:

@@ -116,7 +116,7 @@ class RunState:
                 args=[
                     item.id, token, now_ms, step_hash, memo,
                     orjson.dumps(record) if record else b"", next_due, next_template,
-                    lease_expiry,
+                    lease_expiry, "" if item.step_id == "step" else item.step_id,
                 ],
                 client=pipe,
             )
@@ -127,6 +127,16 @@ class RunState:
         if code == 0 or len(out) < 2:
             return code, None, None
         return code, QueueItem.from_json(out[1]), self._state(results[1:])
+
+    async def plan(self, item: QueueItem, token: str, now_ms: int, step_ids: list[str]) -> int:
+        """One call per planned step; the next discovery waits until all have finished."""
+        return int(
+            await self.scripts(
+                "plan",
+                [*QUEUE_KEYS, keys.run(item.run_id), keys.run_pending(item.run_id)],
+                [item.id, token, now_ms, item.template(attempt=0), *step_ids],
+            )
+        )
 
     async def retry(
         self,

@@ -275,8 +275,8 @@ class Worker:
         if not ops:
             await self.state.finish(item, token, now, "")
             return None, None
-        if len(ops) > 1:
-            return await self._unsupported(item, token, now, "parallel steps (several opcodes)")
+        if len(ops) > 1 or ops[0]["op"].lower() == "stepplanned":
+            return await self._plan(item, token, ops, now)
         op = ops[0]
         kind = op["op"].lower()
         attempts = item.attempt + 1
@@ -307,14 +307,27 @@ class Worker:
                 return await self._unsupported(item, token, now, str(exc))
             rec = _record(op, "Sleeping", attempts, started, wake, until=wake)
             return await self._next(item, token, now, op=op, memo=b"null", record=rec, due=wake)
-        if kind == "stepplanned":
-            return await self._next(item, token, now, step_id=op.get("id") or "step")
         if kind == "discoveryrequest":
             return await self._next(item, token, now)
         if kind == "runcomplete":
             await self.state.finish(item, token, now, "Completed", op.get("data"))
             return None, None
         return await self._unsupported(item, token, now, f"the {op['op']} opcode")
+
+    async def _plan(
+        self, item: QueueItem, token: str, ops: list[dict[str, Any]], now: int
+    ) -> tuple[None, None]:
+        """Several steps at once (a parallel group): each becomes its own targeted call."""
+        odd = [op["op"] for op in ops if op["op"].lower() != "stepplanned"]
+        if odd:
+            await self._unsupported(item, token, now, f"{', '.join(odd)} inside a parallel group")
+            return None, None
+        if any(not op.get("id") for op in ops):
+            await self._unsupported(item, token, now, "a StepPlanned opcode without an id")
+            return None, None
+        if await self.state.plan(item, token, now, [str(op["id"]) for op in ops]) < 0:
+            log.warning("lease on %s was lost; the planned steps are dropped", item.id)
+        return None, None
 
     async def _unsupported(
         self, item: QueueItem, token: str, now: int, what: str

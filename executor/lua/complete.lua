@@ -1,11 +1,14 @@
 -- Save a step's memo, append it to the run's step order, schedule the run's next call and
 -- release the lease: one atomic script, guarded by the lease token, so a memo is saved once.
+-- A targeted call (a planned or parallel step) only schedules the run's next discovery call
+-- when it is the last of its group to finish (the pending set is empty).
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
---       6 run hash, 7 memos hash, 8 stack list, 9 steps hash
+--       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pending set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms,
 --       4 hashed step id ('' = no memo to save), 5 memo JSON, 6 step record JSON ('' = none),
 --       7 next call due ms (-1 = no next call), 8 next item JSON without id,
---       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue)
+--       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue),
+--       10 hashed id of the planned step this call ran ('' = a discovery call)
 -- returns: {0} lease lost (nothing written); {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
 --          under the same token.
@@ -32,6 +35,14 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 local due = tonumber(ARGV[7])
+if ARGV[10] ~= '' then
+  redis.call('SREM', KEYS[10], ARGV[10])
+  if redis.call('SCARD', KEYS[10]) > 0 then return {code} end
+  -- the group is done: request version 2 resumes immediate execution
+  if redis.call('HGET', KEYS[6], 'version') == '2' then
+    redis.call('HSET', KEYS[6], 'disable_immediate', '0')
+  end
+end
 if due < 0 then return {code} end
 local item = cjson.decode(ARGV[8])
 local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)

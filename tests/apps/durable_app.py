@@ -187,10 +187,25 @@ async def fan_in_b(ctx: inngest.Context, step: inngest.Step) -> str:
     return "b:" + str(ctx.event.data["via"])
 
 
+@client.create_function(fn_id="parallel", trigger=inngest.TriggerEvent(event="test/parallel"))
+async def parallel(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
+    async def part(name: str) -> str:
+        mark(ctx.run_id, name)
+        await asyncio.sleep(0.3)
+        return name.upper()
+
+    before = await step.run("before", lambda: "start")
+    results = await ctx.group.parallel(
+        tuple((lambda n=n: step.run(n, part, n)) for n in ("a", "b", "c"))
+    )
+    after = await step.run("after", lambda: "end")
+    return {"before": before, "results": list(results), "after": after}
+
+
 app = FastAPI()
 inngest_like.fast_api.serve(
     app,
     client,
     [ten_steps, slow_second, flaky, always_fails, non_retriable, compensate, fn_error,
-     retry_after, models, sync_fn, ctx_only, fan_out, fan_in_a, fan_in_b],
+     retry_after, models, sync_fn, ctx_only, fan_out, fan_in_a, fan_in_b, parallel],
 )

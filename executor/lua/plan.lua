@@ -1,0 +1,29 @@
+-- Fan a run out into one call per planned step (parallel steps, or immediate execution off).
+-- Marks the run as no longer executing new steps immediately, and records the planned ids as
+-- pending: complete.lua schedules the next discovery call when the last one finishes.
+-- Idempotent per step id: a step already pending gets no second call.
+-- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
+--       6 run hash, 7 pending set
+-- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
+--       5.. hashed step ids
+-- returns: number of calls enqueued; -1 lease lost (nothing written)
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[6], 'disable_immediate', '1')
+local n = 0
+for i = 5, #ARGV do
+  if redis.call('SADD', KEYS[7], ARGV[i]) == 1 then
+    local item = cjson.decode(ARGV[4])
+    local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
+    item['id'] = item['run_id'] .. ':' .. seq
+    item['step_id'] = ARGV[i]
+    redis.call('HSET', KEYS[1], item['id'], cjson.encode(item))
+    redis.call('ZADD', KEYS[2], ARGV[3], item['id'])
+    redis.call('LPUSH', KEYS[5], '1')
+    n = n + 1
+  end
+end
+redis.call('LTRIM', KEYS[5], 0, 255)
+return n

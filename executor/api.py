@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from . import events as event_in
@@ -50,6 +51,11 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(400, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(RedisError)
+    async def storage_error(request: Request, exc: RedisError) -> Response:
+        # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
+        return _error(503, f"storage unavailable: {exc.__class__.__name__}; retry later")
 
     @app.get("/health")
     async def health() -> Response:

@@ -137,3 +137,24 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
 
     assert await ingest("a") == [b"a"]
     assert await ingest("b") == []
+
+
+async def test_plan_codes_and_group_completion(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    assert await state.plan(item, "stale", NOW, ["a", "b"]) == -1
+    assert await state.plan(item, token, NOW, ["a", "b"]) == 2
+    assert await redis.hget(keys.run("r1"), "disable_immediate") == b"1"
+    planned, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in planned}
+    assert set(by_step) == {"a", "b"}
+    code, leased, _ = await state.complete(
+        by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert code == 1 and leased is None  # b is still pending: no discovery yet
+    code, leased, _ = await state.complete(
+        by_step["b"], token2, NOW, step_hash="b", memo=b'{"data":2}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert leased is not None and leased.step_id == "step"  # the last one resumes the run

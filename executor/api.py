@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
+from . import control
 from . import events as event_in
 from .registry import SyncError
 from .service import Executor
@@ -76,9 +77,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             )
         except event_in.EventError as exc:
             return _error(400, str(exc), ids=[])
-        await executor.registry.refresh()
-        runs = event_in.runs_for(incoming, executor.registry.match, now)
-        await event_in.ingest(executor.redis, executor.scripts, incoming, runs, now)
+        await executor.ingest.accept(incoming)
         return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
 
     @app.post("/fn/register")
@@ -120,6 +119,35 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         if found is None:
             return _error(404, f"run {run_id} not found")
         return ORJSONResponse({"data": found})
+
+    @app.delete("/v1/runs/{run_id}")
+    async def cancel_run(run_id: str) -> Response:
+        found = await executor.read.run(run_id)
+        if found is None:
+            return _error(404, f"run {run_id} not found")
+        if found["status"] != "Running":
+            return _error(409, f"run {run_id} is {found['status']}, not running")
+        await executor.ingest.cancel(run_id, "cancelled through the API")
+        return ORJSONResponse({"data": await executor.read.run(run_id)})
+
+    @app.post("/v1/runs/{run_id}/rerun")
+    async def rerun(run_id: str, from_step: str | None = None) -> Response:
+        try:
+            new_id = await control.rerun(executor, run_id, from_step)
+        except control.RerunError as exc:
+            return _error(exc.status, str(exc))
+        return ORJSONResponse({"data": await executor.read.run(new_id)})
+
+    @app.post("/v1/cancellations")
+    async def cancellations(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            spec = control.parse_cancellation(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body: malformed JSON: {exc}")
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return ORJSONResponse({"data": await control.cancel_many(executor, spec)})
 
     @app.get("/v1/runs/{run_id}/steps")
     async def get_steps(run_id: str) -> Response:

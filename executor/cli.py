@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from .api import create_app
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
+from .redis_client import connect
 from .service import Executor, Settings
 
 log = logging.getLogger("inngest_like.executor")
@@ -64,12 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     child: RedisChild | None = None
     redis: Redis
     if args.redis_url:
-        redis = Redis.from_url(args.redis_url)
+        redis = connect(args.redis_url)
         storage = f"redis at {args.redis_url}"
     elif has_redis_server():
         child = RedisChild(pathlib.Path(args.data_dir) / "redis")
         child.start()
-        redis = Redis.from_url(child.url)
+        redis = connect(child.url)
         storage = f"embedded redis-server (AOF) in {child.data_dir}/, state survives restarts"
     else:
         import fakeredis

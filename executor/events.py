@@ -1,7 +1,6 @@
-"""Events in: validate a request, give each event an id, store it and start its runs.
+"""Events in: validate a request's events and give each one an id.
 
-Validation is complete before anything is written, so a bad request stores nothing; the
-write is one script, so an accepted event and the runs it starts exist together or not at all.
+Validation is complete before anything is written, so a bad request stores nothing.
 """
 
 from __future__ import annotations
@@ -11,19 +10,12 @@ import dataclasses
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from ulid import ULID
-
-from . import keys
-from .queue import QUEUE_KEYS
-from .registry import FunctionConfig
-from .scripts import Scripts
 
 RESERVED_PREFIX = "inngest/"
 MAX_NAME_CHARS = 512
 TS_MIN_MS = 315_532_800_000  # 1980-01-01
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
-IDEMPOTENCY_TTL_S = 24 * 3600
 
 
 class EventError(ValueError):
@@ -44,8 +36,9 @@ class IncomingEvent:
 
 
 def _check(raw: Any, where: str, limits: Limits, now_ms: int) -> dict[str, Any]:
+    whole = where.rstrip(".") or "event"  # how to name the event itself in a message
     if not isinstance(raw, dict):
-        raise EventError(f"{where}: must be a JSON object")
+        raise EventError(f"{whole}: must be a JSON object")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise EventError(f"{where}name: required, must be a non-empty string")
@@ -82,7 +75,7 @@ def _check(raw: Any, where: str, limits: Limits, now_ms: int) -> dict[str, Any]:
     size = len(orjson.dumps(event))
     if size > limits.max_event_bytes:
         raise EventError(
-            f"{where}: event is {size} bytes, over the limit of {limits.max_event_bytes}"
+            f"{whole}: event is {size} bytes, over the limit of {limits.max_event_bytes}"
         )
     return event
 
@@ -136,79 +129,3 @@ def parse_request(
         event["id"] = user_id or internal_id
         out.append(IncomingEvent(internal_id, event, user_id))
     return out
-
-
-def new_run(
-    fn: FunctionConfig, events: list[IncomingEvent], now_ms: int, idempotency_key: str = ""
-) -> dict[str, Any]:
-    """The ingest-script record that starts one run of `fn` for `events`."""
-    run_id = str(ULID())
-    first = events[0]
-    fields = {
-        "run_id": run_id,
-        "function_id": fn.id,
-        "app_id": fn.app_id,
-        "event_id": first.internal_id,
-        "event": orjson.dumps(first.wire).decode(),
-        "events": orjson.dumps([e.wire for e in events]).decode(),
-        "status": "Running",
-        "started_at": str(now_ms),
-        "version": "-1",
-    }
-    return {
-        "run_key": keys.run(run_id),
-        "runs_key": keys.event_runs(first.internal_id),
-        "idem_key": keys.idempotency(fn.id, idempotency_key) if idempotency_key else "",
-        "idem_ttl": IDEMPOTENCY_TTL_S,
-        "run_id": run_id,
-        "fields": fields,
-        "item": {
-            "run_id": run_id,
-            "fn_id": fn.id,
-            "step_id": "step",
-            "attempt": 0,
-            "max_attempts": fn.max_attempts,
-        },
-        "due": now_ms,
-    }
-
-
-async def ingest(
-    redis: Redis,
-    scripts: Scripts,
-    events: list[IncomingEvent],
-    runs: list[dict[str, Any]],
-    now_ms: int,
-) -> list[str]:
-    """Store events and start runs atomically; returns the ids of runs actually created."""
-    payload = {
-        "now": now_ms,
-        "events": [
-            {
-                "key": keys.event(e.internal_id),
-                "name_key": keys.events_by_name(e.wire["name"]),
-                "id": e.internal_id,
-                "ts": now_ms,
-                "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
-            }
-            for e in events
-        ],
-        "runs": runs,
-    }
-    created = await scripts(
-        "ingest",
-        [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
-        [orjson.dumps(payload)],
-    )
-    return [c.decode() if isinstance(c, bytes) else str(c) for c in created]
-
-
-def runs_for(
-    events: list[IncomingEvent], functions_for: Any, now_ms: int
-) -> list[dict[str, Any]]:
-    """One run per (event, subscribed function); the sender's event id deduplicates."""
-    runs = []
-    for event in events:
-        for fn in functions_for(event.wire["name"]):
-            runs.append(new_run(fn, [event], now_ms, event.user_id))
-    return runs

@@ -73,9 +73,43 @@ def run_pending(run_id: str) -> str:
 def run_keys(run_id: str) -> list[str]:
     """The keys of one run, in the order the run scripts take them."""
     return [run(run_id), run_memos(run_id), run_stack(run_id), run_steps(run_id),
-            run_pending(run_id)]
+            run_pending(run_id), run_listeners(run_id)]
 
 
 def idempotency(function_id: str, key: str) -> str:
     """String with a TTL: set when a run starts for (function, idempotency key)."""
     return f"{PREFIX}:idem:{function_id}:{key}"
+
+
+def run_listeners(run_id: str) -> str:
+    """Set: `<pause hash key>|<pause id>` of the run's pauses and cancel listeners, so that
+    ending the run removes them."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:listeners"
+
+
+# -- pauses ------------------------------------------------------------------------------
+def pauses(event_name: str) -> str:
+    """Hash: pause id -> pause JSON, for runs waiting for (or cancelled by) `event_name`.
+    Indexed by name, so an incoming event reads only the pauses waiting for it."""
+    return f"{PREFIX}:pauses:{event_name}"
+
+
+PAUSES_BY_CORRELATION = f"{PREFIX}:pauses:correlation"  # hash correlation id -> invoke pause
+
+# -- lifecycle -----------------------------------------------------------------------------
+OUTBOX = f"{PREFIX}:outbox"  # zset run id -> end time (ms): end events still to emit
+
+
+def cron_last(function_id: str) -> str:
+    """String: the last cron tick (ms) fired for a function."""
+    return f"{PREFIX}:cron:{function_id}:last"
+
+
+def cron_tick(function_id: str, tick_ms: int) -> str:
+    """String with a TTL: set NX by the one scheduler that fires this tick."""
+    return f"{PREFIX}:cron:{function_id}:tick:{tick_ms}"
+
+
+def cancellation(cancellation_id: str) -> str:
+    """Hash: a bulk cancellation's request and result."""
+    return f"{PREFIX}:cancellation:{cancellation_id}"

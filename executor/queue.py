@@ -21,7 +21,10 @@ from .scripts import Scripts
 
 @dataclasses.dataclass
 class QueueItem:
-    """One call to make: run `run_id` of `fn_id`, targeting `step_id` ("step" = discovery)."""
+    """One thing to do for run `run_id` of `fn_id`. Kind "call" calls the app, targeting
+    `step_id` ("step" = discovery); the other kinds are timers handled without a call:
+    "pause-timeout" (`ref` = "<pause hash key>|<pause id>"), "timeout-start", "timeout-finish".
+    """
 
     id: str
     run_id: str
@@ -29,6 +32,8 @@ class QueueItem:
     step_id: str = "step"
     attempt: int = 0
     max_attempts: int = 5
+    kind: str = "call"
+    ref: str = ""
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> QueueItem:
@@ -42,7 +47,7 @@ class QueueItem:
         """The JSON of a follow-up item of this run (its id is assigned by the script)."""
         body = self.to_dict()
         body.pop("id")
-        body.update(changes)
+        body.update({"kind": "call", "ref": "", **changes})
         return orjson.dumps(body)
 
 

@@ -15,15 +15,24 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import keys
+from . import cron, durations, expressions, keys
 
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 MAX_TRIGGERS = 10
+MAX_CANCELS = 5
+DEFAULT_CANCEL_TIMEOUT_MS = 365 * 24 * 3600 * 1000
 
 
 class SyncError(ValueError):
     """A sync payload is wrong; the message names the function and the field."""
+
+
+@dataclasses.dataclass
+class CancelOn:
+    event: str
+    expression: str | None
+    timeout_ms: int
 
 
 @dataclasses.dataclass
@@ -32,13 +41,23 @@ class FunctionConfig:
     name: str
     app_id: str
     url: str
-    events: list[str]
+    events: list[tuple[str, str | None]]  # (name pattern, CEL expression)
     crons: list[str]
     max_attempts: int
     raw: dict[str, Any]
+    cancel: list[CancelOn] = dataclasses.field(default_factory=list)
+    timeout_start_ms: int | None = None
+    timeout_finish_ms: int | None = None
 
-    def matches(self, event_name: str) -> bool:
-        return any(_name_matches(pattern, event_name) for pattern in self.events)
+    def matches(self, event: dict[str, Any]) -> bool:
+        name = str(event.get("name", ""))
+        return any(
+            _name_matches(pattern, name) and expressions.matches(expr, {"event": event})
+            for pattern, expr in self.events
+        )
+
+    def subscribes(self, event_name: str) -> bool:
+        return any(_name_matches(pattern, event_name) for pattern, _ in self.events)
 
 
 def _name_matches(pattern: str, name: str) -> bool:
@@ -63,17 +82,29 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
         raise _field(fn_id, "triggers", "must be a non-empty list")
     if len(triggers) > MAX_TRIGGERS:
         raise _field(fn_id, "triggers", f"at most {MAX_TRIGGERS} triggers")
-    events: list[str] = []
+    events: list[tuple[str, str | None]] = []
     crons: list[str] = []
     for i, trigger in enumerate(triggers):
         if not isinstance(trigger, dict):
             raise _field(fn_id, f"triggers[{i}]", "must be an object")
         if isinstance(trigger.get("event"), str) and trigger["event"]:
-            events.append(trigger["event"])
+            expr = trigger.get("expression") or None
+            _check_expression(fn_id, f"triggers[{i}].expression", expr)
+            events.append((trigger["event"], expr))
         elif isinstance(trigger.get("cron"), str) and trigger["cron"]:
+            try:
+                cron.Schedule.parse(trigger["cron"])
+            except ValueError as exc:
+                raise _field(fn_id, f"triggers[{i}].cron", str(exc)) from None
             crons.append(trigger["cron"])
         else:
             raise _field(fn_id, f"triggers[{i}]", "needs a non-empty 'event' or 'cron'")
+    cancel = _parse_cancel(fn_id, raw.get("cancel"))
+    timeouts = raw.get("timeouts") or {}
+    if not isinstance(timeouts, dict):
+        raise _field(fn_id, "timeouts", "must be an object")
+    start_ms = _duration(fn_id, "timeouts.start", timeouts.get("start"))
+    finish_ms = _duration(fn_id, "timeouts.finish", timeouts.get("finish"))
     step = (raw.get("steps") or {}).get("step") if isinstance(raw.get("steps"), dict) else None
     url = ((step or {}).get("runtime") or {}).get("url") if isinstance(step, dict) else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -92,7 +123,50 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
         crons=crons,
         max_attempts=retries + 1,
         raw=raw,
+        cancel=cancel,
+        timeout_start_ms=start_ms,
+        timeout_finish_ms=finish_ms,
     )
+
+
+def _check_expression(fn_id: str, field: str, source: Any) -> None:
+    if source is None:
+        return
+    if not isinstance(source, str):
+        raise _field(fn_id, field, "must be a string (a CEL expression)")
+    try:
+        expressions.validate(source)
+    except expressions.ExpressionError as exc:
+        raise _field(fn_id, field, f"invalid CEL expression: {exc}") from None
+
+
+def _duration(fn_id: str, field: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _field(fn_id, field, "must be a duration string like 30s, 5m, 1h")
+    try:
+        return durations.parse_ms(value)
+    except ValueError as exc:
+        raise _field(fn_id, field, str(exc)) from None
+
+
+def _parse_cancel(fn_id: str, raw: Any) -> list[CancelOn]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _field(fn_id, "cancel", "must be a list")
+    if len(raw) > MAX_CANCELS:
+        raise _field(fn_id, "cancel", f"at most {MAX_CANCELS} entries")
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("event"), str):
+            raise _field(fn_id, f"cancel[{i}].event", "must be a non-empty string")
+        _check_expression(fn_id, f"cancel[{i}].if", entry.get("if"))
+        timeout = _duration(fn_id, f"cancel[{i}].timeout", entry.get("timeout"))
+        out.append(CancelOn(entry["event"], entry.get("if") or None,
+                            timeout or DEFAULT_CANCEL_TIMEOUT_MS))
+    return out
 
 
 def parse_sync(body: Any) -> tuple[str, str, list[FunctionConfig]]:
@@ -138,8 +212,9 @@ class Registry:
         self.functions = functions
         self.version = version
 
-    def match(self, event_name: str) -> list[FunctionConfig]:
-        return [fn for fn in self.functions.values() if fn.matches(event_name)]
+    def match(self, event: dict[str, Any]) -> list[FunctionConfig]:
+        """Functions whose triggers take this event (name, wildcard, CEL expression)."""
+        return [fn for fn in self.functions.values() if fn.matches(event)]
 
     async def sync(self, body: Any, raw_body: bytes, now_ms: int) -> dict[str, Any]:
         """Store an app and replace its function set. Raises SyncError for a bad payload."""

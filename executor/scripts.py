@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 _DIR = pathlib.Path(__file__).parent / "lua"
-NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan")
+NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
+         "resume", "cancel")
 
 
 class Scripts:

@@ -14,9 +14,12 @@ from redis.asyncio import Redis
 from .clock import Clock, system_ms
 from .driver import Driver
 from .events import Limits
+from .ingest import Ingest
+from .lifecycle import Lifecycle
 from .queue import Queue
 from .read_model import ReadModel
 from .registry import Registry
+from .scheduler import Scheduler
 from .scripts import Scripts
 from .state import RunState
 from .worker import Worker
@@ -47,11 +50,16 @@ class Executor:
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
         self.driver = Driver()
+        self.ingest = Ingest(redis, self.scripts, self.registry, self.state, clock)
+        self.lifecycle = Lifecycle(redis, self.ingest, clock)
+        self.ingest.on_run_ended = self.lifecycle.run_ended
+        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock)
         self.worker = Worker(
             self.queue,
             self.state,
             self.registry,
             self.driver,
+            self.ingest,
             clock=clock,
             slots=settings.slots,
             lease_ms=settings.lease_ms,
@@ -63,6 +71,7 @@ class Executor:
         await self.registry.refresh()
         if self.settings.run_worker:
             self._tasks.append(asyncio.create_task(self.worker.run_forever()))
+            self._tasks.append(asyncio.create_task(self.scheduler.run_forever()))
         if self.settings.app_urls:
             self._tasks.append(asyncio.create_task(self._sync_forever()))
 

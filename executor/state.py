@@ -168,9 +168,58 @@ class RunState:
             await self.scripts(
                 "finish",
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
-                 keys.run_steps(item.run_id)],
+                 keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
+                 keys.QUEUE_READY],
                 [item.id, token, now_ms, status, orjson.dumps(output),
                  orjson.dumps(record) if record else b""],
+            )
+        )
+
+    async def pause(
+        self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],
+        timeout_due: int, record: dict[str, Any],
+    ) -> int:
+        """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended."""
+        timer = dataclasses.replace(
+            item, id=f"{item.run_id}:t:{pause['id']}", kind="pause-timeout",
+            ref=f"{pause_key}|{pause['id']}", step_id="step", attempt=0,
+        )
+        pause = {**pause, "timeout_item": timer.id}
+        return int(
+            await self.scripts(
+                "pause",
+                [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id), pause_key,
+                 keys.run_listeners(item.run_id)],
+                [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
+                 orjson.dumps(timer.to_dict()), timeout_due, orjson.dumps(record)],
+            )
+        )
+
+    async def resume(
+        self, pause_key: str, pause: dict[str, Any], memo: bytes, now_ms: int,
+        record: dict[str, Any],
+    ) -> int:
+        """Resume a paused run once; 1 resumed, 0 someone else consumed the pause, 2 ended."""
+        run_id = pause["run_id"]
+        template = QueueItem(id="", run_id=run_id, fn_id=pause["fn_id"],
+                             max_attempts=pause.get("max_attempts", 5)).template()
+        return int(
+            await self.scripts(
+                "resume",
+                [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
+                 keys.run_listeners(run_id)],
+                [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
+                 orjson.dumps(record), template],
+            )
+        )
+
+    async def cancel(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> bool:
+        """Cancel a running run; False when it was not running."""
+        return bool(
+            await self.scripts(
+                "cancel",
+                [keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX],
+                [now_ms, orjson.dumps(reason)],
             )
         )
 

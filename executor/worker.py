@@ -8,15 +8,17 @@ moves step to step without passing through the queue again (immediate execution)
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import re
 from typing import Any
 
 import orjson
 
-from . import backoff, durations
+from . import backoff, durations, keys
 from .clock import Clock, system_ms
 from .driver import CallError, Completed, Driver, Ops, Outcome
+from .ingest import INVOKED, Ingest, internal_event
 from .queue import Queue, QueueItem
 from .registry import Registry
 from .state import CallState, RunState, call_body
@@ -57,12 +59,7 @@ def _sleep_until_ms(op: dict[str, Any], now_ms: int) -> int:
             continue
         if len(value) >= 10:
             try:
-                import datetime
-
-                moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=datetime.UTC)
-                return max(now_ms, min(int(moment.timestamp() * 1000), now_ms + MAX_SLEEP_MS))
+                return max(now_ms, min(_parse_time_ms(value), now_ms + MAX_SLEEP_MS))
             except ValueError:
                 pass
         try:
@@ -72,6 +69,34 @@ def _sleep_until_ms(op: dict[str, Any], now_ms: int) -> int:
     raise ValueError(f"Sleep op {op.get('id')!r}: no readable duration or time")
 
 
+def _duration_ms(value: Any) -> int:
+    if isinstance(value, int | float):
+        return int(value * 1000)
+    if isinstance(value, str) and value:
+        try:
+            return durations.parse_ms(value)
+        except ValueError:
+            return 0
+    return 0
+
+
+def _deadline_ms(value: Any, now_ms: int) -> int:
+    """A wait's timeout: a duration or an RFC 3339 time; empty means already expired."""
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return max(now_ms, min(_parse_time_ms(value), now_ms + MAX_SLEEP_MS))
+        except ValueError:
+            pass
+    return now_ms + min(_duration_ms(value), MAX_SLEEP_MS)
+
+
+def _parse_time_ms(value: str) -> int:
+    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1000)
+
+
 class Worker:
     def __init__(
         self,
@@ -79,6 +104,7 @@ class Worker:
         state: RunState,
         registry: Registry,
         driver: Driver,
+        ingest: Ingest,
         *,
         clock: Clock = system_ms,
         slots: int = 64,
@@ -89,6 +115,7 @@ class Worker:
         self.state = state
         self.registry = registry
         self.driver = driver
+        self.ingest = ingest
         self.clock = clock
         self.slots = slots
         self.lease_ms = lease_ms
@@ -178,6 +205,9 @@ class Worker:
     ) -> tuple[QueueItem | None, CallState | None]:
         """Make one call for `item` and record its outcome; returns the run's next item when
         it came back leased to us."""
+        if item.kind != "call":
+            await self._timer(item, token, self.clock())
+            return None, None
         if state is None:
             state = await self.state.load(item.run_id)
         now = self.clock()
@@ -189,7 +219,7 @@ class Worker:
         fn = self.registry.functions.get(item.fn_id)
         if fn is None:
             error = {"name": "Error", "message": f"function {item.fn_id!r} is not synced"}
-            await self.state.finish(item, token, now, "Failed", {"error": error, **error})
+            await self._end(item, token, now, "Failed", {"error": error["message"], **error})
             return None, None
         body = call_body(item, state)
         outcome = await self._call(item, token, step_url(fn.url, item.step_id), body)
@@ -221,14 +251,14 @@ class Worker:
     ) -> tuple[QueueItem | None, CallState | None]:
         now = self.clock()
         if isinstance(outcome, Completed):
-            await self.state.finish(item, token, now, "Completed", outcome.output)
+            await self._end(item, token, now, "Completed", outcome.output)
             return None, None
         if isinstance(outcome, CallError):
             await self._failed_attempt(item, token, outcome, now)
             return None, None
         if outcome.version is not None and outcome.version != state.version:
             await self.state.set_version(item.run_id, outcome.version)
-        return await self._ops(item, token, outcome, started, now)
+        return await self._ops(item, token, state, outcome, started, now)
 
     async def _failed_attempt(
         self, item: QueueItem, token: str, error: CallError, now: int,
@@ -247,7 +277,7 @@ class Worker:
                 log.warning("lease on %s lost before its retry was recorded", item.id)
             return
         record = _record(op, "Failed", attempts, now, now, error=error.error) if op else None
-        await self.state.finish(item, token, now, "Failed", error.error, record)
+        await self._end(item, token, now, "Failed", error.error, record)
 
     async def _next(
         self, item: QueueItem, token: str, now: int, *, op: dict[str, Any] | None = None,
@@ -269,7 +299,8 @@ class Worker:
         return leased, next_state
 
     async def _ops(
-        self, item: QueueItem, token: str, outcome: Ops, started: int, now: int
+        self, item: QueueItem, token: str, state: CallState, outcome: Ops, started: int,
+        now: int,
     ) -> tuple[QueueItem | None, CallState | None]:
         ops = outcome.ops
         if not ops:
@@ -310,7 +341,13 @@ class Worker:
         if kind == "discoveryrequest":
             return await self._next(item, token, now)
         if kind == "runcomplete":
-            await self.state.finish(item, token, now, "Completed", op.get("data"))
+            await self._end(item, token, now, "Completed", op.get("data"))
+            return None, None
+        if kind == "waitforevent":
+            await self._wait_for_event(item, token, state, op, started, now)
+            return None, None
+        if kind == "invokefunction":
+            await self._invoke(item, token, op, started, now)
             return None, None
         return await self._unsupported(item, token, now, f"the {op['op']} opcode")
 
@@ -334,5 +371,95 @@ class Worker:
     ) -> tuple[None, None]:
         message = f"this executor does not support {what} yet"
         error = {"error": message, "name": "Error", "message": message}
-        await self.state.finish(item, token, now, "Failed", error)
+        await self._end(item, token, now, "Failed", error)
         return None, None
+
+    async def _end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
+                   record: dict[str, Any] | None = None) -> None:
+        """End the run, then emit its end events (which on_failure and invoke wait for)."""
+        if await self.state.finish(item, token, now, status, output, record) == 1:
+            await self.ingest.run_ended(item.run_id)
+
+    # -- waits, invokes and timers ---------------------------------------------------------
+    async def _wait_for_event(self, item: QueueItem, token: str, state: CallState,
+                              op: dict[str, Any], started: int, now: int) -> None:
+        opts = op.get("opts") or {}
+        name = str(opts.get("event") or op.get("name") or "")
+        expires = _deadline_ms(opts.get("timeout"), now)
+        lookback = _duration_ms(opts.get("lookback"))
+        pause = {
+            "id": f"{item.run_id}:{op['id']}", "run_id": item.run_id, "fn_id": item.fn_id,
+            "kind": "wait", "op": op["op"], "step": op["id"],
+            "name": op.get("displayName") or op.get("name") or op["id"],
+            "expr": opts.get("if") or None, "event": orjson.loads(state.run[b"event"]),
+            "event_id": state.run.get(b"event_id", b"").decode(),
+            "created_at": started, "expires_at": expires, "max_attempts": item.max_attempts,
+        }
+        pause_key = keys.pauses(name)
+        record = _record(op, "Waiting", item.attempt + 1, started, expires, waiting_for=name,
+                         expression=pause["expr"])
+        if await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
+                                  timeout_due=expires, record=record) != 1:
+            return
+        # Events that arrived while this call was in flight (or within `lookback` before
+        # it) would otherwise be missed: offer them now. resume.lua makes this race-free.
+        pause["timeout_item"] = f"{item.run_id}:t:{pause['id']}"
+        await self.ingest.scan_lookback(pause_key, pause, name, started - lookback)
+
+    async def _invoke(self, item: QueueItem, token: str, op: dict[str, Any], started: int,
+                      now: int) -> None:
+        opts = op.get("opts") or {}
+        target = str(opts.get("function_id") or "")
+        payload = opts.get("payload") or {}
+        correlation = f"{item.run_id}.{op['id']}"
+        expires = _deadline_ms(opts.get("timeout") or "8760h", now)
+        pause = {
+            "id": correlation, "run_id": item.run_id, "fn_id": item.fn_id, "kind": "invoke",
+            "op": op["op"], "step": op["id"],
+            "name": op.get("displayName") or op.get("name") or op["id"],
+            "created_at": started, "expires_at": expires, "max_attempts": item.max_attempts,
+            "target": target,
+        }
+        record = _record(op, "Invoking", item.attempt + 1, started, expires, function=target)
+        if await self.state.pause(item, token, now, pause_key=keys.PAUSES_BY_CORRELATION,
+                                  pause=pause, timeout_due=expires, record=record) != 1:
+            return
+        pause["timeout_item"] = f"{item.run_id}:t:{pause['id']}"
+        await self.registry.refresh()
+        if target not in self.registry.functions:
+            error = {"name": "Error", "message": f"function {target!r} is not synced"}
+            await self.state.resume(keys.PAUSES_BY_CORRELATION, pause,
+                                    orjson.dumps({"error": error}), now,
+                                    {**record, "status": "Failed", "error": error})
+            return
+        data = dict(payload.get("data") or {})
+        data["_inngest"] = {"fn_id": target, "correlation_id": correlation,
+                            "source_run_id": item.run_id, "source_fn_id": item.fn_id,
+                            "expire": expires}
+        await self.ingest.accept([internal_event(INVOKED, data, f"invoke-{correlation}", now)])
+
+    async def _timer(self, item: QueueItem, token: str, now: int) -> None:
+        if item.kind == "pause-timeout":
+            pause_key, _, pause_id = item.ref.partition("|")
+            raw = await self.state.redis.hget(pause_key, pause_id)
+            if raw is not None:
+                pause = orjson.loads(raw)
+                if pause["kind"] == "invoke":
+                    message = "Timed out waiting for invoked function to complete"
+                    memo: Any = {"error": {"name": "InngestInvokeTimeoutError",
+                                           "message": message, "error": message}}
+                    status = "Failed"
+                else:
+                    memo, status = None, "Completed"
+                await self.state.resume(pause_key, pause, orjson.dumps(memo), now, {
+                    "id": pause["step"], "name": pause.get("name"), "op": pause.get("op"),
+                    "status": status, "attempts": 1, "started_at": pause.get("created_at"),
+                    "ended_at": now, "timed_out": True})
+        elif item.kind == "timeout-start":
+            if await self.state.redis.zscore(keys.QUEUE_READY, f"{item.run_id}:1") is not None:
+                await self.ingest.cancel(item.run_id, f"the run did not start within "
+                                         f"{int(item.ref) / 1000:g}s (timeouts.start)")
+        elif item.kind == "timeout-finish":
+            await self.ingest.cancel(item.run_id, f"the run did not finish within "
+                                     f"{int(item.ref) / 1000:g}s (timeouts.finish)")
+        await self.state.finish(item, token, now, "")

@@ -55,7 +55,8 @@ class RetryAfterError(Error):
             )
 
     def retry_after_header(self) -> str:
-        return self.retry_after.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        moment = self.retry_after.astimezone(datetime.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class StepError(Error):

@@ -3,16 +3,24 @@
 -- A targeted call (a planned or parallel step) only schedules the run's next discovery call
 -- when it is the last of its group to finish (the pending set is empty).
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
---       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pending set
+--       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pending set,
+--       11 listeners set (unused here; the run's keys are passed as one block)
 -- ARGV: 1 item id, 2 lease token, 3 now_ms,
 --       4 hashed step id ('' = no memo to save), 5 memo JSON, 6 step record JSON ('' = none),
 --       7 next call due ms (-1 = no next call), 8 next item JSON without id,
 --       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue),
 --       10 hashed id of the planned step this call ran ('' = a discovery call)
--- returns: {0} lease lost (nothing written); {1} done; {2} done but the memo existed
+-- returns: {0} lease lost (nothing written); {3} the run has ended (cancelled): the item is
+--          dropped, nothing else written; {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
 --          under the same token.
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
+if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  return {3}
+end
 local code = 1
 if ARGV[4] ~= '' then
   if redis.call('HSETNX', KEYS[7], ARGV[4], ARGV[5]) == 1 then

@@ -6,11 +6,12 @@
 --       6 run hash, 7 pending set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
 --       5.. hashed step ids
--- returns: number of calls enqueued; -1 lease lost (nothing written)
+-- returns: number of calls enqueued; -1 lease lost (nothing written); -3 the run has ended
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return -3 end
 redis.call('HSET', KEYS[6], 'disable_immediate', '1')
 local n = 0
 for i = 5, #ARGV do

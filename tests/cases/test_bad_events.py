@@ -202,15 +202,11 @@ async def test_big_event_in_a_batch_names_its_index(small_api: Api) -> None:
     assert "over the limit of 1024" in error
 
 
-@pytest.mark.xfail(strict=True, reason="bug in executor/events.py _check: whole-event errors "
-                   "are built as f'{where}: ...' with where='events[1].', giving 'events[1].: ...'")
 async def test_whole_event_error_in_a_batch_is_prefixed_events_index(small_api: Api) -> None:
     error = await small_api.refused([ok_event(0), "not an object"])
     assert error.startswith("events[1]: "), error
 
 
-@pytest.mark.xfail(strict=True, reason="bug in executor/events.py _check: for a single event "
-                   "where='' so the size error reads ': event is N bytes, ...' (no field)")
 async def test_single_event_size_error_does_not_start_with_a_bare_colon(small_api: Api) -> None:
     error = await small_api.refused({"name": "shop/big", "data": {"blob": "y" * 5000}})
     assert not error.startswith(":"), error

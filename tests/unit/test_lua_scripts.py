@@ -50,7 +50,8 @@ async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int 
     item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2}
     payload = {"now": NOW, "events": [], "runs": [{
         "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "idem_key": "",
-        "idem_ttl": 60, "run_id": run_id, "fields": {"status": "Running"}, "item": item,
+        "idem_ttl": 60, "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
+        "item": item,
         "due": due}]}
     await scripts("ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1],
                              keys.QUEUE_WAKE], [orjson.dumps(payload)])

@@ -1,0 +1,81 @@
+"""A run's end events: `inngest/function.finished` always, plus `.failed` or `.cancelled`.
+
+They drive `on_failure` handlers and resume `step.invoke` callers. Ending a run queues its id
+in a durable outbox (in the same script that ends it); the events are emitted right after,
+and any process's scheduler sweeps the outbox, so a crash in between loses nothing. Event ids
+derive from the run id, so emitting twice stores and starts everything once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from . import keys
+from .ingest import FINISHED, Ingest, internal_event
+
+log = logging.getLogger("inngest_like.executor")
+
+FAILED = "inngest/function.failed"
+CANCELLED = "inngest/function.cancelled"
+_NO_END_EVENTS_FOR = {FINISHED, FAILED}  # their handlers' ends would loop
+
+
+def end_events(fields: dict[bytes, bytes], now_ms: int) -> list[Any]:
+    run_id = fields[b"run_id"].decode()
+    status = fields.get(b"status", b"").decode()
+    first = orjson.loads(fields[b"event"])
+    if first.get("name") in _NO_END_EVENTS_FOR:
+        return []
+    output = orjson.loads(fields[b"output"]) if fields.get(b"output") else None
+    data: dict[str, Any] = {
+        "function_id": fields[b"function_id"].decode(),
+        "run_id": run_id,
+        "event": first,
+        "events": orjson.loads(fields[b"events"]),
+        "_inngest": {"status": status},
+    }
+    correlation = ((first.get("data") or {}).get("_inngest") or {}).get("correlation_id")
+    if correlation:
+        data["correlation_id"] = correlation
+    if status == "Completed":
+        data["result"] = output
+    else:
+        data["error"] = output
+    events = [internal_event(FINISHED, data, f"{run_id}-finished", now_ms)]
+    if status == "Failed":
+        events.append(internal_event(FAILED, data, run_id, now_ms))
+    elif status == "Cancelled":
+        events.append(internal_event(CANCELLED, data, f"{run_id}-cancelled", now_ms))
+    return events
+
+
+class Lifecycle:
+    def __init__(self, redis: Redis, ingest: Ingest, clock: Callable[[], int]) -> None:
+        self.redis = redis
+        self.ingest = ingest
+        self.clock = clock
+
+    async def run_ended(self, run_id: str) -> None:
+        fields: Any = await self.redis.hgetall(keys.run(run_id))
+        if fields and fields.get(b"status") != b"Running":
+            events = end_events(fields, self.clock())
+            if events:
+                await self.ingest.accept(events)
+        await self.redis.zrem(keys.OUTBOX, run_id)
+
+    async def sweep(self, older_than_ms: int = 10_000) -> int:
+        """Emit end events of runs a crashed process left in the outbox (entries younger
+        than `older_than_ms` are still being emitted by the process that ended the run)."""
+        run_ids: Any = await self.redis.zrangebyscore(
+            keys.OUTBOX, "-inf", self.clock() - older_than_ms, start=0, num=100)
+        for raw in run_ids:
+            try:
+                await self.run_ended(raw.decode())
+            except Exception:
+                log.exception("emitting the end events of run %s failed", raw)
+        return len(run_ids)

@@ -1,0 +1,15 @@
+-- Cancel a run: status Cancelled with a reason, pauses and listeners removed, end events
+-- queued. Its queue items are left to be dropped when leased (they see a run that ended),
+-- and a call in flight cannot schedule another: every script checks the run's status.
+-- KEYS: 1 run hash, 2 listeners set, 3 outbox zset
+-- ARGV: 1 now_ms, 2 output JSON (the reason)
+-- returns: 1 cancelled; 0 the run was not running (already ended, or unknown)
+if redis.call('HGET', KEYS[1], 'status') ~= 'Running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'Cancelled', 'output', ARGV[2], 'ended_at', ARGV[1])
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local sep = string.find(entry, '|', 1, true)
+  redis.call('HDEL', string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', KEYS[1], 'run_id'))
+return 1

@@ -1,0 +1,19 @@
+-- A run starts waiting (for an event, or for an invoked function to finish): store the
+-- pause, index it for the run's cleanup, schedule its timeout, and release the lease.
+-- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
+--       6 run hash, 7 steps hash, 8 pause hash (by event name, or by correlation id),
+--       9 listeners set
+-- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 pause id, 5 pause JSON,
+--       6 timeout item id, 7 timeout item JSON, 8 timeout due ms, 9 step record JSON
+-- returns: 1 waiting; 0 lease lost (nothing written); 3 the run has ended: item dropped
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return 3 end
+redis.call('HSET', KEYS[8], ARGV[4], ARGV[5])
+redis.call('SADD', KEYS[9], KEYS[8] .. '|' .. ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[6])
+redis.call('HSET', KEYS[7], cjson.decode(ARGV[9])['id'], ARGV[9])
+return 1

@@ -1,0 +1,34 @@
+-- Resume a paused run exactly once: by a matching event, by the invoked function's end, or
+-- by the pause's timeout. Whoever deletes the pause wins; everyone else gets 0.
+-- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
+--       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pause hash,
+--       11 listeners set
+-- ARGV: 1 pause id, 2 hashed step id, 3 memo JSON, 4 now_ms, 5 timeout item id,
+--       6 step record JSON, 7 next (discovery) item JSON without id
+-- returns: 1 resumed; 0 the pause was already consumed (or never existed); 2 consumed but
+--          the run has ended, so nothing is scheduled
+if redis.call('HDEL', KEYS[10], ARGV[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[11], KEYS[10] .. '|' .. ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[5])
+redis.call('HDEL', KEYS[4], ARGV[5])
+if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return 2 end
+if redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[3]) == 1 then
+  redis.call('RPUSH', KEYS[8], ARGV[2])
+end
+local rec = cjson.decode(ARGV[6])
+local old = redis.call('HGET', KEYS[9], rec['id'])
+if old then
+  local prev = cjson.decode(old)
+  if prev['started_at'] then rec['started_at'] = prev['started_at'] end
+end
+redis.call('HSET', KEYS[9], rec['id'], cjson.encode(rec))
+local item = cjson.decode(ARGV[7])
+local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
+item['id'] = item['run_id'] .. ':' .. seq
+redis.call('HSET', KEYS[1], item['id'], cjson.encode(item))
+redis.call('ZADD', KEYS[2], ARGV[4], item['id'])
+redis.call('LPUSH', KEYS[5], '1')
+redis.call('LTRIM', KEYS[5], 0, 255)
+return 1

@@ -1,0 +1,97 @@
+"""Time-driven work every executor process shares: cron ticks and the lifecycle outbox.
+
+Each tick of each cron trigger fires once across all processes (SET NX on the tick), and
+a restart shorter than the period skips nothing: the last fired tick is stored, and on the
+next pass the latest missed tick fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+
+from . import keys
+from .cron import Schedule
+from .ingest import Ingest, internal_event
+from .lifecycle import Lifecycle
+from .registry import FunctionConfig, Registry
+
+log = logging.getLogger("inngest_like.executor")
+
+SCHEDULED = "inngest/scheduled.timer"
+TICK_TTL_S = 7 * 24 * 3600
+SWEEP_EVERY_MS = 5_000
+
+
+def _rfc3339(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+class Scheduler:
+    def __init__(self, redis: Redis, registry: Registry, ingest: Ingest, lifecycle: Lifecycle,
+                 clock: Callable[[], int]) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.ingest = ingest
+        self.lifecycle = lifecycle
+        self.clock = clock
+        self._last_sweep = 0
+
+    async def run_forever(self) -> None:
+        while True:
+            wait_ms = 1000
+            try:
+                wait_ms = await self.tick()
+            except Exception:
+                log.exception("scheduler pass failed")
+            await asyncio.sleep(max(0.01, min(wait_ms, 1000) / 1000))
+
+    async def tick(self) -> int:
+        """One pass: fire due cron ticks, sweep the outbox. Returns ms until the next tick."""
+        await self.registry.refresh()
+        now = self.clock()
+        next_due = now + 1000
+        for fn in list(self.registry.functions.values()):
+            for source in fn.crons:
+                due = await self._cron(fn, source, now)
+                next_due = min(next_due, due)
+        if now - self._last_sweep >= SWEEP_EVERY_MS:
+            self._last_sweep = now
+            await self.lifecycle.sweep()
+        return next_due - now
+
+    async def _cron(self, fn: FunctionConfig, source: str, now: int) -> int:
+        schedule = Schedule.parse(source)
+        last_key = keys.cron_last(f"{fn.id}|{source}")
+        raw = await self.redis.get(last_key)
+        if raw is None:
+            # first sight of this schedule: count from now
+            await self.redis.set(last_key, now, nx=True)
+            return schedule.next_after(now)
+        last = int(raw)
+        due = schedule.next_after(last)
+        if due > now:
+            return due
+        latest = due
+        while (following := schedule.next_after(latest)) <= now:
+            latest = following
+        if await self.redis.set(keys.cron_tick(f"{fn.id}|{source}", latest), now, nx=True,
+                                ex=TICK_TTL_S):
+            await self._fire(fn, source, latest, now)
+        await self.redis.set(last_key, latest)
+        return schedule.next_after(latest)
+
+    async def _fire(self, fn: FunctionConfig, source: str, tick: int, now: int) -> None:
+        stamp = _rfc3339(tick)
+        event = internal_event(
+            SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": _rfc3339(now)},
+            f"cron-{fn.id}-{tick}", now)
+        event.wire["id"] = stamp
+        run = self.ingest.new_run(fn, [event], now, f"cron:{source}:{tick}")
+        await self.ingest.accept([event], runs=[run])
+        log.info("cron %s fired %s for %s", source, stamp, fn.id)

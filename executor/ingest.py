@@ -30,11 +30,12 @@ INVOKED = "inngest/function.invoked"
 FINISHED = "inngest/function.finished"
 
 
-def internal_event(name: str, data: dict[str, Any], event_id: str, now_ms: int) -> IncomingEvent:
-    """An event the executor itself emits (lifecycle, invoke, cron): its id is deterministic,
-    so emitting it twice stores it once and starts its runs once."""
-    wire = {"name": name, "data": data, "id": event_id, "ts": now_ms, "user": {}}
-    return IncomingEvent(event_id, wire, event_id)
+def internal_event(name: str, data: dict[str, Any], internal_id: str, now_ms: int,
+                   event_id: str | None = None) -> IncomingEvent:
+    """An event the executor itself emits (lifecycle, invoke, cron): its ids are
+    deterministic, so emitting it twice stores it once and starts its runs once."""
+    wire = {"name": name, "data": data, "id": event_id or internal_id, "ts": now_ms, "user": {}}
+    return IncomingEvent(internal_id, wire, event_id or internal_id)
 
 
 def _step_record(pause: dict[str, Any], status: str, now: int, **extra: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def end_events(fields: dict[bytes, bytes], now_ms: int) -> list[Any]:
         data["error"] = output
     events = [internal_event(FINISHED, data, f"{run_id}-finished", now_ms)]
     if status == "Failed":
-        events.append(internal_event(FAILED, data, run_id, now_ms))
+        events.append(internal_event(FAILED, data, f"{run_id}-failed", now_ms, run_id))
     elif status == "Cancelled":
         events.append(internal_event(CANCELLED, data, f"{run_id}-cancelled", now_ms))
     return events

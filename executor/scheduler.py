@@ -90,8 +90,7 @@ class Scheduler:
         stamp = _rfc3339(tick)
         event = internal_event(
             SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": _rfc3339(now)},
-            f"cron-{fn.id}-{tick}", now)
-        event.wire["id"] = stamp
+            f"cron-{fn.id}-{tick}", now, stamp)
         run = self.ingest.new_run(fn, [event], now, f"cron:{source}:{tick}")
         await self.ingest.accept([event], runs=[run])
         log.info("cron %s fired %s for %s", source, stamp, fn.id)

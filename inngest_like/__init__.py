@@ -11,13 +11,15 @@ from ._errors import (
     StepError,
 )
 from ._event import Event
-from ._function import Function, TriggerCron, TriggerEvent
+from ._function import Cancel, Function, Timeouts, TriggerCron, TriggerEvent
+from ._saga import Saga
 from ._step import Step, StepSync
 from ._version import VERSION
 
 __version__ = VERSION
 
 __all__ = [
+    "Cancel",
     "ConfigError",
     "Context",
     "Error",
@@ -27,10 +29,12 @@ __all__ = [
     "Inngest",
     "NonRetriableError",
     "RetryAfterError",
+    "Saga",
     "SendEventsError",
     "Step",
     "StepError",
     "StepSync",
+    "Timeouts",
     "TriggerCron",
     "TriggerEvent",
     "__version__",

@@ -17,7 +17,7 @@ import orjson
 
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
-from ._function import Function, Trigger
+from ._function import Cancel, Function, Timeouts, Trigger
 from ._version import SDK_HEADER
 
 DEV_ORIGIN = "http://127.0.0.1:8288/"
@@ -96,6 +96,9 @@ class Inngest:
         trigger: Trigger | Sequence[Trigger],
         retries: int | None = None,
         name: str | None = None,
+        cancel: Cancel | Sequence[Cancel] | None = None,
+        timeouts: Timeouts | None = None,
+        on_failure: Callable[..., Any] | None = None,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Declare a durable function; returns a decorator."""
         triggers = [trigger] if isinstance(trigger, Trigger) else list(trigger)
@@ -108,6 +111,9 @@ class Inngest:
                 triggers=triggers,
                 retries=retries,
                 handler=handler,
+                cancel=[cancel] if isinstance(cancel, Cancel) else list(cancel or []),
+                timeouts=timeouts,
+                on_failure=on_failure,
             )
             self.functions[fn.id] = fn
             return fn

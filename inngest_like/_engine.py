@@ -96,6 +96,11 @@ class Dispatch:
         self.disable_immediate_execution = disable_immediate_execution
         self.in_parallel = False
         self._seen: dict[str, int] = {}
+        # asyncio.gather of steps: the new steps reached together, and whether they were
+        # reported; the Step API fills these in, the engine only decides
+        self.arrivals: list[StepInfo] = []
+        self.reported = False
+        self.parked: list[Any] = []  # tasks waiting for the call to end, cancelled after it
 
     # -- identity ---------------------------------------------------------------------
     def begin(self, user_id: str) -> StepInfo:
@@ -137,6 +142,22 @@ class Dispatch:
             )
         if self.in_parallel or self.disable_immediate_execution:
             raise _Interrupt([info.op("StepPlanned")])
+
+    def settle(self, info: StepInfo) -> bool:
+        """After the new steps reached together have arrived: True if `info` may go on to
+        `gate` (run now, or fail as unexpected); False if it must park until the call ends.
+        Raises the StepPlanned interrupt for a group of several (once)."""
+        if self.target_step != DISCOVERY_STEP:
+            if info.hashed == self.target_step:
+                return True
+            # a sibling of the targeted step: wait while the target runs
+            return not any(a.hashed == self.target_step for a in self.arrivals)
+        if len(self.arrivals) <= 1:
+            return True
+        if self.reported:
+            return False
+        self.reported = True
+        raise _Interrupt([a.op("StepPlanned") for a in self.arrivals])
 
     def report(self, info: StepInfo, opcode: str, **fields: Any) -> NoReturn:
         """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""

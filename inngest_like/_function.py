@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,47 @@ Trigger = TriggerEvent | TriggerCron
 MAX_RETRIES = 20
 
 
+def _duration(value: int | float | datetime.timedelta) -> str:
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancel:
+    """Cancel a run when `event` arrives (and `if_exp`, CEL over `event` = the run's trigger
+    and `async` = the incoming event, holds), within `timeout` of the run's start."""
+
+    event: str
+    if_exp: str | None = None
+    timeout: int | float | datetime.timedelta | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.event}
+        if self.if_exp:
+            out["if"] = self.if_exp
+        if self.timeout is not None:
+            out["timeout"] = _duration(self.timeout)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """Cancel a run that has not started within `start` of being queued, or has not finished
+    within `finish` of starting."""
+
+    start: int | float | datetime.timedelta | None = None
+    finish: int | float | datetime.timedelta | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.start is not None:
+            out["start"] = _duration(self.start)
+        if self.finish is not None:
+            out["finish"] = _duration(self.finish)
+        return out
+
+
 class Function:
     """A user function plus its config. Created by `Inngest.create_function`."""
 
@@ -55,6 +97,9 @@ class Function:
         triggers: list[Trigger],
         retries: int | None,
         handler: Callable[..., Any],
+        cancel: list[Cancel] | None = None,
+        timeouts: Timeouts | None = None,
+        on_failure: Callable[..., Any] | None = None,
     ) -> None:
         if not fn_id or not isinstance(fn_id, str):
             raise ConfigError("create_function: fn_id must be a non-empty string")
@@ -70,6 +115,22 @@ class Function:
         self.triggers = triggers
         self.retries = retries
         self.handler = handler
+        self.cancel = list(cancel or [])
+        self.timeouts = timeouts
+        self.on_failure: Function | None = None
+        if on_failure is not None:
+            # Inngest's shape: a separate function triggered by its parent's failure.
+            self.on_failure = Function(
+                app_id=app_id,
+                fn_id=f"{fn_id}-failure",
+                name=f"{self.name} (failure)",
+                triggers=[TriggerEvent(
+                    event="inngest/function.failed",
+                    expression=f"event.data.function_id == '{self.id}'",
+                )],
+                retries=0,
+                handler=on_failure,
+            )
         self.is_async = inspect.iscoroutinefunction(handler)
         params = [
             p
@@ -88,9 +149,14 @@ class Function:
         }
         if self.retries is not None:
             step["retries"] = {"attempts": self.retries}
-        return {
+        config: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "triggers": [t.to_config() for t in self.triggers],
             "steps": {"step": step},
         }
+        if self.cancel:
+            config["cancel"] = [c.to_config() for c in self.cancel]
+        if self.timeouts is not None:
+            config["timeouts"] = self.timeouts.to_config()
+        return config

@@ -61,9 +61,15 @@ class Handler:
         serve_path: str | None = None,
     ) -> None:
         self.client = client
-        self.functions = {fn.id: fn for fn in functions}
-        if len(self.functions) != len(functions):
-            raise ValueError("serve(): two functions share one fn_id")
+        self.functions: dict[str, Function] = {}
+        for fn in functions:
+            for served in (fn, fn.on_failure):
+                if served is None:
+                    continue
+                if served.id in self.functions:
+                    raise ValueError(f"serve(): two functions share the id {served.id!r}")
+                self.functions[served.id] = served
+        self.user_function_count = len(functions)
         self.serve_origin = serve_origin or os.environ.get("INNGEST_SERVE_ORIGIN")
         self.serve_path = serve_path or os.environ.get("INNGEST_SERVE_PATH")
 
@@ -94,7 +100,7 @@ class Handler:
         return Response(
             200,
             {
-                "function_count": len(self.functions),
+                "function_count": self.user_function_count,
                 "has_event_key": bool(self.client.event_key),
                 "has_signing_key": bool(self.client.signing_key),
                 "has_signing_key_fallback": bool(self.client.signing_key_fallback),
@@ -196,7 +202,11 @@ class Handler:
             fn_id=fn.id,
         )
         args = (ctx, step) if fn.takes_step else (ctx,)
-        return await self._outcome(fn, args)
+        try:
+            return await self._outcome(fn, args)
+        finally:
+            for task in dispatch.parked:
+                task.cancel()
 
     async def _outcome(self, fn: Function, args: tuple[Any, ...]) -> Response:
         try:

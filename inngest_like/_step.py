@@ -7,6 +7,7 @@ events happen here.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import inspect
 import typing
@@ -20,6 +21,10 @@ from ._errors import _Interrupt
 from ._event import Event
 
 T = TypeVar("T")
+
+# Event-loop turns a new step waits so that steps started together (asyncio.gather) are seen
+# together and planned as parallel calls. Memo hits never wait.
+SETTLE_TURNS = 3
 
 Duration = int | float | datetime.timedelta
 
@@ -83,7 +88,8 @@ class _StepBase:
         self._dispatch.report(info, "Sleep", name=rendered, opts={"duration": rendered})
 
     def _wait_for_event(
-        self, step_id: str, event: str, if_exp: str | None, timeout: Duration
+        self, step_id: str, event: str, if_exp: str | None, timeout: Duration,
+        lookback: Duration | None = None,
     ) -> Event | None:
         info = self._dispatch.begin(step_id)
         found = self._dispatch.memo(info)
@@ -92,6 +98,8 @@ class _StepBase:
         opts: dict[str, Any] = {"event": event, "timeout": render_duration(timeout)}
         if if_exp:
             opts["if"] = if_exp
+        if lookback is not None:
+            opts["lookback"] = render_duration(lookback)  # ours: Inngest has no lookback
         self._dispatch.report(info, "WaitForEvent", name=event, opts=opts)
 
     def _invoke(
@@ -123,9 +131,14 @@ class Step(_StepBase):
 
     async def run(self, step_id: str, handler: Callable[..., Any], *args: Any) -> Any:
         """Run `handler(*args)` once; later calls return its memoized output."""
-        info, found = self._memo_or_gate(step_id, handler)
+        dispatch = self._dispatch
+        info = dispatch.begin(step_id)
+        found = dispatch.memo(info, _return_model(handler))
         if found is not MISSING:
             return found
+        if not dispatch.in_parallel:
+            await self._settle(info)
+        dispatch.gate(info)
         try:
             output = handler(*args)
             if inspect.isawaitable(output):
@@ -135,6 +148,16 @@ class Step(_StepBase):
         except Exception as exc:
             self._dispatch.failed(info, exc)
         self._dispatch.ran(info, output)
+
+    async def _settle(self, info: StepInfo) -> None:
+        dispatch = self._dispatch
+        dispatch.arrivals.append(info)
+        for _ in range(SETTLE_TURNS):
+            await asyncio.sleep(0)
+        if not dispatch.settle(info):
+            # parked: the call ends with a sibling's answer; the handler cancels this task
+            dispatch.parked.append(asyncio.current_task())
+            await asyncio.get_running_loop().create_future()
 
     async def send_event(
         self,
@@ -161,10 +184,12 @@ class Step(_StepBase):
         self._sleep_until(step_id, until)
 
     async def wait_for_event(
-        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration
+        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration,
+        lookback: Duration | None = None,
     ) -> Event | None:
-        """The first matching event after the wait began, or None on timeout."""
-        return self._wait_for_event(step_id, event, if_exp, timeout)
+        """The first matching event after the wait began (or up to `lookback` before it),
+        or None on timeout. `if_exp` is CEL over `event` (this run's trigger) and `async`."""
+        return self._wait_for_event(step_id, event, if_exp, timeout, lookback)
 
     async def invoke(
         self,
@@ -228,9 +253,10 @@ class StepSync(_StepBase):
         self._sleep_until(step_id, until)
 
     def wait_for_event(
-        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration
+        self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration,
+        lookback: Duration | None = None,
     ) -> Event | None:
-        return self._wait_for_event(step_id, event, if_exp, timeout)
+        return self._wait_for_event(step_id, event, if_exp, timeout, lookback)
 
     def invoke(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 
 import inngest_like as inngest
 
-from .providers import RateLimited, extract, llm, search_web
+from .providers import RateLimited, extract, llm, search_web, travel
 
 client = inngest.Inngest(app_id="llm-pipeline", is_production=False)
 
@@ -57,4 +57,53 @@ async def notify_requester(ctx: inngest.Context, step: inngest.Step) -> dict[str
     return await step.run("notify", notify)
 
 
-functions = [research_agent, notify_requester]
+@client.create_function(
+    fn_id="expense-approval",
+    trigger=inngest.TriggerEvent(event="expense/submitted"),
+)
+async def expense_approval(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
+    """Human in the loop: the run waits (holding no worker) for `approval/decided` about this
+    request. `GET /approve/{request_id}?approved=true` on this app sends that event."""
+    request_id = ctx.event.data["request_id"]
+    await step.run("notify-approver", lambda: f"approval requested for {request_id}")
+    decision = await step.wait_for_event(
+        "wait-for-decision",
+        event="approval/decided",
+        if_exp="async.data.request_id == event.data.request_id",
+        timeout=datetime.timedelta(days=3),
+    )
+    if decision is None:
+        return {"request_id": request_id, "status": "expired"}
+    status = "approved" if decision.data.get("approved") else "rejected"
+    await step.run("apply-decision", lambda: f"{request_id} {status}")
+    return {"request_id": request_id, "status": status, "by": decision.data.get("by")}
+
+
+async def on_booking_failed(ctx: inngest.Context, step: inngest.Step) -> str:
+    error = ctx.event.data["error"]
+    trip = ctx.event.data["event"]["data"]["trip_id"]
+    return await step.run("alert-ops", lambda: f"trip {trip} failed: {error['message']}")
+
+
+@client.create_function(
+    fn_id="trip-booking",
+    trigger=inngest.TriggerEvent(event="trip/requested"),
+    retries=1,
+    on_failure=on_booking_failed,
+)
+async def trip_booking(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
+    """The seeds' booking saga: flight, hotel, itinerary; the itinerary fails, so the hotel
+    then the flight are cancelled, each cancellation a memoized step."""
+    trip_id = ctx.event.data["trip_id"]
+    async with inngest.Saga(step) as saga:
+        flight = await step.run(
+            "book-flight", travel.book, "flight", trip_id, ctx.idempotency_key("book-flight"))
+        saga.add("cancel-flight", travel.cancel, flight["id"])
+        hotel = await step.run(
+            "book-hotel", travel.book, "hotel", trip_id, ctx.idempotency_key("book-hotel"))
+        saga.add("cancel-hotel", travel.cancel, hotel["id"])
+        itinerary = await step.run("create-itinerary", travel.create_itinerary, flight, hotel)
+    return {"flight": flight, "hotel": hotel, "itinerary": itinerary}
+
+
+functions = [research_agent, notify_requester, expense_approval, trip_booking]

@@ -62,3 +62,32 @@ class OfflineLLM:
 
 
 llm = OfflineLLM(int(os.environ.get("EXAMPLE_LLM_RATE_LIMIT_EVERY", "3")))
+
+
+class TravelDesk:
+    """Offline flight and hotel bookings. Creating the itinerary always fails, so the example
+    shows the saga undoing the hotel, then the flight."""
+
+    def __init__(self) -> None:
+        self.bookings: dict[str, str] = {}  # booking id -> "booked" | "cancelled"
+        self.log: list[str] = []
+
+    async def book(self, kind: str, trip_id: str, idempotency_key: str) -> dict[str, str]:
+        # the key makes a retried booking return the same reservation, as real APIs do
+        booking_id = f"{kind}-{_digest(idempotency_key)[:8]}"
+        if booking_id not in self.bookings:
+            self.bookings[booking_id] = "booked"
+            self.log.append(f"book {booking_id}")
+        return {"id": booking_id, "trip": trip_id}
+
+    async def cancel(self, booking_id: str) -> str:
+        if self.bookings.get(booking_id) == "booked":
+            self.bookings[booking_id] = "cancelled"
+            self.log.append(f"cancel {booking_id}")
+        return booking_id
+
+    async def create_itinerary(self, flight: dict[str, str], hotel: dict[str, str]) -> str:
+        raise RuntimeError("itinerary service unavailable")
+
+
+travel = TravelDesk()

@@ -58,7 +58,9 @@ def _banner(args: argparse.Namespace, storage: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per periodic re-sync
     if args.command == "start" and not args.redis_url:
         print("inngest-like start: --redis-url is required in production mode", file=sys.stderr)
         raise SystemExit(2)

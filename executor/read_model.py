@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -94,6 +95,8 @@ class ReadModel:
                 rec["output"] = value["data"]
             elif isinstance(value, dict) and "error" in value:
                 rec["error"] = value["error"]
+            if rec.get("status") == "Sleeping" and rec.get("until", 0) <= time.time() * 1000:
+                rec["status"] = "Completed"  # the sleep is over (its record is not rewritten)
             rec["started_at"] = _iso(rec.get("started_at"))
             rec["ended_at"] = _iso(rec.get("ended_at"))
             if rec.get("until"):

@@ -233,6 +233,11 @@ class Registry:
             "functions": [fn.id for fn in functions],
             "error": None,
         }
+        if not modified and not old.get("error"):
+            # an identical re-sync (dev polls every few seconds): note the time, change nothing
+            await self.redis.hset(keys.APPS, app_id, orjson.dumps(app))
+            return {"ok": True, "modified": False, "sync_id": str(uuid.uuid4()),
+                    "app_id": app_id}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.APPS, app_id, orjson.dumps(app))
             gone = set(old.get("functions", [])) - set(app["functions"])

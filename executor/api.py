@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from . import control
 from . import events as event_in
+from .auth import SESSION_COOKIE
 from .registry import SyncError
 from .service import Executor
 
@@ -23,6 +25,9 @@ from .service import Executor
 class ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+OPEN_PATHS = {"/health", "/login", "/logout"}
 
 
 def _error(status: int, message: str, **extra: Any) -> ORJSONResponse:
@@ -53,6 +58,28 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(400, f"{where}: {first.get('msg', 'invalid')}")
 
+    @app.middleware("http")
+    async def production_access(request: Request, call_next: Any) -> Response:
+        """Production mode: the API needs the signing key (Bearer) or a dashboard session,
+        the dashboard a session. Dev mode is open, like Inngest's dev server."""
+        auth = executor.auth
+        path = request.url.path
+        if not auth.production or path in OPEN_PATHS or path.startswith("/e/"):
+            response: Response = await call_next(request)
+            return response
+        bearer = auth.bearer_ok(request.headers.get("authorization"))
+        if path.startswith(("/fn/", "/v0/")):
+            if not bearer:
+                return _error(401, "a valid Authorization: Bearer <signing key> is required")
+        elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
+            pass
+        elif path.startswith("/v1/"):
+            return _error(401, "log in, or send Authorization: Bearer <signing key>")
+        else:
+            return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+        response = await call_next(request)
+        return response
+
     @app.exception_handler(RedisError)
     async def storage_error(request: Request, exc: RedisError) -> Response:
         # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
@@ -66,6 +93,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/e/{event_key}")
     async def send_events(event_key: str, request: Request) -> Response:
+        if not await executor.auth.event_key_ok(event_key):
+            return _error(401, "unknown event key", ids=[])
         now = executor.clock()
         body = await request.body()
         try:
@@ -155,6 +184,36 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         if found is None:
             return _error(404, f"run {run_id} not found")
         return ORJSONResponse({"data": found})
+
+    @app.get("/v1/event-keys")
+    async def list_event_keys() -> Response:
+        return ORJSONResponse({"data": await executor.auth.event_keys()})
+
+    @app.post("/v1/event-keys")
+    async def add_event_key(request: Request) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body: malformed JSON: {exc}")
+        if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+            return _error(400, "key: required, the event key to accept (it is stored hashed)")
+        try:
+            found = await executor.auth.add_event_key(
+                body["key"], str(body.get("name") or ""), executor.clock())
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return ORJSONResponse({"data": {"fingerprint": found[:16]}})
+
+    @app.delete("/v1/event-keys/{fingerprint}")
+    async def revoke_event_key(fingerprint: str) -> Response:
+        if len(fingerprint) < 8:
+            return _error(400, "fingerprint: give at least 8 characters")
+        done = await executor.auth.revoke_event_key(fingerprint)
+        if done == 0:
+            return _error(404, f"no event key with fingerprint {fingerprint}")
+        if done < 0:
+            return _error(409, f"fingerprint {fingerprint} names {-done} keys; give more of it")
+        return ORJSONResponse({"data": {"revoked": fingerprint}})
 
     @app.get("/v1/apps")
     async def list_apps() -> Response:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import pathlib
+import secrets
 import sys
 
 import uvicorn
 from redis.asyncio import Redis
 
 from .api import create_app
+from .auth import Auth
+from .clock import system_ms
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
 from .redis_client import connect
@@ -45,7 +49,22 @@ def _parser() -> argparse.ArgumentParser:
                          help="embedded redis-server data folder (dev without --redis-url)")
         cmd.add_argument("--max-event-bytes", type=int, default=512 * 1024)
         cmd.add_argument("--no-worker", action="store_true", help="serve the API only")
+        cmd.add_argument("--signing-key", default=None,
+                         help="signs calls, guards the API (default: $INNGEST_SIGNING_KEY)")
+        cmd.add_argument("--signing-key-fallback", default=None,
+                         help="also accepted, for rotation ($INNGEST_SIGNING_KEY_FALLBACK)")
+        cmd.add_argument("--event-key", action="append", default=[],
+                         help="an event key to accept in production (repeatable; more can be "
+                              "added at run time with `inngest-like keys add`)")
+        cmd.add_argument("--dashboard-password", default=None,
+                         help="dashboard login in production ($INNGEST_LIKE_DASHBOARD_PASSWORD)")
         cmd.add_argument("--log-level", default="info")
+    keys_cmd = sub.add_parser("keys", help="manage production event keys (no restart needed)")
+    keys_cmd.add_argument("action", choices=["add", "revoke", "list"])
+    keys_cmd.add_argument("fingerprint", nargs="?", help="for revoke: the key's fingerprint")
+    keys_cmd.add_argument("--redis-url", required=True)
+    keys_cmd.add_argument("--name", default="")
+    keys_cmd.add_argument("--key", default=None, help="for add: the key (default: a new one)")
     return parser
 
 
@@ -58,11 +77,19 @@ def _banner(args: argparse.Namespace, storage: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "keys":
+        asyncio.run(_keys(args))
+        return
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per periodic re-sync
     if args.command == "start" and not args.redis_url:
         print("inngest-like start: --redis-url is required in production mode", file=sys.stderr)
+        raise SystemExit(2)
+    signing_key = args.signing_key or os.environ.get("INNGEST_SIGNING_KEY")
+    if args.command == "start" and not signing_key:
+        print("inngest-like start: --signing-key (or INNGEST_SIGNING_KEY) is required in "
+              "production mode", file=sys.stderr)
         raise SystemExit(2)
     child: RedisChild | None = None
     redis: Redis
@@ -89,8 +116,15 @@ def main(argv: list[str] | None = None) -> None:
         poll_interval_s=args.poll_interval,
         limits=Limits(max_event_bytes=args.max_event_bytes),
         run_worker=not args.no_worker,
+        signing_key=signing_key,
+        signing_key_fallback=(args.signing_key_fallback
+                              or os.environ.get("INNGEST_SIGNING_KEY_FALLBACK")),
+        dashboard_password=(args.dashboard_password
+                            or os.environ.get("INNGEST_LIKE_DASHBOARD_PASSWORD")),
     )
     executor = Executor(redis, settings)
+    for key in args.event_key:
+        asyncio.run(_seed_key(args.redis_url, key))
     app = create_app(executor)
     try:
         from dashboard import mount
@@ -106,6 +140,38 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_close(redis))
         if child:
             child.stop()
+
+
+async def _seed_key(redis_url: str | None, key: str) -> None:
+    if not redis_url:
+        return  # dev mode accepts every key
+    redis = connect(redis_url)
+    try:
+        await Auth(redis, production=True, signing_keys=[]).add_event_key(key, "cli", system_ms())
+    finally:
+        await redis.aclose()
+
+
+async def _keys(args: argparse.Namespace) -> None:
+    """`inngest-like keys add|revoke|list`: keys live hashed in Redis; a new key is shown
+    once, here, and never again."""
+    redis = connect(args.redis_url)
+    auth = Auth(redis, production=True, signing_keys=[])
+    try:
+        if args.action == "add":
+            key = args.key or secrets.token_urlsafe(32)
+            found = await auth.add_event_key(key, args.name, system_ms())
+            print(f"event key (shown once): {key}\nfingerprint: {found[:16]}")
+        elif args.action == "revoke":
+            done = await auth.revoke_event_key(args.fingerprint or "")
+            print({1: "revoked", 0: "no such key"}.get(done, "ambiguous fingerprint"))
+            if done != 1:
+                raise SystemExit(1)
+        else:
+            for entry in await auth.event_keys():
+                print(f"{entry['fingerprint']}  {entry['hint']}  {entry['name']}")
+    finally:
+        await redis.aclose()
 
 
 def _has_uvloop() -> bool:

@@ -113,3 +113,13 @@ def cron_tick(function_id: str, tick_ms: int) -> str:
 def cancellation(cancellation_id: str) -> str:
     """Hash: a bulk cancellation's request and result."""
     return f"{PREFIX}:cancellation:{cancellation_id}"
+
+
+# -- production auth -------------------------------------------------------------------------
+EVENT_KEYS = f"{PREFIX}:event-keys"  # hash sha256(event key) -> {name, hint, created_at}
+SESSION_SECRET = f"{PREFIX}:session-secret"  # random secret shared by every process
+
+
+def session(token_hash: str) -> str:
+    """String with a TTL: a dashboard login session, keyed by the hash of its cookie."""
+    return f"{PREFIX}:session:{token_hash}"

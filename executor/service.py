@@ -9,8 +9,10 @@ import logging
 from typing import Any
 
 import httpx
+import orjson
 from redis.asyncio import Redis
 
+from .auth import Auth
 from .clock import Clock, system_ms
 from .driver import Driver
 from .events import Limits
@@ -37,6 +39,13 @@ class Settings:
     poll_interval_s: float = 5.0
     limits: Limits = dataclasses.field(default_factory=Limits)
     run_worker: bool = True
+    signing_key: str | None = None
+    signing_key_fallback: str | None = None
+    dashboard_password: str | None = None
+
+    @property
+    def production(self) -> bool:
+        return self.mode == "cloud"
 
 
 class Executor:
@@ -50,6 +59,10 @@ class Executor:
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
         self.driver = Driver()
+        self.auth = Auth(redis, production=settings.production,
+                         signing_keys=[settings.signing_key or "",
+                                       settings.signing_key_fallback or ""],
+                         dashboard_password=settings.dashboard_password)
         self.ingest = Ingest(redis, self.scripts, self.registry, self.state, clock)
         self.lifecycle = Lifecycle(redis, self.ingest, clock)
         self.ingest.on_run_ended = self.lifecycle.run_ended
@@ -60,6 +73,7 @@ class Executor:
             self.registry,
             self.driver,
             self.ingest,
+            sign=self.auth.sign,
             clock=clock,
             slots=settings.slots,
             lease_ms=settings.lease_ms,
@@ -86,11 +100,13 @@ class Executor:
 
     async def sync_app(self, url: str) -> str | None:
         """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""
-        headers = {"Content-Type": "application/json", "X-Inngest-Server-Kind": self.settings.mode}
+        request, signature = self.auth.sign(orjson.dumps({"url": url}))
+        headers = {"Content-Type": "application/json",
+                   "X-Inngest-Server-Kind": self.settings.mode, **signature}
         error: str | None = None
         try:
             async with httpx.AsyncClient(timeout=30) as http:
-                answer = await http.put(url, json={"url": url}, headers=headers)
+                answer = await http.put(url, content=request, headers=headers)
         except httpx.HTTPError as exc:
             error = f"unreachable: {exc.__class__.__name__}"
         else:
@@ -100,7 +116,8 @@ class Executor:
             except ValueError:
                 pass
             if answer.status_code >= 400:
-                error = f"HTTP {answer.status_code}: {body.get('message') or body.get('error') or ''}"
+                detail = body.get("message") or body.get("error") if isinstance(body, dict) else ""
+                error = f"HTTP {answer.status_code}: {detail or ''}"
             elif isinstance(body, dict) and body.get("error"):
                 error = str(body["error"])
         if error:

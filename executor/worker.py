@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -106,6 +107,7 @@ class Worker:
         driver: Driver,
         ingest: Ingest,
         *,
+        sign: Callable[[bytes], tuple[bytes, dict[str, str]]] = lambda body: (body, {}),
         clock: Clock = system_ms,
         slots: int = 64,
         lease_ms: int = 20_000,
@@ -116,6 +118,7 @@ class Worker:
         self.registry = registry
         self.driver = driver
         self.ingest = ingest
+        self.sign = sign
         self.clock = clock
         self.slots = slots
         self.lease_ms = lease_ms
@@ -228,12 +231,13 @@ class Worker:
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
         self.calls_made += 1
         renewer = asyncio.create_task(self._renew(item.id, token))
+        body, signature = self.sign(body)
         try:
             return await self.driver.call(
                 url,
                 body,
                 {"Content-Type": "application/json", "X-Inngest-Req-Version": "2",
-                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id},
+                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id, **signature},
             )
         finally:
             renewer.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
+from . import signing
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
 from ._function import Cancel, Function, Timeouts, Trigger
@@ -119,6 +120,12 @@ class Inngest:
             return fn
 
         return decorator
+
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer <hashed signing key>` for the executor's API, if keyed."""
+        if not self.signing_key:
+            return {}
+        return {"Authorization": f"Bearer {signing.bearer(self.signing_key)}"}
 
     # -- sending events ---------------------------------------------------------------
     def _send_request(self, events: Event | Sequence[Event]) -> tuple[str, bytes, dict[str, str]]:

@@ -19,11 +19,12 @@ import orjson
 from ._client import Inngest
 from ._context import Context, Group
 from ._engine import Dispatch, error_body, to_json
-from ._errors import NonRetriableError, RetryAfterError, StepError, _Interrupt
+from ._errors import ConfigError, NonRetriableError, RetryAfterError, StepError, _Interrupt
 from ._event import Event
 from ._function import Function
 from ._step import Step, StepSync
 from ._version import SDK_HEADER, VERSION
+from .signing import SignatureError, verify
 
 FRAMEWORK = "fast_api"
 
@@ -70,6 +71,11 @@ class Handler:
                     raise ValueError(f"serve(): two functions share the id {served.id!r}")
                 self.functions[served.id] = served
         self.user_function_count = len(functions)
+        if client.is_production and not client.signing_key:
+            raise ConfigError(
+                "serve(): production mode needs a signing key: pass signing_key= to Inngest() "
+                "or set INNGEST_SIGNING_KEY (or use dev mode with INNGEST_DEV=1)"
+            )
         self.serve_origin = serve_origin or os.environ.get("INNGEST_SERVE_ORIGIN")
         self.serve_path = serve_path or os.environ.get("INNGEST_SERVE_PATH")
 
@@ -91,6 +97,20 @@ class Handler:
         origin = self.serve_origin or f"{parts.scheme}://{parts.netloc}"
         path = self.serve_path or parts.path
         return origin.rstrip("/") + path
+
+    def _keys(self) -> list[str]:
+        return [k for k in (self.client.signing_key, self.client.signing_key_fallback) if k]
+
+    def _unverified(self, request: Request) -> Response | None:
+        """In production every POST must carry a valid signature: None if it does, else
+        the 401 answer. Dev mode does not check (as the official SDKs)."""
+        if not self.client.is_production:
+            return None
+        try:
+            verify(request.body, request.headers.get("x-inngest-signature"), self._keys())
+        except SignatureError as exc:
+            return _error(401, exc.code, exc.message)
+        return None
 
     # -- GET ----------------------------------------------------------------------------
     def inspect(self, request: Request) -> Response:
@@ -131,7 +151,8 @@ class Handler:
         url = urllib.parse.urljoin(self.client.api_origin, "/fn/register")
         if deploy_id := request.query.get("deployId"):
             url += f"?deployId={urllib.parse.quote(deploy_id)}"
-        headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER}
+        headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER,
+                   **self.client.auth_headers()}
         if kind:
             headers["X-Inngest-Expected-Server-Kind"] = kind
         try:
@@ -149,7 +170,8 @@ class Handler:
     async def _fetch_state(self, run_id: str) -> tuple[list[Any], dict[str, Any]]:
         """`use_api`: the payload was too large to send, so fetch events and memos."""
         base = self.client.api_origin
-        async with httpx.AsyncClient(timeout=30) as http:
+        headers = self.client.auth_headers()
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             batch = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/batch"))
             actions = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/actions"))
         batch.raise_for_status()
@@ -157,6 +179,11 @@ class Handler:
         return list(batch.json()), dict(actions.json())
 
     async def call(self, request: Request) -> Response:
+        refused = self._unverified(request)
+        if refused is not None:
+            return refused
+        if request.query.get("probe") == "trust":
+            return Response(200, None, self._headers())
         fn = self.functions.get(request.query.get("fnId", ""))
         if fn is None:
             return _error(

@@ -185,6 +185,31 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(404, f"run {run_id} not found")
         return ORJSONResponse({"data": found})
 
+    @app.post("/v1/checkpoint/{run_id}/async")
+    async def checkpoint(run_id: str, request: Request) -> Response:
+        """JS v4 SDKs save steps here while one request runs several of them."""
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body: malformed JSON: {exc}")
+        steps = body.get("steps") if isinstance(body, dict) else None
+        if not isinstance(steps, list):
+            return _error(400, "steps: must be a list of StepRun opcodes")
+        now = executor.clock()
+        saved = []
+        for i, op in enumerate(steps):
+            if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
+                return _error(400, f"steps[{i}]: must be an opcode object with a string id")
+            if str(op.get("op", "")).lower() not in ("steprun", "step"):
+                return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
+            record = {"id": op["id"], "name": op.get("displayName") or op.get("name") or op["id"],
+                      "op": op.get("op"), "status": "Completed", "attempts": 1,
+                      "started_at": now, "ended_at": now, "checkpointed": True}
+            saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
+        if await executor.state.checkpoint(run_id, now, saved) < 0:
+            return _error(404, f"run {run_id} is not running")
+        return ORJSONResponse({"status": 200})
+
     @app.get("/v1/event-keys")
     async def list_event_keys() -> Response:
         return ORJSONResponse({"data": await executor.auth.event_keys()})

@@ -10,7 +10,7 @@ from redis.commands.core import AsyncScript
 
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
-         "resume", "cancel")
+         "resume", "cancel", "checkpoint")
 
 
 class Scripts:

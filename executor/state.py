@@ -43,6 +43,8 @@ def call_body(item: QueueItem, state: CallState) -> bytes:
         events, steps = b"[]", b"{}"
     ctx = {
         "run_id": item.run_id,
+        # a non-empty fn_id lets JS v4 SDKs checkpoint (POST /v1/checkpoint/{run}/async)
+        "fn_id": item.fn_id,
         "env": "",
         "step_id": item.step_id,
         "attempt": item.attempt,
@@ -212,6 +214,19 @@ class RunState:
                  orjson.dumps(record), template],
             )
         )
+
+    async def checkpoint(self, run_id: str, now_ms: int,
+                         steps: list[tuple[str, bytes, dict[str, Any]]]) -> int:
+        """Save checkpointed steps (hash, memo, record); -1 when the run is not running."""
+        args: list[Any] = [now_ms]
+        for hashed, memo, record in steps:
+            args += [hashed, memo, orjson.dumps(record)]
+        return int(await self.scripts(
+            "checkpoint",
+            [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
+             keys.run_steps(run_id)],
+            args,
+        ))
 
     async def cancel(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> bool:
         """Cancel a running run; False when it was not running."""

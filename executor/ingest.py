@@ -16,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import expressions, keys
+from . import expressions, flow, keys
 from .events import IncomingEvent
 from .queue import QUEUE_KEYS, QueueItem
 from .registry import FunctionConfig, Registry
@@ -73,8 +73,42 @@ class Ingest:
             "started_at": str(now_ms),
             "version": "-1",
         }
+        wire = first.wire
+        control = fn.flow
         item = {"run_id": run_id, "fn_id": fn.id, "step_id": "step", "attempt": 0,
-                "max_attempts": fn.max_attempts, "kind": "call", "ref": ""}
+                "max_attempts": fn.max_attempts, "kind": "call", "ref": "",
+                "ck": flow.concurrency_slots(fn.id, control, wire)}
+        idem_keys: list[list[Any]] = []
+        if idempotency_key:  # the sender's event id: one run per id for 24 h
+            idem_keys.append([keys.idempotency(fn.id, idempotency_key), IDEMPOTENCY_TTL_S])
+        if control.idempotency:
+            value = flow.evaluate_key(control.idempotency, wire)
+            idem_keys.append([keys.idempotency(fn.id, f"key:{value}"),
+                              max(1, control.idempotency_ms // 1000)])
+        plan: dict[str, Any] = {}
+        if control.rate_limit:
+            rate = control.rate_limit
+            plan["rate"] = {"key": keys.rate_limit(fn.id, flow.evaluate_key(rate.key, wire)),
+                            "limit": rate.limit, "period": rate.period_ms}
+        if control.throttle:
+            t = control.throttle
+            plan["throttle"] = {"key": keys.throttle(fn.id, flow.evaluate_key(t.key, wire)),
+                                "limit": t.limit, "period": t.period_ms, "burst": t.burst}
+        if control.singleton:
+            single = keys.singleton(fn.id, flow.evaluate_key(control.singleton.key, wire))
+            plan["singleton"] = {"key": single, "mode": control.singleton.mode,
+                                 "run_prefix": keys.RUN_PREFIX}
+            fields["singleton_key"] = single
+        if control.debounce:
+            d = control.debounce
+            plan["debounce"] = {"key": keys.debounce(fn.id, flow.evaluate_key(d.key, wire)),
+                                "period": d.period_ms, "timeout": d.timeout_ms,
+                                "run_prefix": keys.RUN_PREFIX}
+        if control.batch and expressions.matches(control.batch.condition, {"event": wire}):
+            b = control.batch  # an event failing `if` runs alone, at once
+            plan["batch"] = {"key": keys.batch(fn.id, flow.evaluate_key(b.key, wire)),
+                             "max": b.max_size, "timeout": b.timeout_ms,
+                             "run_prefix": keys.RUN_PREFIX}
         listeners = []
         for i, cancel in enumerate(fn.cancel):
             pause = {"id": f"{run_id}:cancel:{i}", "run_id": run_id, "fn_id": fn.id,
@@ -94,12 +128,13 @@ class Ingest:
         record: dict[str, Any] = {
             "run_key": keys.run(run_id),
             "runs_key": keys.event_runs(first.internal_id),
-            "idem_key": keys.idempotency(fn.id, idempotency_key) if idempotency_key else "",
-            "idem_ttl": IDEMPOTENCY_TTL_S,
+            "idem_keys": idem_keys,
             "run_id": run_id,
             "fields": fields,
             "item": item,
-            "due": now_ms,
+            # priority: seconds of head start among items due at the same time
+            "due": now_ms - 1000 * flow.priority_s(control, wire),
+            "flow": plan,
             "memos_key": keys.run_memos(run_id),
             "stack_key": keys.run_stack(run_id),
             "steps_key": keys.run_steps(run_id),
@@ -142,12 +177,16 @@ class Ingest:
             ],
             "runs": runs,
         }
-        created = await self.scripts(
+        out = await self.scripts(
             "ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
             [orjson.dumps(payload)],
         )
+        ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
+        split = ids.index("|")
+        for replaced in ids[split + 1:]:  # singleton in cancel mode: the new run replaces it
+            await self.cancel(replaced, "replaced by a newer run (singleton mode cancel)")
         await self.match_pauses(events)
-        return [c.decode() if isinstance(c, bytes) else str(c) for c in created]
+        return ids[:split]
 
     # -- pauses and cancel listeners ------------------------------------------------------
     async def match_pauses(self, events: list[IncomingEvent]) -> None:

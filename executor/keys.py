@@ -8,6 +8,8 @@ to be split for Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "il"
 
 # -- queue -------------------------------------------------------------------------------
@@ -45,9 +47,12 @@ def events_by_name(name: str) -> str:
 RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
 
 
+RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}"
+
+
 def run(run_id: str) -> str:
     """Hash: run metadata (function, status, output, times, events, version, seq)."""
-    return f"{PREFIX}:run:{{r:{run_id}}}"
+    return f"{RUN_PREFIX}{run_id}}}"
 
 
 def run_memos(run_id: str) -> str:
@@ -123,3 +128,45 @@ SESSION_SECRET = f"{PREFIX}:session-secret"  # random secret shared by every pro
 def session(token_hash: str) -> str:
     """String with a TTL: a dashboard login session, keyed by the hash of its cookie."""
     return f"{PREFIX}:session:{token_hash}"
+
+
+# -- flow control ----------------------------------------------------------------------------
+def _scoped(kind: str, scope_id: str, expression: str, value: str) -> str:
+    digest = hashlib.sha1(expression.encode()).hexdigest()[:8] if expression else "-"
+    return f"{PREFIX}:{kind}:{scope_id}:{digest}:{value}"
+
+
+def concurrency(scope_id: str, expression: str, value: str) -> str:
+    """Zset: queue items executing under one concurrency key -> lease expiry (ms)."""
+    return _scoped("conc", scope_id, expression, value)
+
+
+def concurrency_waiting(scope_id: str, expression: str, value: str) -> str:
+    """Zset: due items held back by that concurrency key -> their due time (ms). Held
+    per key, so one hot key's backlog never blocks the head of the shared ready queue."""
+    return _scoped("conc-wait", scope_id, expression, value)
+
+
+def throttle(function_id: str, value: str) -> str:
+    """String: the throttle's theoretical arrival time (GCRA), per function and key."""
+    return f"{PREFIX}:throttle:{function_id}:{value}"
+
+
+def rate_limit(function_id: str, value: str) -> str:
+    """Zset: start times (ms) of recent runs, per function and key (sliding window)."""
+    return f"{PREFIX}:ratelimit:{function_id}:{value}"
+
+
+def debounce(function_id: str, value: str) -> str:
+    """Hash {run, first}: the pending debounced run per function and key."""
+    return f"{PREFIX}:debounce:{function_id}:{value}"
+
+
+def batch(function_id: str, value: str) -> str:
+    """Hash {run, count}: the batch being filled per function and key."""
+    return f"{PREFIX}:batch:{function_id}:{value}"
+
+
+def singleton(function_id: str, value: str) -> str:
+    """String: the active run of a singleton function per key."""
+    return f"{PREFIX}:singleton:{function_id}:{value}"

@@ -34,10 +34,13 @@ class QueueItem:
     max_attempts: int = 5
     kind: str = "call"
     ref: str = ""
+    ck: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # concurrency slots
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> QueueItem:
         data = orjson.loads(raw)
+        if not data.get("ck"):
+            data["ck"] = []  # Lua's cjson writes an empty list as {}
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,21 +71,23 @@ class Queue:
         out = await self.scripts(
             "lease",
             [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
-            [now_ms, now_ms + lease_ms, token, limit],
+            [now_ms, now_ms + lease_ms, token, limit, keys.RUN_PREFIX],
         )
         next_due = int(out[0]) if int(out[0]) >= 0 else None
         return [QueueItem.from_json(raw) for raw in out[1:]], token, next_due
 
     async def renew(self, item_id: str, token: str, expiry_ms: int) -> bool:
         ok = await self.scripts(
-            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES], [item_id, token, expiry_ms]
+            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
+            [item_id, token, expiry_ms]
         )
         return bool(ok)
 
     async def reap(self, now_ms: int, limit: int = 1000) -> int:
         moved = await self.scripts(
             "reap",
-            [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_READY, keys.QUEUE_WAKE],
+            [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_READY, keys.QUEUE_WAKE,
+             keys.QUEUE_ITEMS],
             [now_ms, limit],
         )
         return int(moved)

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import cron, durations, expressions, keys
+from . import cron, durations, expressions, flow, keys
+from .flow import FlowControl
 
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
@@ -48,6 +49,7 @@ class FunctionConfig:
     cancel: list[CancelOn] = dataclasses.field(default_factory=list)
     timeout_start_ms: int | None = None
     timeout_finish_ms: int | None = None
+    flow: FlowControl = dataclasses.field(default_factory=FlowControl)
 
     def matches(self, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
@@ -103,6 +105,10 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
     timeouts = raw.get("timeouts") or {}
     if not isinstance(timeouts, dict):
         raise _field(fn_id, "timeouts", "must be an object")
+    try:
+        flow_control = flow.parse(raw)
+    except flow.FlowError as exc:
+        raise _field(fn_id, str(exc).split(":", 1)[0], str(exc).split(":", 1)[1].strip()) from None
     start_ms = _duration(fn_id, "timeouts.start", timeouts.get("start"))
     finish_ms = _duration(fn_id, "timeouts.finish", timeouts.get("finish"))
     step = (raw.get("steps") or {}).get("step") if isinstance(raw.get("steps"), dict) else None
@@ -126,6 +132,7 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
         cancel=cancel,
         timeout_start_ms=start_ms,
         timeout_finish_ms=finish_ms,
+        flow=flow_control,
     )
 
 

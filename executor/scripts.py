@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 from redis.asyncio import Redis
@@ -13,10 +14,19 @@ NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "pla
          "resume", "cancel", "checkpoint")
 
 
+_INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
+
+
+def source(name: str) -> str:
+    """A script's text with its `--#include NAME` lines replaced by `lib_NAME.lua`."""
+    text = (_DIR / f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: (_DIR / f"lib_{m.group(1)}.lua").read_text(), text)
+
+
 class Scripts:
     def __init__(self, redis: Redis) -> None:
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script((_DIR / f"{name}.lua").read_text()) for name in NAMES
+            name: redis.register_script(source(name)) for name in NAMES
         }
 
     async def __call__(

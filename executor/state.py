@@ -171,7 +171,7 @@ class RunState:
                 "finish",
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
-                 keys.QUEUE_READY],
+                 keys.QUEUE_READY, keys.QUEUE_WAKE],
                 [item.id, token, now_ms, status, orjson.dumps(output),
                  orjson.dumps(record) if record else b""],
             )

@@ -6,6 +6,10 @@
 -- returns: 1 cancelled; 0 the run was not running (already ended, or unknown)
 if redis.call('HGET', KEYS[1], 'status') ~= 'Running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'Cancelled', 'output', ARGV[2], 'ended_at', ARGV[1])
+local single = redis.call('HGET', KEYS[1], 'singleton_key')
+if single and redis.call('GET', single) == redis.call('HGET', KEYS[1], 'run_id') then
+  redis.call('DEL', single)
+end
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local sep = string.find(entry, '|', 1, true)
   redis.call('HDEL', string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))

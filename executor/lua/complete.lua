@@ -14,7 +14,10 @@
 --          dropped, nothing else written; {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
 --          under the same token.
+--#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+release_slots(KEYS[2], KEYS[5], ARGV[1], current)
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -57,7 +60,9 @@ local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
 item['id'] = item['run_id'] .. ':' .. seq
 local encoded = cjson.encode(item)
 redis.call('HSET', KEYS[1], item['id'], encoded)
-if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) then
+local limited = type(item['ck']) == 'table' and #item['ck'] > 0
+-- a concurrency-limited run goes back through the queue so other runs get their turn
+if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not limited then
   redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
   redis.call('HSET', KEYS[4], item['id'], ARGV[2])
   return {code, encoded}

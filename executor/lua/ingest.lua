@@ -1,16 +1,21 @@
 -- Store a request's events and start their runs, all or nothing, before the API answers:
 -- an accepted event is never lost, and a retried request (same event ids) writes nothing twice.
+-- Start-time flow control is decided here, atomically: idempotency, rate limit, singleton,
+-- debounce, batching, throttle (and priority through the first item's due time).
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list
 -- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json}],
---               runs: [{run_key, runs_key, idem_key, idem_ttl, run_id, fields, item, due,
---                       memos_key, stack_key, memos: [[hash, json]...],
---                       steps_key, records: [[hash, json]...],
---                       listeners_key, listeners: [{key, id, json}...],
---                       timers: [{id, json, due}...]}]}
+--               runs: [{run_key, runs_key, idem_keys: [[key, ttl_s]...], run_id, fields,
+--                       item, due, memos_key, stack_key, memos: [[hash, json]...],
+--                       steps_key, records: [[hash, json]...], listeners_key,
+--                       listeners: [{key, id, json}...], timers: [{id, json, due}...],
+--                       flow: {rate, singleton, debounce, batch, throttle} (each optional)}]}
 --       (every key inside is built by executor/keys.py)
--- returns: {created_run_id...}; a run is skipped when its idempotency key is taken, or when
---          its event was stored already (a retried request or script: nothing twice)
+-- returns: {created_run_id..., '|', run_id_to_cancel...}: runs created (a skipped run is
+--          created with status Skipped and its reason; a debounced or batched event joins
+--          a pending run instead), then the runs a singleton in cancel mode replaces. A run
+--          is not created when its idempotency key is taken or its event was stored already.
 local p = cjson.decode(ARGV[1])
+local now = tonumber(p['now'])
 local repeated = {}
 for _, ev in ipairs(p['events']) do
   if redis.call('SET', ev['key'], ev['json'], 'NX') then
@@ -20,41 +25,160 @@ for _, ev in ipairs(p['events']) do
     repeated[ev['id']] = true
   end
 end
-local created = {}
+
+local function wake()
+  redis.call('LPUSH', KEYS[5], '1')
+end
+
+-- join a pending (not yet started) run: debounce replaces its event, batch appends one
+local function pending(run_id)
+  if not run_id then return nil end
+  if redis.call('ZSCORE', KEYS[4], run_id .. ':1') then return run_id end
+  return nil
+end
+
+local created, to_cancel = {}, {}
 for _, r in ipairs(p['runs']) do
-  local fresh = not repeated[r['fields']['event_id']]
-  if fresh and r['idem_key'] ~= '' then
-    fresh = redis.call('SET', r['idem_key'], r['run_id'], 'NX', 'EX', r['idem_ttl'])
+  local f = r['fields']
+  local fresh = not repeated[f['event_id']]
+  for _, idem in ipairs(r['idem_keys'] or {}) do
+    if fresh then fresh = redis.call('SET', idem[1], r['run_id'], 'NX', 'EX', idem[2]) end
   end
-  if fresh and redis.call('EXISTS', r['run_key']) == 0 then
-    for field, value in pairs(r['fields']) do
+  fresh = fresh and redis.call('EXISTS', r['run_key']) == 0
+  local flow = r['flow'] or {}
+  local skipped, joined = nil, false
+  local due = tonumber(r['due'])
+
+  if fresh and flow['rate'] then
+    local rate = flow['rate']
+    redis.call('ZREMRANGEBYSCORE', rate['key'], '-inf', now - rate['period'])
+    if redis.call('ZCARD', rate['key']) >= rate['limit'] then
+      skipped = 'skipped: rate limited'
+    else
+      redis.call('ZADD', rate['key'], now, r['run_id'])
+      redis.call('PEXPIRE', rate['key'], rate['period'])
+    end
+  end
+
+  if fresh and not skipped and flow['singleton'] then
+    local s = flow['singleton']
+    local current = redis.call('GET', s['key'])
+    if current and redis.call('HGET', s['run_prefix'] .. current .. '}', 'status') == 'Running' then
+      if s['mode'] == 'skip' then
+        skipped = 'skipped: singleton run ' .. current .. ' is active'
+      else
+        table.insert(to_cancel, current)
+      end
+    end
+    if not skipped then redis.call('SET', s['key'], r['run_id']) end
+  end
+
+  if fresh and not skipped and flow['debounce'] then
+    local d = flow['debounce']
+    local target = pending(redis.call('HGET', d['key'], 'run'))
+    if target then
+      local first = tonumber(redis.call('HGET', d['key'], 'first'))
+      local at = now + d['period']
+      if d['timeout'] then at = math.min(at, first + d['timeout']) end
+      local run_key = d['run_prefix'] .. target .. '}'
+      redis.call('HSET', run_key, 'event', f['event'], 'events', f['events'],
+                 'event_id', f['event_id'], 'waiting_reason', 'debounced until ' .. at)
+      redis.call('ZADD', KEYS[4], 'XX', at, target .. ':1')
+      redis.call('RPUSH', r['runs_key'], target)
+      joined = true
+    else
+      redis.call('DEL', d['key'])
+      redis.call('HSET', d['key'], 'run', r['run_id'], 'first', now)
+      redis.call('PEXPIRE', d['key'], d['period'] + (d['timeout'] or d['period']) + 60000)
+      due = now + d['period']
+      f['waiting_reason'] = 'debounced until ' .. due
+    end
+  end
+
+  if fresh and not skipped and not joined and flow['batch'] then
+    local b = flow['batch']
+    local target = pending(redis.call('HGET', b['key'], 'run'))
+    if target then
+      local run_key = b['run_prefix'] .. target .. '}'
+      local events = redis.call('HGET', run_key, 'events')
+      -- append the event's JSON without decoding user data (cjson would alter it)
+      redis.call('HSET', run_key, 'events', string.sub(events, 1, -2) .. ',' ..
+                 string.sub(f['events'], 2))
+      local count = redis.call('HINCRBY', b['key'], 'count', 1)
+      redis.call('RPUSH', r['runs_key'], target)
+      if count >= b['max'] then
+        redis.call('DEL', b['key'])
+        redis.call('ZADD', KEYS[4], 'XX', now, target .. ':1')
+        redis.call('HDEL', run_key, 'waiting_reason')
+        wake()
+      end
+      joined = true
+    else
+      redis.call('DEL', b['key'])
+      redis.call('HSET', b['key'], 'run', r['run_id'], 'count', 1)
+      redis.call('PEXPIRE', b['key'], b['timeout'] + 60000)
+      if b['max'] > 1 then
+        due = now + b['timeout']
+        f['waiting_reason'] = 'batching events until ' .. due
+      end
+    end
+  end
+
+  if fresh and not skipped and not joined and flow['throttle'] then
+    -- GCRA: `limit` starts at once, then one every period/limit; `burst` more at once
+    local t = flow['throttle']
+    local interval = t['period'] / t['limit']
+    local tolerance = interval * (t['limit'] + t['burst'] - 1)
+    local tat = tonumber(redis.call('GET', t['key']) or now)
+    if tat < now then tat = now end
+    local start = math.max(now, tat - tolerance)
+    redis.call('SET', t['key'], tostring(tat + interval), 'PX',
+               math.ceil(tat + interval - now + t['period']))
+    if start > due then
+      due = start
+      f['waiting_reason'] = 'throttled until ' .. start
+    end
+  end
+
+  if fresh and not joined then
+    if skipped then
+      f['status'] = 'Skipped'
+      f['output'] = cjson.encode({reason = skipped})
+      f['ended_at'] = tostring(now)
+      f['waiting_reason'] = skipped
+    end
+    for field, value in pairs(f) do
       redis.call('HSET', r['run_key'], field, value)
     end
     redis.call('HSET', r['run_key'], 'seq', 1)
-    redis.call('ZADD', KEYS[2], p['now'], r['run_id'])
+    redis.call('ZADD', KEYS[2], now, r['run_id'])
     redis.call('RPUSH', r['runs_key'], r['run_id'])
-    for _, memo in ipairs(r['memos'] or {}) do
-      redis.call('HSET', r['memos_key'], memo[1], memo[2])
-      redis.call('RPUSH', r['stack_key'], memo[1])
-    end
-    for _, rec in ipairs(r['records'] or {}) do
-      redis.call('HSET', r['steps_key'], rec[1], rec[2])
-    end
-    for _, l in ipairs(r['listeners'] or {}) do
-      redis.call('HSET', l['key'], l['id'], l['json'])
-      redis.call('SADD', r['listeners_key'], l['key'] .. '|' .. l['id'])
-    end
-    for _, t in ipairs(r['timers'] or {}) do
-      redis.call('HSET', KEYS[3], t['id'], t['json'])
-      redis.call('ZADD', KEYS[4], t['due'], t['id'])
-    end
-    local item = r['item']
-    item['id'] = r['run_id'] .. ':1'
-    redis.call('HSET', KEYS[3], item['id'], cjson.encode(item))
-    redis.call('ZADD', KEYS[4], r['due'], item['id'])
-    redis.call('LPUSH', KEYS[5], '1')
     table.insert(created, r['run_id'])
+    if not skipped then
+      for _, memo in ipairs(r['memos'] or {}) do
+        redis.call('HSET', r['memos_key'], memo[1], memo[2])
+        redis.call('RPUSH', r['stack_key'], memo[1])
+      end
+      for _, rec in ipairs(r['records'] or {}) do
+        redis.call('HSET', r['steps_key'], rec[1], rec[2])
+      end
+      for _, l in ipairs(r['listeners'] or {}) do
+        redis.call('HSET', l['key'], l['id'], l['json'])
+        redis.call('SADD', r['listeners_key'], l['key'] .. '|' .. l['id'])
+      end
+      for _, t in ipairs(r['timers'] or {}) do
+        redis.call('HSET', KEYS[3], t['id'], t['json'])
+        redis.call('ZADD', KEYS[4], t['due'], t['id'])
+      end
+      local item = r['item']
+      item['id'] = r['run_id'] .. ':1'
+      redis.call('HSET', KEYS[3], item['id'], cjson.encode(item))
+      redis.call('ZADD', KEYS[4], due, item['id'])
+      wake()
+    end
   end
 end
 redis.call('LTRIM', KEYS[5], 0, 255)
+table.insert(created, '|')
+for _, id in ipairs(to_cancel) do table.insert(created, id) end
 return created

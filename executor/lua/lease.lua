@@ -1,17 +1,48 @@
--- Lease up to `limit` due queue items to one worker.
+-- Lease up to `limit` due queue items to one worker, respecting concurrency limits: an item
+-- whose slot (per function or key) is full moves to that key's waiting set, so it never
+-- blocks the head of the shared ready queue; release_slots brings it back.
 -- KEYS: 1 ready zset, 2 leased zset, 3 leases hash, 4 items hash
--- ARGV: 1 now_ms, 2 lease expiry ms, 3 lease token, 4 limit
+-- ARGV: 1 now_ms, 2 lease expiry ms, 3 lease token, 4 limit, 5 run key prefix
 -- returns: {next_due_ms_or_-1, item_json...}; next_due is the earliest score left in
 --          ready (so an idle worker knows how long it may block), -1 when ready is empty.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+                       tonumber(ARGV[4]) * 4)
 local out = {-1}
-for _, id in ipairs(due) do
+local taken = 0
+for i = 1, #due, 2 do
+  if taken >= tonumber(ARGV[4]) then break end
+  local id = due[i]
   redis.call('ZREM', KEYS[1], id)
-  local item = redis.call('HGET', KEYS[4], id)
-  if item then
-    redis.call('ZADD', KEYS[2], ARGV[2], id)
-    redis.call('HSET', KEYS[3], id, ARGV[3])
-    table.insert(out, item)
+  local raw = redis.call('HGET', KEYS[4], id)
+  if raw then
+    local item = cjson.decode(raw)
+    local blocked = nil
+    local slots = item['ck']
+    if type(slots) == 'table' and #slots > 0 then
+      for _, slot in ipairs(slots) do
+        redis.call('ZREMRANGEBYSCORE', slot['key'], '-inf', now)  -- leases that expired
+        if not blocked and redis.call('ZCARD', slot['key']) >= slot['limit'] then
+          blocked = slot
+        end
+      end
+    end
+    local run_key = ARGV[5] .. item['run_id'] .. '}'
+    if blocked then
+      redis.call('ZADD', blocked['wait'], due[i + 1], id)
+      redis.call('HSET', run_key, 'waiting_reason', blocked['label'])
+    else
+      if type(slots) == 'table' then
+        for _, slot in ipairs(slots) do redis.call('ZADD', slot['key'], ARGV[2], id) end
+      end
+      if type(slots) == 'table' and #slots > 0 or string.sub(id, -2) == ':1' then
+        redis.call('HDEL', run_key, 'waiting_reason')
+      end
+      redis.call('ZADD', KEYS[2], ARGV[2], id)
+      redis.call('HSET', KEYS[3], id, ARGV[3])
+      table.insert(out, raw)
+      taken = taken + 1
+    end
   end
 end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')

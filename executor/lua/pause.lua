@@ -6,7 +6,9 @@
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 pause id, 5 pause JSON,
 --       6 timeout item id, 7 timeout item JSON, 8 timeout due ms, 9 step record JSON
 -- returns: 1 waiting; 0 lease lost (nothing written); 3 the run has ended: item dropped
+--#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])

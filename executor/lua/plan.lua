@@ -7,7 +7,9 @@
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
 --       5.. hashed step ids
 -- returns: number of calls enqueued; -1 lease lost (nothing written); -3 the run has ended
+--#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
+release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])

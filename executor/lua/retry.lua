@@ -4,7 +4,9 @@
 -- ARGV: 1 item id, 2 lease token, 3 due ms, 4 item JSON (attempt already raised),
 --       5 last error text, 6 step record JSON ('' = none)
 -- returns: 1 rescheduled; 0 lease lost (nothing written); 3 the run has ended: item dropped
+--#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
+release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])

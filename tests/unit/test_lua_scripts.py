@@ -49,8 +49,8 @@ async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterato
 async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int = NOW) -> None:
     item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2}
     payload = {"now": NOW, "events": [], "runs": [{
-        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "idem_key": "",
-        "idem_ttl": 60, "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
+        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "idem_keys": [],
+        "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
         "item": item,
         "due": due}]}
     await scripts("ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1],
@@ -129,15 +129,15 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
                 "max_attempts": 1}
         payload = {"now": NOW, "events": [], "runs": [{
             "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"),
-            "idem_key": keys.idempotency("f", "order-1"), "idem_ttl": 60, "run_id": run_id,
+            "idem_keys": [[keys.idempotency("f", "order-1"), 60]], "run_id": run_id,
             "fields": {"status": "Running"}, "item": item, "due": NOW}]}
         out: list[Any] = await scripts(
             "ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
             [orjson.dumps(payload)])
         return out
 
-    assert await ingest("a") == [b"a"]
-    assert await ingest("b") == []
+    assert await ingest("a") == [b"a", b"|"]
+    assert await ingest("b") == [b"|"]
 
 
 async def test_plan_codes_and_group_completion(redis: Redis) -> None:

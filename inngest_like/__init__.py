@@ -11,7 +11,20 @@ from ._errors import (
     StepError,
 )
 from ._event import Event
-from ._function import Cancel, Function, Timeouts, TriggerCron, TriggerEvent
+from ._function import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    Function,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    TriggerCron,
+    TriggerEvent,
+)
 from ._saga import Saga
 from ._step import Step, StepSync
 from ._version import VERSION
@@ -19,21 +32,28 @@ from ._version import VERSION
 __version__ = VERSION
 
 __all__ = [
+    "Batch",
     "Cancel",
+    "Concurrency",
     "ConfigError",
     "Context",
+    "Debounce",
     "Error",
     "Event",
     "Function",
     "Group",
     "Inngest",
     "NonRetriableError",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "Saga",
     "SendEventsError",
+    "Singleton",
     "Step",
     "StepError",
     "StepSync",
+    "Throttle",
     "Timeouts",
     "TriggerCron",
     "TriggerEvent",

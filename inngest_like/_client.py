@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import logging
 import os
 import random
@@ -18,7 +19,20 @@ import orjson
 from . import signing
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
-from ._function import Cancel, Function, Timeouts, Trigger
+from ._function import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    FlowOptions,
+    Function,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    Trigger,
+)
 from ._version import SDK_HEADER
 
 DEV_ORIGIN = "http://127.0.0.1:8288/"
@@ -100,6 +114,15 @@ class Inngest:
         cancel: Cancel | Sequence[Cancel] | None = None,
         timeouts: Timeouts | None = None,
         on_failure: Callable[..., Any] | None = None,
+        concurrency: Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch_events: Batch | None = None,
+        priority: Priority | None = None,
+        singleton: Singleton | None = None,
+        idempotency: str | None = None,
+        idempotency_period: int | float | datetime.timedelta | None = None,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Declare a durable function; returns a decorator."""
         triggers = [trigger] if isinstance(trigger, Trigger) else list(trigger)
@@ -115,6 +138,13 @@ class Inngest:
                 cancel=[cancel] if isinstance(cancel, Cancel) else list(cancel or []),
                 timeouts=timeouts,
                 on_failure=on_failure,
+                flow=FlowOptions(
+                    concurrency=([concurrency] if isinstance(concurrency, Concurrency)
+                                 else list(concurrency or [])),
+                    throttle=throttle, rate_limit=rate_limit, debounce=debounce,
+                    batch_events=batch_events, priority=priority, singleton=singleton,
+                    idempotency=idempotency, idempotency_period=idempotency_period,
+                ),
             )
             self.functions[fn.id] = fn
             return fn

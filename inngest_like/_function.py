@@ -68,6 +68,129 @@ class Cancel:
         return out
 
 
+Seconds = int | float | datetime.timedelta
+
+
+@dataclasses.dataclass(frozen=True)
+class Concurrency:
+    """At most `limit` steps of this function executing at once, per value of the CEL `key`
+    (`scope`: "fn" for this function, "env" shared by every function using the same key)."""
+
+    limit: int
+    key: str | None = None
+    scope: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"limit": self.limit, "key": self.key, "scope": self.scope})
+
+
+@dataclasses.dataclass(frozen=True)
+class Throttle:
+    """At most `limit` run starts per `period` (plus `burst`), per key; the rest wait."""
+
+    limit: int
+    period: Seconds
+    burst: int | None = None
+    key: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"limit": self.limit, "period": _duration(self.period),
+                       "burst": self.burst, "key": self.key})
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` runs per `period`, per key; the rest are skipped (events kept)."""
+
+    limit: int
+    period: Seconds
+    key: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"limit": self.limit, "period": _duration(self.period), "key": self.key})
+
+
+@dataclasses.dataclass(frozen=True)
+class Debounce:
+    """Start `period` after the last event of a key (with that event); `timeout` caps it."""
+
+    period: Seconds
+    key: str | None = None
+    timeout: Seconds | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"period": _duration(self.period), "key": self.key,
+                       "timeout": None if self.timeout is None else _duration(self.timeout)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Up to `max_size` events per key, or what arrived within `timeout`, in one run
+    (`ctx.events`); events failing `if_exp` run alone at once."""
+
+    max_size: int
+    timeout: Seconds
+    key: str | None = None
+    if_exp: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"maxSize": self.max_size, "timeout": _duration(self.timeout),
+                       "key": self.key, "if": self.if_exp})
+
+
+@dataclasses.dataclass(frozen=True)
+class Priority:
+    """`run`: CEL giving seconds of head start in the function's queue (-600..600)."""
+
+    run: str
+
+    def to_config(self) -> dict[str, Any]:
+        return {"run": self.run}
+
+
+@dataclasses.dataclass(frozen=True)
+class Singleton:
+    """One active run per key: `skip` drops newcomers, `cancel` replaces the active run."""
+
+    mode: str
+    key: str | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"mode": self.mode, "key": self.key})
+
+
+def _strip(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOptions:
+    concurrency: list[Concurrency] | None = None
+    throttle: Throttle | None = None
+    rate_limit: RateLimit | None = None
+    debounce: Debounce | None = None
+    batch_events: Batch | None = None
+    priority: Priority | None = None
+    singleton: Singleton | None = None
+    idempotency: str | None = None
+    idempotency_period: Seconds | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.concurrency:
+            out["concurrency"] = [c.to_config() for c in self.concurrency]
+        for name, option in (("throttle", self.throttle), ("rateLimit", self.rate_limit),
+                             ("debounce", self.debounce), ("batchEvents", self.batch_events),
+                             ("priority", self.priority), ("singleton", self.singleton)):
+            if option is not None:
+                out[name] = option.to_config()
+        if self.idempotency:
+            out["idempotency"] = self.idempotency
+        if self.idempotency_period is not None:
+            out["idempotencyPeriod"] = _duration(self.idempotency_period)  # ours
+        return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Timeouts:
     """Cancel a run that has not started within `start` of being queued, or has not finished
@@ -100,6 +223,7 @@ class Function:
         cancel: list[Cancel] | None = None,
         timeouts: Timeouts | None = None,
         on_failure: Callable[..., Any] | None = None,
+        flow: FlowOptions | None = None,
     ) -> None:
         if not fn_id or not isinstance(fn_id, str):
             raise ConfigError("create_function: fn_id must be a non-empty string")
@@ -117,6 +241,7 @@ class Function:
         self.handler = handler
         self.cancel = list(cancel or [])
         self.timeouts = timeouts
+        self.flow = flow or FlowOptions()
         self.on_failure: Function | None = None
         if on_failure is not None:
             # Inngest's shape: a separate function triggered by its parent's failure.
@@ -159,4 +284,5 @@ class Function:
             config["cancel"] = [c.to_config() for c in self.cancel]
         if self.timeouts is not None:
             config["timeouts"] = self.timeouts.to_config()
+        config.update(self.flow.to_config())
         return config

@@ -5,9 +5,7 @@ import inngest_like
 
 def test_public_names() -> None:
     assert sorted(inngest_like.__all__) == [
-        "Cancel", "ConfigError", "Context", "Error", "Event", "Function", "Group", "Inngest",
-        "NonRetriableError", "RetryAfterError", "Saga", "SendEventsError", "Step", "StepError",
-        "StepSync", "Timeouts", "TriggerCron", "TriggerEvent", "__version__",
+        "Batch", "Cancel", "Concurrency", "ConfigError", "Context", "Debounce", "Error", "Event", "Function", "Group", "Inngest", "NonRetriableError", "Priority", "RateLimit", "RetryAfterError", "Saga", "SendEventsError", "Singleton", "Step", "StepError", "StepSync", "Throttle", "Timeouts", "TriggerCron", "TriggerEvent", "__version__",
     ]
     for name in inngest_like.__all__:
         assert hasattr(inngest_like, name)

@@ -4,16 +4,8 @@
 -- KEYS: 1 run hash, 2 listeners set, 3 outbox zset
 -- ARGV: 1 now_ms, 2 output JSON (the reason)
 -- returns: 1 cancelled; 0 the run was not running (already ended, or unknown)
+--#include end_run
 if redis.call('HGET', KEYS[1], 'status') ~= 'Running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'Cancelled', 'output', ARGV[2], 'ended_at', ARGV[1])
-local single = redis.call('HGET', KEYS[1], 'singleton_key')
-if single and redis.call('GET', single) == redis.call('HGET', KEYS[1], 'run_id') then
-  redis.call('DEL', single)
-end
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local sep = string.find(entry, '|', 1, true)
-  redis.call('HDEL', string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))
-end
-redis.call('DEL', KEYS[2])
-redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', KEYS[1], 'run_id'))
+end_run(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 return 1

@@ -15,6 +15,7 @@
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
 --          under the same token.
 --#include release
+--#include record
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 release_slots(KEYS[2], KEYS[5], ARGV[1], current)
@@ -32,16 +33,7 @@ if ARGV[4] ~= '' then
     code = 2
   end
 end
-if ARGV[6] ~= '' then
-  -- keep the first attempt's start time across retries of one step
-  local rec = cjson.decode(ARGV[6])
-  local old = redis.call('HGET', KEYS[9], rec['id'])
-  if old then
-    local prev = cjson.decode(old)
-    if prev['started_at'] then rec['started_at'] = prev['started_at'] end
-  end
-  redis.call('HSET', KEYS[9], rec['id'], cjson.encode(rec))
-end
+save_record(KEYS[9], ARGV[6])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])

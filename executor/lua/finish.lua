@@ -8,8 +8,9 @@
 --       6 step record JSON ('' = none)
 -- returns: 1 finished; 2 item dropped, run already ended (or status ''); 0 lease lost
 --          (nothing written)
--- Listener entries are "<pause hash key>|<pause id>", keys built by executor/keys.py.
 --#include release
+--#include record
+--#include end_run
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end
 if ARGV[1] ~= '' then
   if redis.call('HGET', KEYS[3], ARGV[1]) then
@@ -20,26 +21,9 @@ if ARGV[1] ~= '' then
   redis.call('ZREM', KEYS[8], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
-if ARGV[6] ~= '' then
-  local rec = cjson.decode(ARGV[6])
-  local old = redis.call('HGET', KEYS[5], rec['id'])
-  if old then
-    local prev = cjson.decode(old)
-    if prev['started_at'] then rec['started_at'] = prev['started_at'] end
-  end
-  redis.call('HSET', KEYS[5], rec['id'], cjson.encode(rec))
-end
+save_record(KEYS[5], ARGV[6])
 if ARGV[4] == '' then return 2 end
 if redis.call('HGET', KEYS[4], 'status') ~= 'Running' then return 2 end
 redis.call('HSET', KEYS[4], 'status', ARGV[4], 'output', ARGV[5], 'ended_at', ARGV[3])
-local single = redis.call('HGET', KEYS[4], 'singleton_key')
-if single and redis.call('GET', single) == redis.call('HGET', KEYS[4], 'run_id') then
-  redis.call('DEL', single)
-end
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[6])) do
-  local sep = string.find(entry, '|', 1, true)
-  redis.call('HDEL', string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))
-end
-redis.call('DEL', KEYS[6])
-redis.call('ZADD', KEYS[7], ARGV[3], redis.call('HGET', KEYS[4], 'run_id'))
+end_run(KEYS[4], KEYS[6], KEYS[7], ARGV[3])
 return 1

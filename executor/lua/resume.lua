@@ -7,6 +7,7 @@
 --       6 step record JSON, 7 next (discovery) item JSON without id
 -- returns: 1 resumed; 0 the pause was already consumed (or never existed); 2 consumed but
 --          the run has ended, so nothing is scheduled
+--#include record
 if redis.call('HDEL', KEYS[10], ARGV[1]) == 0 then return 0 end
 redis.call('SREM', KEYS[11], KEYS[10] .. '|' .. ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[5])
@@ -17,13 +18,7 @@ if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return 2 end
 if redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[3]) == 1 then
   redis.call('RPUSH', KEYS[8], ARGV[2])
 end
-local rec = cjson.decode(ARGV[6])
-local old = redis.call('HGET', KEYS[9], rec['id'])
-if old then
-  local prev = cjson.decode(old)
-  if prev['started_at'] then rec['started_at'] = prev['started_at'] end
-end
-redis.call('HSET', KEYS[9], rec['id'], cjson.encode(rec))
+save_record(KEYS[9], ARGV[6])
 local item = cjson.decode(ARGV[7])
 local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
 item['id'] = item['run_id'] .. ':' .. seq

@@ -5,6 +5,7 @@
 --       5 last error text, 6 step record JSON ('' = none)
 -- returns: 1 rescheduled; 0 lease lost (nothing written); 3 the run has ended: item dropped
 --#include release
+--#include record
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
 release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
@@ -18,15 +19,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[6], 'last_error', ARGV[5])
-if ARGV[6] ~= '' then
-  local rec = cjson.decode(ARGV[6])
-  local old = redis.call('HGET', KEYS[7], rec['id'])
-  if old then
-    local prev = cjson.decode(old)
-    if prev['started_at'] then rec['started_at'] = prev['started_at'] end
-  end
-  redis.call('HSET', KEYS[7], rec['id'], cjson.encode(rec))
-end
+save_record(KEYS[7], ARGV[6])
 redis.call('LPUSH', KEYS[5], '1')
 redis.call('LTRIM', KEYS[5], 0, 255)
 return 1

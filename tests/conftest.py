@@ -72,8 +72,13 @@ def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:a
     app = App(directory, target, f"http://127.0.0.1:{exec_port}", port=app_port,
               env={"COUNTER_FILE": str(counter), **(app_env or {})})
     executor = Executor(directory, redis.url, [app.url], port=exec_port, extra=executor_extra)
-    executor.start()
-    app.start()
+    try:
+        executor.start()
+        app.start()
+    except BaseException:
+        for proc in (app, executor, redis):  # leave no orphan behind a failed start
+            proc.stop()
+        raise
     return Stack(redis, executor, app, counter, directory)
 
 

@@ -101,22 +101,29 @@ def event_view(raw: Any) -> dict[str, Any]:
 
 
 # -- the head of a stored event ------------------------------------------------------------
-def event_head(head: bytes | None) -> tuple[str | None, str]:
+def event_head(head: bytes | None) -> tuple[str | None, str, bool]:
     """(name, data preview) from the first bytes of a stored event JSON. Events are stored as
     `{"name": ..., "data": {...}, ...}` (name first), so GETRANGE of a few KiB is enough to
-    list events and runs without reading whole payloads (up to 512 KiB each)."""
+    list events and runs without reading whole payloads (up to 512 KiB each). The last item
+    says whether the preview is the whole data."""
     if not head:
-        return None, ""
+        return None, "", True
     text = head.decode(errors="ignore")
     if not text.startswith('{"name":'):
-        return None, ""
+        return None, "", True
     try:
         name, end = json.JSONDecoder().raw_decode(text, len('{"name":'))
     except ValueError:
-        return None, ""
+        return None, "", False
     rest = text[end:]
-    preview = rest[len(',"data":'):] if rest.startswith(',"data":') else ""
-    return (name if isinstance(name, str) else None), preview
+    preview, complete = "", True
+    if rest.startswith(',"data":'):
+        try:
+            data, _ = json.JSONDecoder().raw_decode(rest, len(',"data":'))
+            preview = orjson.dumps(data).decode()
+        except ValueError:  # cut by the byte limit: show what there is
+            preview, complete = rest[len(',"data":'):], False
+    return (name if isinstance(name, str) else None), preview, complete
 
 
 # -- search inside the trigger event ---------------------------------------------------------
@@ -394,8 +401,6 @@ class ReadModel:
         for app in apps:
             app.pop("checksum", None)
             app["synced_at"] = _iso(app.get("synced_at"))
-            if app.get("error_at"):
-                app["error_at"] = _iso(app["error_at"])
         return sorted(apps, key=lambda a: str(a["id"]))
 
     async def functions(self) -> list[dict[str, Any]]:
@@ -470,7 +475,7 @@ class ReadModel:
                      since_ms: int | None) -> tuple[list[tuple[str, float]], bool]:
         """`count` members newest first from rank `start`, stopping below `since_ms`; and
         whether the index ends (or the time range does) within this slice."""
-        got = await self.redis.zrevrange(index, start, start + count - 1, withscores=True)
+        got: Any = await self.redis.zrevrange(index, start, start + count - 1, withscores=True)
         out = [(_text(m), float(s)) for m, s in got]
         ended = len(out) < count
         if since_ms is not None and any(s < since_ms for _, s in out):
@@ -532,9 +537,11 @@ class ReadModel:
         if len(found) > limit:
             nxt = make_cursor(shown[-1]["score"], shown[-1]["run_id"])
             return Page(shown, nxt, examined, oldest_examined_ms=int(last[1]) if last else None)
+        if not ended and examined >= SCAN_BUDGET:
+            ended = not (await self._slice(keys.RUNS, start + examined, 1, query.since_ms))[0]
         partial = not ended and examined >= SCAN_BUDGET and last is not None
-        nxt = make_cursor(last[1], last[0]) if partial and last else None
-        return Page(shown, nxt, examined, partial=partial,
+        resume = make_cursor(last[1], last[0]) if partial and last else None
+        return Page(shown, resume, examined, partial=partial,
                     oldest_examined_ms=int(last[1]) if last else None)
 
     async def _search_rows(self, rows: list[dict[str, Any]],
@@ -556,7 +563,7 @@ class ReadModel:
         """Runs started since `after_ms` (minus a small lookback, minus `seen`), oldest first,
         for the live list. Applies function and search filters (not status: a new run is
         Running, and the live list watches it until it ends)."""
-        got = await self.redis.zrangebyscore(keys.RUNS, after_ms - LIVE_LOOKBACK_MS, "+inf",
+        got: Any = await self.redis.zrangebyscore(keys.RUNS, after_ms - LIVE_LOOKBACK_MS, "+inf",
                                              start=0, num=limit + len(seen), withscores=True)
         fresh = [(_text(m), float(s)) for m, s in got if _text(m) not in seen][:limit]
         if query.until_ms is not None:
@@ -690,18 +697,18 @@ class ReadModel:
                 pipe.lrange(keys.event_runs(event_id), 0, runs_per_event - 1)
                 pipe.llen(keys.event_runs(event_id))
             values = await pipe.execute()
-        rows = []
+        rows: list[dict[str, Any]] = []
         run_ids: list[str] = []
         for i, (event_id, score) in enumerate(members):
             head, size, runs, count = values[4 * i: 4 * i + 4]
             if not size:
                 continue
-            name, preview = event_head(head)
+            name, preview, complete = event_head(head)
             ids = [_text(r) for r in runs]
             run_ids.extend(ids)
             rows.append({"id": event_id, "name": name, "received_ms": int(score),
                          "received_at": _iso(int(score)), "preview": preview,
-                         "bytes": int(size), "truncated": int(size) > len(head or b""),
+                         "bytes": int(size), "truncated": not complete,
                          "run_ids": ids, "run_count": int(count), "runs": []})
         if run_ids:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -731,7 +738,7 @@ class ReadModel:
     async def events_after(self, after_ms: int, seen: set[str], name: str | None = None,
                            limit: int = 100) -> list[dict[str, Any]]:
         index = keys.events_by_name(name) if name else keys.EVENTS
-        got = await self.redis.zrangebyscore(index, after_ms - LIVE_LOOKBACK_MS, "+inf",
+        got: Any = await self.redis.zrangebyscore(index, after_ms - LIVE_LOOKBACK_MS, "+inf",
                                              start=0, num=limit + len(seen), withscores=True)
         fresh = [(_text(m), float(s)) for m, s in got if _text(m) not in seen][:limit]
         return await self.event_rows(fresh)

@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     _banner(args, storage)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    loop="uvloop" if _has_uvloop() else "asyncio")
+                    loop="uvloop" if _has_uvloop() else "asyncio",
+                    timeout_graceful_shutdown=3)  # open dashboard streams end then
     finally:
         asyncio.run(_close(redis))
         if child:

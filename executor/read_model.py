@@ -67,6 +67,31 @@ def _int(value: Any) -> int | None:
         return None
 
 
+PENDING_STEP = {"Sleeping", "Waiting", "Invoking", "Retrying"}
+
+
+def _step_status(rec: dict[str, Any], run_ended_ms: int | None, run_status: str) -> str:
+    """A step record's status as of now: records of sleeps are not rewritten at wake-up,
+    and a step still pending when its run ended (cancelled, failed) ends with the run."""
+    status = str(rec.get("status", ""))
+    if status == "Sleeping":
+        until = int(rec.get("until") or 0)
+        if run_ended_ms is not None:
+            return "Completed" if until <= run_ended_ms else run_status
+        return "Completed" if until <= time.time() * 1000 else status
+    if status in PENDING_STEP and run_ended_ms is not None:
+        return run_status
+    return status
+
+
+def _readable_reason(reason: str) -> str | None:
+    """Scripts write times as unix ms ("throttled until 1795..."): show them as ISO 8601."""
+    if not reason:
+        return None
+    return re.sub(r"until (\d{12,})(?:\.\d+)?", lambda m: f"until {_iso(int(m.group(1)))}",
+                  reason)
+
+
 def run_view(fields: dict[Any, Any]) -> dict[str, Any]:
     def get(name: str) -> str:
         return bytes(fields.get(name.encode(), b"")).decode()
@@ -83,6 +108,9 @@ def run_view(fields: dict[Any, Any]) -> dict[str, Any]:
         "run_started_at": _iso(int(get("started_at") or 0)),
         "ended_at": _iso(ended),
         "last_error": get("last_error") or None,
+        # why a running run is not moving: flow control, set and cleared by the scripts
+        "waiting_reason": _readable_reason(get("waiting_reason"))
+        if get("status") == "Running" else None,
     }
 
 
@@ -343,13 +371,15 @@ class ReadModel:
 
     async def steps(self, run_id: str) -> list[dict[str, Any]] | None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.run(run_id))
+            pipe.hmget(keys.run(run_id), ["status", "ended_at"])
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_memos(run_id))
             pipe.lrange(keys.run_stack(run_id), 0, -1)
-            exists, records, memos, stack = await pipe.execute()
-        if not exists:
+            (status, ended), records, memos, stack = await pipe.execute()
+        if status is None:
             return None
+        run_status = _text(status)
+        ended_ms = int(ended or 0) if run_status != "Running" else None
         order = {_text(h): i for i, h in enumerate(stack)}
         out = []
         for hashed, raw in records.items():
@@ -360,8 +390,7 @@ class ReadModel:
                 rec["output"] = value["data"]
             elif isinstance(value, dict) and "error" in value:
                 rec["error"] = value["error"]
-            if rec.get("status") == "Sleeping" and rec.get("until", 0) <= time.time() * 1000:
-                rec["status"] = "Completed"  # the sleep is over (its record is not rewritten)
+            rec["status"] = _step_status(rec, ended_ms, run_status)
             rec["started_at"] = _iso(rec.get("started_at"))
             rec["ended_at"] = _iso(rec.get("ended_at"))
             if rec.get("until"):

@@ -5,11 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server (apt-get)"
+# Debian packages the tests drive for real: redis-server, and chromium for the browser tests
+# (Playwright uses it as it is; no browser is downloaded).
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium fonts-dejavu-core"
+if [ -n "$missing" ]; then
+  echo "== installing$missing (apt-get)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
 echo "== installing the project and its test dependencies"

@@ -23,8 +23,8 @@ from ..procs import Executor, RedisServer, free_port, wait_for
 
 pytestmark = pytest.mark.real
 
-playwright_sync = pytest.importorskip(
-    "playwright.sync_api", reason="pip install playwright (the test extra) to run the browser tests")
+import playwright.sync_api as playwright_sync  # noqa: E402 - the test extra installs it
+
 expect = playwright_sync.expect
 
 SHOTS = OUTPUT / "screenshots"
@@ -50,7 +50,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def browser() -> Iterator[Any]:
     chromium = shutil.which("chromium")
     if not chromium:
-        pytest.skip("no chromium on PATH: apt-get install -y chromium (never `playwright install`)")
+        pytest.fail("no chromium on PATH: scripts/test.sh installs it (apt-get install chromium); "
+                    "never `playwright install`")
     expect.set_options(timeout=15_000)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as pw:

@@ -92,11 +92,6 @@ def test_delete_cancels_a_sleeping_run(prim: Stack) -> None:
     assert ex.run(twin["run_id"])["status"] == "Completed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor bug: GET /v1/runs/{id}/steps of a cancelled run shows its interrupted sleep "
-    "as 'Sleeping' (ended_at = the wake time), then as 'Completed' once that time passes "
-    "(read_model.steps derives Completed from the clock); the dashboard maps such steps to "
-    "the run's status, the API does not"))
 def test_steps_of_a_cancelled_run_do_not_show_the_sleep_pending_or_done(prim: Stack) -> None:
     ex = prim.executor
     run = start(ex, "cancellable", 1)

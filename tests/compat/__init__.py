@@ -1,0 +1,2 @@
+"""Compatibility suites: apps written with the official `inngest` SDKs (PyPI, npm) run
+unchanged against our executor."""

@@ -13,12 +13,18 @@ FUNCTIONS = [
     "steps", "sleeper", "waiter", "adder", "invoker", "parallel", "fanout", "fan-target",
     "retry-after", "non-retriable", "doomed", "doomed-failure", "cancellable", "big-state",
     "fragile", "slow", "invoke-errors", "flaky-fn", "sleep-until", "parallel-mixed",
+    "debounced", "serial", "idempotent", "batched",
 ]
 
 # Known mismatches of our executor, for the suites' xfail marks (see each test's docstring).
 PARALLEL_SLEEP = ("executor: a 206 whose op list mixes StepPlanned with a Sleep op fails the "
                   "run with 'this executor does not support Sleep inside a parallel group yet' "
                   "(worker._plan accepts only StepPlanned in a multi-op 206)")
+DEBOUNCE_NO_TIMEOUT = ("executor: an event for a function whose debounce has no `timeout` (both "
+                       "SDKs omit it unless set) is answered 503 'storage unavailable: "
+                       "ResponseError': ingest.py passes timeout=None, ingest.lua gets "
+                       "cjson.null (truthy) and fails 'attempt to perform arithmetic on a "
+                       "userdata value' at `d['period'] + (d['timeout'] or d['period'])`")
 
 
 def unique() -> str:
@@ -227,6 +233,44 @@ def check_parallel_group_with_a_sleep(compat: CompatStack) -> None:
     (quick,) = compat.times(run["run_id"], "quick")
     (after,) = compat.times(run["run_id"], "after")
     assert after - quick >= 0.9
+
+
+
+def check_debounce_starts_one_run_with_the_last_event(compat: CompatStack) -> None:
+    ex = compat.executor
+    group = unique()
+    first = ex.send("compat/debounce", {"group": group, "n": 1})
+    last = ex.send("compat/debounce", {"group": group, "n": 2})
+    run = run_of(ex, last, compat.fid("debounced"), "Completed", timeout=20)
+    assert run["output"] == {"n": 2, "events": 1}
+    assert [r for r in ex.runs_of(first) if r["function_id"] == compat.fid("debounced")] == []
+
+
+def check_concurrency_limit_serialises_steps(compat: CompatStack) -> None:
+    ex = compat.executor
+    batches = [unique(), unique()]
+    ids = [ex.send("compat/serial", {"batch": b}) for b in batches]
+    for event_id in ids:
+        assert run_of(ex, event_id, compat.fid("serial"), "Completed", timeout=20)["output"] == "worked"
+    spans = sorted((compat.times(b, "start")[0], compat.times(b, "end")[0]) for b in batches)
+    assert spans[0][1] <= spans[1][0], f"limit 1, yet the step bodies overlapped: {spans}"
+
+
+def check_idempotency_key_starts_one_run(compat: CompatStack) -> None:
+    ex = compat.executor
+    key = unique()
+    first = ex.send("compat/idempotent", {"key": key})
+    run = run_of(ex, first, compat.fid("idempotent"), "Completed", timeout=20)
+    assert run["output"] == key
+    second = ex.send("compat/idempotent", {"key": key})
+    stays(lambda: ex.runs_of(second) == [], 1.0, "a second event with the same key started a run")
+
+
+def check_batch_events_start_one_run_with_all_events(compat: CompatStack) -> None:
+    ex = compat.executor
+    ids = [ex.send("compat/batch", {"n": n}) for n in (1, 2, 3)]
+    run = run_of(ex, ids[0], compat.fid("batched"), "Completed", timeout=20)
+    assert run["output"] == {"ns": [1, 2, 3], "first": 1}
 
 
 # What the production-mode stacks run: signed calls, event keys, Bearer fetches (use_api).

@@ -291,6 +291,45 @@ const sleepUntil = inngest.createFunction(
   },
 );
 
+// -- flow control options, as the SDK renders them -----------------------------------------
+const debounced = inngest.createFunction(
+  {
+    id: "debounced",
+    triggers: [{ event: "compat/debounce" }],
+    debounce: { period: "1s", key: "event.data.group" },
+  },
+  async ({ event, events }) => ({ n: event.data.n, events: events.length }),
+);
+
+const serial = inngest.createFunction(
+  { id: "serial", triggers: [{ event: "compat/serial" }], concurrency: [{ limit: 1 }] },
+  async ({ event, step }) => {
+    return await step.run("work", async () => {
+      mark(event.data.batch, "start");
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      mark(event.data.batch, "end");
+      return "worked";
+    });
+  },
+);
+
+const idempotent = inngest.createFunction(
+  { id: "idempotent", triggers: [{ event: "compat/idempotent" }], idempotency: "event.data.key" },
+  async ({ event }) => String(event.data.key),
+);
+
+const batched = inngest.createFunction(
+  {
+    id: "batched",
+    triggers: [{ event: "compat/batch" }],
+    batchEvents: { maxSize: 3, timeout: "5s" },
+  },
+  async ({ event, events }) => ({
+    ns: events.map((e) => e.data.n).sort((a, b) => a - b),
+    first: event.data.n,
+  }),
+);
+
 // -- JS only: waitForEvent with `match`, and group.parallel in race mode --------------------
 const waiterMatch = inngest.createFunction(
   { id: "waiter-match", triggers: [{ event: "compat/wait-match" }] },
@@ -326,7 +365,7 @@ const handler = serve({
   functions: [
     steps, sleeper, waiter, adder, invoker, parallel, parallelMixed, fanout, fanTarget,
     retryAfter, nonRetriable, doomed, cancellable, bigState, fragile, slow, invokeErrors,
-    flakyFn, sleepUntil, waiterMatch, race,
+    flakyFn, sleepUntil, debounced, serial, idempotent, batched, waiterMatch, race,
   ],
 });
 

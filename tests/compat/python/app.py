@@ -10,6 +10,7 @@ large-state test can prove the SDK took the fetch-by-API path.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -293,6 +294,49 @@ async def sleep_until(ctx: inngest.Context) -> str:
     return wake
 
 
+# -- flow control options, as the SDK renders them -----------------------------------------
+@client.create_function(
+    fn_id="debounced",
+    trigger=inngest.TriggerEvent(event="compat/debounce"),
+    debounce=inngest.Debounce(period=datetime.timedelta(seconds=1), key="event.data.group"),
+)
+async def debounced(ctx: inngest.Context) -> dict[str, Any]:
+    return {"n": ctx.event.data["n"], "events": len(ctx.events)}
+
+
+@client.create_function(
+    fn_id="serial",
+    trigger=inngest.TriggerEvent(event="compat/serial"),
+    concurrency=[inngest.Concurrency(limit=1)],
+)
+async def serial(ctx: inngest.Context) -> str:
+    async def work() -> str:
+        mark(ctx.event.data["batch"], "start")
+        await asyncio.sleep(0.4)
+        mark(ctx.event.data["batch"], "end")
+        return "worked"
+
+    return await ctx.step.run("work", work)
+
+
+@client.create_function(
+    fn_id="idempotent",
+    trigger=inngest.TriggerEvent(event="compat/idempotent"),
+    idempotency="event.data.key",
+)
+async def idempotent(ctx: inngest.Context) -> str:
+    return str(ctx.event.data["key"])
+
+
+@client.create_function(
+    fn_id="batched",
+    trigger=inngest.TriggerEvent(event="compat/batch"),
+    batch_events=inngest.Batch(max_size=3, timeout=datetime.timedelta(seconds=5)),
+)
+async def batched(ctx: inngest.Context) -> dict[str, Any]:
+    return {"ns": sorted(e.data["n"] for e in ctx.events), "first": ctx.event.data["n"]}
+
+
 # -- Python only: a sync handler (ContextSync, StepSync in a thread pool) ------------------
 @client.create_function(fn_id="sync-steps", trigger=inngest.TriggerEvent(event="compat/sync"))
 def sync_steps(ctx: inngest.ContextSync) -> dict[str, Any]:
@@ -307,7 +351,7 @@ def sync_steps(ctx: inngest.ContextSync) -> dict[str, Any]:
 FUNCTIONS = [
     steps, sleeper, waiter, adder, invoker, parallel, parallel_mixed, fanout, fan_target,
     retry_after, non_retriable, doomed, cancellable, big_state, fragile, slow, invoke_errors,
-    flaky_fn, sleep_until, sync_steps,
+    flaky_fn, sleep_until, debounced, serial, idempotent, batched, sync_steps,
 ]
 
 fastapi_app = FastAPI()

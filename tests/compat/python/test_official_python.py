@@ -178,6 +178,23 @@ def test_parallel_group_with_a_sleep(compat: CompatStack) -> None:
     scenarios.check_parallel_group_with_a_sleep(compat)
 
 
+@pytest.mark.xfail(strict=True, reason=scenarios.DEBOUNCE_NO_TIMEOUT)
+def test_debounce_starts_one_run_with_the_last_event(compat: CompatStack) -> None:
+    scenarios.check_debounce_starts_one_run_with_the_last_event(compat)
+
+
+def test_concurrency_limit_serialises_steps(compat: CompatStack) -> None:
+    scenarios.check_concurrency_limit_serialises_steps(compat)
+
+
+def test_idempotency_key_starts_one_run(compat: CompatStack) -> None:
+    scenarios.check_idempotency_key_starts_one_run(compat)
+
+
+def test_batch_events_start_one_run_with_all_events(compat: CompatStack) -> None:
+    scenarios.check_batch_events_start_one_run_with_all_events(compat)
+
+
 @pytest.mark.parametrize("scenario", scenarios.PRODUCTION, ids=scenarios.scenario_id)
 def test_production_mode(prod: CompatStack, scenario: Callable[[CompatStack], None]) -> None:
     scenario(prod)

@@ -13,7 +13,8 @@ FUNCTIONS = [
     "steps", "sleeper", "waiter", "adder", "invoker", "parallel", "fanout", "fan-target",
     "retry-after", "non-retriable", "doomed", "doomed-failure", "cancellable", "big-state",
     "fragile", "slow", "invoke-errors", "flaky-fn", "sleep-until", "parallel-mixed",
-    "debounced", "serial", "idempotent", "batched",
+    "debounced", "serial", "idempotent", "batched", "throttled", "rate-limited", "singleton",
+    "timed", "prioritized",
 ]
 
 # Known mismatches of our executor, for the suites' xfail marks (see each test's docstring).
@@ -271,6 +272,52 @@ def check_batch_events_start_one_run_with_all_events(compat: CompatStack) -> Non
     ids = [ex.send("compat/batch", {"n": n}) for n in (1, 2, 3)]
     run = run_of(ex, ids[0], compat.fid("batched"), "Completed", timeout=20)
     assert run["output"] == {"ns": [1, 2, 3], "first": 1}
+
+
+
+def check_throttle_spreads_run_starts(compat: CompatStack) -> None:
+    ex = compat.executor
+    batch = unique()
+    ids = [ex.send("compat/throttle", {"batch": batch}) for _ in range(3)]
+    for event_id in ids:
+        run_of(ex, event_id, compat.fid("throttled"), "Completed", timeout=20)
+    starts = sorted(compat.times(batch, "throttled-start"))
+    assert len(starts) == 3
+    assert starts[-1] - starts[0] >= 0.9, f"limit 1 per 2 s, yet 3 runs started at {starts}"
+
+
+def check_rate_limit_drops_the_excess_event(compat: CompatStack) -> None:
+    ex = compat.executor
+    key = unique()
+    first = ex.send("compat/rate-limit", {"key": key})
+    assert run_of(ex, first, compat.fid("rate-limited"), "Completed")["output"] == "ran"
+    second = ex.send("compat/rate-limit", {"key": key})
+    stays(lambda: all(r["status"] not in ("Running", "Completed") for r in ex.runs_of(second)),
+          1.0, "a second event within the rate limit's period ran")
+
+
+def check_singleton_skips_while_a_run_is_active(compat: CompatStack) -> None:
+    ex = compat.executor
+    key = unique()
+    first = ex.send("compat/singleton", {"key": key})
+    run_of(ex, first, compat.fid("singleton"), "Running")
+    second = ex.send("compat/singleton", {"key": key})
+    assert run_of(ex, first, compat.fid("singleton"), "Completed", timeout=20)["output"] == "held"
+    assert all(r["status"] not in ("Running", "Completed") for r in ex.runs_of(second))
+
+
+def check_finish_timeout_cancels_the_run(compat: CompatStack) -> None:
+    ex = compat.executor
+    event_id = ex.send("compat/timed", {})
+    run = run_of(ex, event_id, compat.fid("timed"), "Cancelled", timeout=15)
+    assert compat.counts()[(run["run_id"], "before")] == 1
+    assert compat.counts().get((run["run_id"], "after")) is None
+
+
+def check_priority_expression_is_accepted(compat: CompatStack) -> None:
+    ex = compat.executor
+    event_id = ex.send("compat/priority", {"boost": 60})
+    assert run_of(ex, event_id, compat.fid("prioritized"), "Completed")["output"] == 60
 
 
 # What the production-mode stacks run: signed calls, event keys, Bearer fetches (use_api).

@@ -330,6 +330,50 @@ const batched = inngest.createFunction(
   }),
 );
 
+const throttled = inngest.createFunction(
+  { id: "throttled", triggers: [{ event: "compat/throttle" }], throttle: { limit: 1, period: "2s" } },
+  async ({ event, step }) => {
+    await step.run("start", () => mark(event.data.batch, "throttled-start"));
+    return "ok";
+  },
+);
+
+const rateLimited = inngest.createFunction(
+  {
+    id: "rate-limited",
+    triggers: [{ event: "compat/rate-limit" }],
+    rateLimit: { limit: 1, period: "1m", key: "event.data.key" },
+  },
+  async () => "ran",
+);
+
+const singleton = inngest.createFunction(
+  {
+    id: "singleton",
+    triggers: [{ event: "compat/singleton" }],
+    singleton: { mode: "skip", key: "event.data.key" },
+  },
+  async ({ step }) => {
+    await step.sleep("hold", "2s");
+    return "held";
+  },
+);
+
+const timed = inngest.createFunction(
+  { id: "timed", triggers: [{ event: "compat/timed" }], timeouts: { finish: "1s" } },
+  async ({ step, runId }) => {
+    await step.run("before", () => mark(runId, "before"));
+    await step.sleep("too-long", "20s");
+    await step.run("after", () => mark(runId, "after"));
+    return "finished";
+  },
+);
+
+const prioritized = inngest.createFunction(
+  { id: "prioritized", triggers: [{ event: "compat/priority" }], priority: { run: "event.data.boost" } },
+  async ({ event }) => Number(event.data.boost),
+);
+
 // -- JS only: waitForEvent with `match`, and group.parallel in race mode --------------------
 const waiterMatch = inngest.createFunction(
   { id: "waiter-match", triggers: [{ event: "compat/wait-match" }] },
@@ -365,7 +409,8 @@ const handler = serve({
   functions: [
     steps, sleeper, waiter, adder, invoker, parallel, parallelMixed, fanout, fanTarget,
     retryAfter, nonRetriable, doomed, cancellable, bigState, fragile, slow, invokeErrors,
-    flakyFn, sleepUntil, debounced, serial, idempotent, batched, waiterMatch, race,
+    flakyFn, sleepUntil, debounced, serial, idempotent, batched, throttled, rateLimited,
+    singleton, timed, prioritized, waiterMatch, race,
   ],
 });
 

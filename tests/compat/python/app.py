@@ -337,6 +337,57 @@ async def batched(ctx: inngest.Context) -> dict[str, Any]:
     return {"ns": sorted(e.data["n"] for e in ctx.events), "first": ctx.event.data["n"]}
 
 
+@client.create_function(
+    fn_id="throttled",
+    trigger=inngest.TriggerEvent(event="compat/throttle"),
+    throttle=inngest.Throttle(limit=1, period=datetime.timedelta(seconds=2)),
+)
+async def throttled(ctx: inngest.Context) -> str:
+    await ctx.step.run("start", lambda: mark(ctx.event.data["batch"], "throttled-start"))
+    return "ok"
+
+
+@client.create_function(
+    fn_id="rate-limited",
+    trigger=inngest.TriggerEvent(event="compat/rate-limit"),
+    rate_limit=inngest.RateLimit(limit=1, period=datetime.timedelta(minutes=1),
+                                 key="event.data.key"),
+)
+async def rate_limited(ctx: inngest.Context) -> str:
+    return "ran"
+
+
+@client.create_function(
+    fn_id="singleton",
+    trigger=inngest.TriggerEvent(event="compat/singleton"),
+    singleton=inngest.Singleton(mode="skip", key="event.data.key"),
+)
+async def singleton(ctx: inngest.Context) -> str:
+    await ctx.step.sleep("hold", datetime.timedelta(seconds=2))
+    return "held"
+
+
+@client.create_function(
+    fn_id="timed",
+    trigger=inngest.TriggerEvent(event="compat/timed"),
+    timeouts=inngest.Timeouts(finish=datetime.timedelta(seconds=1)),
+)
+async def timed(ctx: inngest.Context) -> str:
+    await ctx.step.run("before", lambda: mark(ctx.run_id, "before"))
+    await ctx.step.sleep("too-long", datetime.timedelta(seconds=20))
+    await ctx.step.run("after", lambda: mark(ctx.run_id, "after"))
+    return "finished"
+
+
+@client.create_function(
+    fn_id="prioritized",
+    trigger=inngest.TriggerEvent(event="compat/priority"),
+    priority=inngest.Priority(run="event.data.boost"),
+)
+async def prioritized(ctx: inngest.Context) -> int:
+    return int(ctx.event.data["boost"])
+
+
 # -- Python only: a sync handler (ContextSync, StepSync in a thread pool) ------------------
 @client.create_function(fn_id="sync-steps", trigger=inngest.TriggerEvent(event="compat/sync"))
 def sync_steps(ctx: inngest.ContextSync) -> dict[str, Any]:
@@ -351,7 +402,8 @@ def sync_steps(ctx: inngest.ContextSync) -> dict[str, Any]:
 FUNCTIONS = [
     steps, sleeper, waiter, adder, invoker, parallel, parallel_mixed, fanout, fan_target,
     retry_after, non_retriable, doomed, cancellable, big_state, fragile, slow, invoke_errors,
-    flaky_fn, sleep_until, debounced, serial, idempotent, batched, sync_steps,
+    flaky_fn, sleep_until, debounced, serial, idempotent, batched, throttled, rate_limited,
+    singleton, timed, prioritized, sync_steps,
 ]
 
 fastapi_app = FastAPI()

@@ -195,6 +195,26 @@ def test_batch_events_start_one_run_with_all_events(compat: CompatStack) -> None
     scenarios.check_batch_events_start_one_run_with_all_events(compat)
 
 
+def test_throttle_spreads_run_starts(compat: CompatStack) -> None:
+    scenarios.check_throttle_spreads_run_starts(compat)
+
+
+def test_rate_limit_drops_the_excess_event(compat: CompatStack) -> None:
+    scenarios.check_rate_limit_drops_the_excess_event(compat)
+
+
+def test_singleton_skips_while_a_run_is_active(compat: CompatStack) -> None:
+    scenarios.check_singleton_skips_while_a_run_is_active(compat)
+
+
+def test_finish_timeout_cancels_the_run(compat: CompatStack) -> None:
+    scenarios.check_finish_timeout_cancels_the_run(compat)
+
+
+def test_priority_expression_is_accepted(compat: CompatStack) -> None:
+    scenarios.check_priority_expression_is_accepted(compat)
+
+
 @pytest.mark.parametrize("scenario", scenarios.PRODUCTION, ids=scenarios.scenario_id)
 def test_production_mode(prod: CompatStack, scenario: Callable[[CompatStack], None]) -> None:
     scenario(prod)

@@ -7,14 +7,13 @@ import dataclasses
 import hashlib
 import pathlib
 import secrets
-import shutil
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from ..conftest import OUTPUT
+from ..conftest import OUTPUT, _keep_logs
 from ..procs import Executor, Proc, RedisServer, free_port, wait_for
 
 COMPAT_OUTPUT = OUTPUT / "compat"
@@ -63,7 +62,7 @@ class CompatStack:
     def stop(self) -> None:
         for proc in (self.app, self.executor, self.redis):
             proc.stop()
-        keep_logs(self.dir)
+        _keep_logs(self.dir)
 
 
 def start_compat_stack(app_id: str, directory: pathlib.Path,
@@ -141,14 +140,6 @@ class ProdExecutor(Executor):
 
     def functions(self) -> list[str]:
         return [fn["id"] for fn in self._get("/v1/functions")]
-
-
-def keep_logs(directory: pathlib.Path) -> None:
-    """Copy process logs under test-output/ so CI failures can be read."""
-    target = OUTPUT / "logs" / directory.name
-    target.mkdir(parents=True, exist_ok=True)
-    for log in directory.glob("*.log"):
-        shutil.copy(log, target / log.name)
 
 
 TERMINAL = ("Completed", "Failed", "Cancelled")

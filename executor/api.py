@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -12,7 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
 from . import control
@@ -26,6 +27,8 @@ class ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
+
+log = logging.getLogger("inngest_like.executor")
 
 OPEN_PATHS = {"/health", "/login", "/logout"}
 
@@ -83,6 +86,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.exception_handler(RedisError)
     async def storage_error(request: Request, exc: RedisError) -> Response:
         # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
+        if isinstance(exc, ResponseError):  # a script or command refused: ours to fix
+            log.error("Redis refused a command: %s", exc)
+            return _error(500, "internal error: a storage command failed; see the executor log")
         return _error(503, f"storage unavailable: {exc.__class__.__name__}; retry later")
 
     @app.get("/health")

@@ -102,8 +102,9 @@ class Ingest:
         if control.debounce:
             d = control.debounce
             plan["debounce"] = {"key": keys.debounce(fn.id, flow.evaluate_key(d.key, wire)),
-                                "period": d.period_ms, "timeout": d.timeout_ms,
-                                "run_prefix": keys.RUN_PREFIX}
+                                "period": d.period_ms, "run_prefix": keys.RUN_PREFIX}
+            if d.timeout_ms is not None:  # absent, not null: Lua's cjson.null is truthy
+                plan["debounce"]["timeout"] = d.timeout_ms
         if control.batch and expressions.matches(control.batch.condition, {"event": wire}):
             b = control.batch  # an event failing `if` runs alone, at once
             plan["batch"] = {"key": keys.batch(fn.id, flow.evaluate_key(b.key, wire)),

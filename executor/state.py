@@ -130,13 +130,16 @@ class RunState:
             return code, None, None
         return code, QueueItem.from_json(out[1]), self._state(results[1:])
 
-    async def plan(self, item: QueueItem, token: str, now_ms: int, step_ids: list[str]) -> int:
-        """One call per planned step; the next discovery waits until all have finished."""
+    async def plan(self, item: QueueItem, token: str, now_ms: int,
+                   planned: list[tuple[str, str, int, str]], race: bool = False) -> int:
+        """One item per planned step (hash, kind "call" or "sleep", due, name); the next discovery
+        waits until all have finished (or each one, racing)."""
+        args: list[Any] = [item.id, token, now_ms, item.template(attempt=0), "1" if race else ""]
+        for hashed, kind, due, name in planned:
+            args += [hashed, kind, due, name]
         return int(
             await self.scripts(
-                "plan",
-                [*QUEUE_KEYS, keys.run(item.run_id), keys.run_pending(item.run_id)],
-                [item.id, token, now_ms, item.template(attempt=0), *step_ids],
+                "plan", [*QUEUE_KEYS, keys.run(item.run_id), keys.run_pending(item.run_id)], args
             )
         )
 

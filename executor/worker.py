@@ -52,6 +52,10 @@ def _record(op: dict[str, Any], status: str, attempts: int, started: int, ended:
     return rec
 
 
+def _name(op: dict[str, Any]) -> str:
+    return str(op.get("displayName") or op.get("name") or op.get("id") or "")
+
+
 def _sleep_until_ms(op: dict[str, Any], now_ms: int) -> int:
     """Wake time of a Sleep op: `opts.duration`, else `name` (a date or a duration)."""
     opts = op.get("opts") or {}
@@ -358,15 +362,28 @@ class Worker:
     async def _plan(
         self, item: QueueItem, token: str, ops: list[dict[str, Any]], now: int
     ) -> tuple[None, None]:
-        """Several steps at once (a parallel group): each becomes its own targeted call."""
-        odd = [op["op"] for op in ops if op["op"].lower() != "stepplanned"]
+        """Several steps at once (a parallel group): each StepPlanned becomes its own targeted
+        call, each Sleep a timer; the run resumes when all are done (or each, racing)."""
+        odd = [op["op"] for op in ops if op["op"].lower() not in ("stepplanned", "sleep")]
         if odd:
             await self._unsupported(item, token, now, f"{', '.join(odd)} inside a parallel group")
             return None, None
         if any(not op.get("id") for op in ops):
-            await self._unsupported(item, token, now, "a StepPlanned opcode without an id")
+            await self._unsupported(item, token, now, "an opcode without an id in a group")
             return None, None
-        if await self.state.plan(item, token, now, [str(op["id"]) for op in ops]) < 0:
+        planned: list[tuple[str, str, int, str]] = []
+        for op in ops:
+            if op["op"].lower() == "sleep":
+                try:
+                    wake = _sleep_until_ms(op, now)
+                except ValueError as exc:
+                    await self._unsupported(item, token, now, str(exc))
+                    return None, None
+                planned.append((str(op["id"]), "sleep", wake, _name(op)))
+            else:
+                planned.append((str(op["id"]), "call", now, _name(op)))
+        race = any((op.get("opts") or {}).get("parallelMode") == "race" for op in ops)
+        if await self.state.plan(item, token, now, planned, race) < 0:
             log.warning("lease on %s was lost; the planned steps are dropped", item.id)
         return None, None
 
@@ -443,6 +460,13 @@ class Worker:
         await self.ingest.accept([internal_event(INVOKED, data, f"invoke-{correlation}", now)])
 
     async def _timer(self, item: QueueItem, token: str, now: int) -> None:
+        if item.kind == "sleep":
+            record = {"id": item.step_id, "name": item.ref or item.step_id, "op": "Sleep",
+                      "status": "Completed", "attempts": 1, "started_at": now, "ended_at": now}
+            await self.state.complete(
+                item, token, now, step_hash=item.step_id, memo=b"null", record=record,
+                next_due=now, next_template=item.template(step_id="step", attempt=0))
+            return
         if item.kind == "pause-timeout":
             pause_key, _, pause_id = item.ref.partition("|")
             raw = await self.state.redis.hget(pause_key, pause_id)

@@ -40,7 +40,10 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 local due = tonumber(ARGV[7])
 if ARGV[10] ~= '' then
   redis.call('SREM', KEYS[10], ARGV[10])
-  if redis.call('SCARD', KEYS[10]) > 0 then return {code} end
+  -- race mode resumes the run after each finished step; wait mode after the last
+  if redis.call('SCARD', KEYS[10]) > 0 and redis.call('HGET', KEYS[6], 'race') ~= '1' then
+    return {code}
+  end
   -- the group is done: request version 2 resumes immediate execution
   if redis.call('HGET', KEYS[6], 'version') == '2' then
     redis.call('HSET', KEYS[6], 'disable_immediate', '0')

@@ -1,12 +1,14 @@
--- Fan a run out into one call per planned step (parallel steps, or immediate execution off).
--- Marks the run as no longer executing new steps immediately, and records the planned ids as
--- pending: complete.lua schedules the next discovery call when the last one finishes.
--- Idempotent per step id: a step already pending gets no second call.
+-- Fan a run out into one queue item per planned step (parallel steps, or immediate execution
+-- off): a targeted call for a StepPlanned, a timer for a Sleep in the group. Marks the run as
+-- no longer executing new steps immediately, and records the planned ids as pending:
+-- complete.lua schedules the next discovery when the last one finishes, or after each one
+-- in race mode. Idempotent per step id: a step already pending gets no second item.
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
 --       6 run hash, 7 pending set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
---       5.. hashed step ids
--- returns: number of calls enqueued; -1 lease lost (nothing written); -3 the run has ended
+--       5 race mode ('1' or ''), then quads: hashed step id, kind ('call' | 'sleep'),
+--       due ms, step name
+-- returns: number of items enqueued; -1 lease lost (nothing written); -3 the run has ended
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
 release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
@@ -14,16 +16,18 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return -3 end
-redis.call('HSET', KEYS[6], 'disable_immediate', '1')
+redis.call('HSET', KEYS[6], 'disable_immediate', '1', 'race', ARGV[5])
 local n = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV, 4 do
   if redis.call('SADD', KEYS[7], ARGV[i]) == 1 then
     local item = cjson.decode(ARGV[4])
     local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
     item['id'] = item['run_id'] .. ':' .. seq
     item['step_id'] = ARGV[i]
+    item['kind'] = ARGV[i + 1]
+    item['ref'] = ARGV[i + 3]
     redis.call('HSET', KEYS[1], item['id'], cjson.encode(item))
-    redis.call('ZADD', KEYS[2], ARGV[3], item['id'])
+    redis.call('ZADD', KEYS[2], ARGV[i + 2], item['id'])
     redis.call('LPUSH', KEYS[5], '1')
     n = n + 1
   end

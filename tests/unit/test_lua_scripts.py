@@ -145,8 +145,9 @@ async def test_plan_codes_and_group_completion(redis: Redis) -> None:
     queue, state = Queue(redis, scripts), RunState(redis, scripts)
     await _enqueue(redis, scripts)
     (item,), token, _ = await queue.lease(NOW, 1000, 10)
-    assert await state.plan(item, "stale", NOW, ["a", "b"]) == -1
-    assert await state.plan(item, token, NOW, ["a", "b"]) == 2
+    planned = [("a", "call", NOW, "a"), ("b", "call", NOW, "b")]
+    assert await state.plan(item, "stale", NOW, planned) == -1
+    assert await state.plan(item, token, NOW, planned) == 2
     assert await redis.hget(keys.run("r1"), "disable_immediate") == b"1"
     planned, token2, _ = await queue.lease(NOW, 1000, 10)
     by_step = {i.step_id: i for i in planned}

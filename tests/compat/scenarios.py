@@ -17,16 +17,6 @@ FUNCTIONS = [
     "timed", "prioritized",
 ]
 
-# Known mismatches of our executor, for the suites' xfail marks (see each test's docstring).
-PARALLEL_SLEEP = ("executor: a 206 whose op list mixes StepPlanned with a Sleep op fails the "
-                  "run with 'this executor does not support Sleep inside a parallel group yet' "
-                  "(worker._plan accepts only StepPlanned in a multi-op 206)")
-DEBOUNCE_NO_TIMEOUT = ("executor: an event for a function whose debounce has no `timeout` (both "
-                       "SDKs omit it unless set) is answered 503 'storage unavailable: "
-                       "ResponseError': ingest.py passes timeout=None, ingest.lua gets "
-                       "cjson.null (truthy) and fails 'attempt to perform arithmetic on a "
-                       "userdata value' at `d['period'] + (d['timeout'] or d['period'])`")
-
 
 def unique() -> str:
     return uuid.uuid4().hex[:12]
@@ -244,7 +234,9 @@ def check_debounce_starts_one_run_with_the_last_event(compat: CompatStack) -> No
     last = ex.send("compat/debounce", {"group": group, "n": 2})
     run = run_of(ex, last, compat.fid("debounced"), "Completed", timeout=20)
     assert run["output"] == {"n": 2, "events": 1}
-    assert [r for r in ex.runs_of(first) if r["function_id"] == compat.fid("debounced")] == []
+    # one run for both events (listed under the first event too, or not at all)
+    runs = [r for r in ex.runs_of(first) if r["function_id"] == compat.fid("debounced")]
+    assert {r["run_id"] for r in runs} <= {run["run_id"]}, runs
 
 
 def check_concurrency_limit_serialises_steps(compat: CompatStack) -> None:

@@ -396,7 +396,11 @@ const race = inngest.createFunction(
           mark(runId, "fast");
           return "fast";
         }),
-        step.sleep("slow-nap", "30s").then(() => "slow"),
+        step.run("slow", async () => {
+          mark(runId, "slow");
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+          return "slow";
+        }),
       ]),
     );
     const after = await step.run("after-race", () => `${winner} won`);

@@ -173,12 +173,10 @@ def test_sync_handler_with_steps_sleep_and_parallel(compat: CompatStack) -> None
     assert run["output"] == {"first": 1, "second": 2, "parts": ["p1", "p2"]}
 
 
-@pytest.mark.xfail(strict=True, reason=scenarios.PARALLEL_SLEEP)
 def test_parallel_group_with_a_sleep(compat: CompatStack) -> None:
     scenarios.check_parallel_group_with_a_sleep(compat)
 
 
-@pytest.mark.xfail(strict=True, reason=scenarios.DEBOUNCE_NO_TIMEOUT)
 def test_debounce_starts_one_run_with_the_last_event(compat: CompatStack) -> None:
     scenarios.check_debounce_starts_one_run_with_the_last_event(compat)
 

@@ -129,6 +129,7 @@ class Ingest:
         record: dict[str, Any] = {
             "run_key": keys.run(run_id),
             "runs_key": keys.event_runs(first.internal_id),
+            "fn_runs_key": keys.runs_of_function(fn.id),
             "idem_keys": idem_keys,
             "run_id": run_id,
             "fields": fields,

@@ -47,6 +47,11 @@ def events_by_name(name: str) -> str:
 RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
 
 
+def runs_of_function(function_id: str) -> str:
+    """Zset: run id -> start time (ms) of one function's runs (dashboard filter, stats)."""
+    return f"{PREFIX}:runs:fn:{function_id}"
+
+
 RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}"
 
 

@@ -4,7 +4,7 @@
 -- debounce, batching, throttle (and priority through the first item's due time).
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list
 -- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json}],
---               runs: [{run_key, runs_key, idem_keys: [[key, ttl_s]...], run_id, fields,
+--               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s]...], run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
 --                       steps_key, records: [[hash, json]...], listeners_key,
 --                       listeners: [{key, id, json}...], timers: [{id, json, due}...],
@@ -152,6 +152,7 @@ for _, r in ipairs(p['runs']) do
     end
     redis.call('HSET', r['run_key'], 'seq', 1)
     redis.call('ZADD', KEYS[2], now, r['run_id'])
+    redis.call('ZADD', r['fn_runs_key'], now, r['run_id'])
     redis.call('RPUSH', r['runs_key'], r['run_id'])
     table.insert(created, r['run_id'])
     if not skipped then

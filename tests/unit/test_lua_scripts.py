@@ -49,7 +49,7 @@ async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterato
 async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int = NOW) -> None:
     item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2}
     payload = {"now": NOW, "events": [], "runs": [{
-        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "idem_keys": [],
+        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "fn_runs_key": keys.runs_of_function("f"), "idem_keys": [],
         "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
         "item": item,
         "due": due}]}
@@ -128,7 +128,7 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
         item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0,
                 "max_attempts": 1}
         payload = {"now": NOW, "events": [], "runs": [{
-            "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"),
+            "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "fn_runs_key": keys.runs_of_function("f"),
             "idem_keys": [[keys.idempotency("f", "order-1"), 60]], "run_id": run_id,
             "fields": {"status": "Running"}, "item": item, "due": NOW}]}
         out: list[Any] = await scripts(

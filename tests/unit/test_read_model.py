@@ -56,6 +56,7 @@ async def seed(redis: Redis, n: int, *, score: Any = None, fn: Any = None, statu
                     fields["ended_at"] = at + 100 + i % 50
                 pipe.hset(keys.run(run_id), mapping=fields)  # type: ignore[arg-type]
                 pipe.zadd(keys.RUNS, {run_id: at})
+                pipe.zadd(keys.runs_of_function(fields["function_id"]), {run_id: at})
                 out.append((run_id, at))
                 pipe.set(keys.event(event_id), orjson.dumps({**event, "internal_id": event_id}))
                 pipe.zadd(keys.EVENTS, {event_id: at})
@@ -480,3 +481,15 @@ async def test_paging_cost_is_flat_with_100k_runs(real_server: RedisServer) -> N
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+async def test_function_filter_pages_through_its_own_index(redis: Redis) -> None:
+    seeded = await seed(redis, 300)
+    read = ReadModel(redis)
+    wanted = [r for r, _ in sorted(seeded, key=lambda x: -x[1])
+              if int(r[-7:]) % 3 == FUNCTIONS.index(FUNCTIONS[0])]
+    page = await read.runs_page(RunQuery(function_id=FUNCTIONS[0]), limit=20)
+    assert [r["run_id"] for r in page.rows] == wanted[:20]
+    assert page.examined == 20  # read from the function's index: no rows examined and dropped
+    second = await read.runs_page(RunQuery(function_id=FUNCTIONS[0]), page.next_cursor, limit=20)
+    assert [r["run_id"] for r in second.rows] == wanted[20:40]

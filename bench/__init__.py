@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m bench.steps` and `python -m bench.driver`."""

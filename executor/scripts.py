@@ -36,3 +36,13 @@ class Scripts:
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]
+
+    def queue_in(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        """Add a script call to a pipeline by SHA alone. (redis-py's Script in a pipeline
+        first asks SCRIPT EXISTS: a round trip per step.) Pair with `load_all` on
+        NoScriptError, which only happens after Redis lost its script cache."""
+        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+
+    async def load_all(self) -> None:
+        for script in self._scripts.values():
+            await script.registered_client.script_load(script.script)

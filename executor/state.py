@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import keys
 from .queue import QUEUE_KEYS, QueueItem
@@ -112,18 +113,21 @@ class RunState:
         """Save a memo and schedule the next call in one script. When the next call is due
         now and `lease_expiry` is set, it comes straight back leased to us, with its state
         read in the same round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self.scripts.script("complete")(
-                keys=[*QUEUE_KEYS, *keys.run_keys(item.run_id)],
-                args=[
-                    item.id, token, now_ms, step_hash, memo,
-                    orjson.dumps(record) if record else b"", next_due, next_template,
-                    lease_expiry, "" if item.step_id == "step" else item.step_id,
-                ],
-                client=pipe,
-            )
-            self._queue_load(pipe, item.run_id)
-            results = await pipe.execute()
+        args = [item.id, token, now_ms, step_hash, memo,
+                orjson.dumps(record) if record else b"", next_due, next_template,
+                lease_expiry, "" if item.step_id == "step" else item.step_id]
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self.scripts.queue_in(
+                        pipe, "complete", [*QUEUE_KEYS, *keys.run_keys(item.run_id)], args)
+                    self._queue_load(pipe, item.run_id)
+                    results = await pipe.execute()
+                break
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.scripts.load_all()  # Redis restarted without its script cache
         out = results[0]
         code = int(out[0])
         if code == 0 or len(out) < 2:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import functools
 import logging
 import os
 import random
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -39,6 +41,17 @@ DEV_ORIGIN = "http://127.0.0.1:8288/"
 CLOUD_API_ORIGIN = "https://api.inngest.com/"
 CLOUD_EVENT_ORIGIN = "https://inn.gs/"
 _SEND_ATTEMPTS = 5
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: httpx would otherwise build one per client,
+    loading the CA bundle each time (~40 ms of CPU), on every send and every sync."""
+    return ssl.create_default_context()
+
+
+def http_client(**kwargs: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=30, verify=tls_context(), **kwargs)
 
 
 def _env_dev() -> str | None:
@@ -193,7 +206,7 @@ class Inngest:
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send one event or a list; returns their ids in order."""
         url, body, headers = self._send_request(events)
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with http_client() as http:
             for attempt in range(_SEND_ATTEMPTS):
                 try:
                     response = await http.post(url, content=body, headers=headers)
@@ -208,7 +221,7 @@ class Inngest:
 
     def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
         url, body, headers = self._send_request(events)
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, verify=tls_context()) as http:
             for attempt in range(_SEND_ATTEMPTS):
                 try:
                     response = http.post(url, content=body, headers=headers)

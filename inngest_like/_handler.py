@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ._client import Inngest
+from ._client import Inngest, http_client
 from ._context import Context, Group
 from ._engine import Dispatch, error_body, to_json
 from ._errors import ConfigError, NonRetriableError, RetryAfterError, StepError, _Interrupt
@@ -156,7 +156,7 @@ class Handler:
         if kind:
             headers["X-Inngest-Expected-Server-Kind"] = kind
         try:
-            async with httpx.AsyncClient(timeout=30) as http:
+            async with http_client() as http:
                 answer = await http.post(
                     url, content=orjson.dumps(self.registration(serve_url)), headers=headers
                 )
@@ -171,7 +171,7 @@ class Handler:
         """`use_api`: the payload was too large to send, so fetch events and memos."""
         base = self.client.api_origin
         headers = self.client.auth_headers()
-        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+        async with http_client(headers=headers) as http:
             batch = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/batch"))
             actions = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/actions"))
         batch.raise_for_status()

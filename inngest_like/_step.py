@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +31,15 @@ Duration = int | float | datetime.timedelta
 
 
 def _return_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
-    """The pydantic model named by the callable's return annotation, if any."""
+    """The pydantic model named by the callable's return annotation, if any. Called for
+    every replayed memo, so the common case (a lambda, no annotation) returns at once."""
+    if "return" not in getattr(handler, "__annotations__", {}):
+        return None
+    return _annotated_model(handler)
+
+
+@functools.lru_cache(maxsize=1024)
+def _annotated_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
     try:
         hint = typing.get_type_hints(handler).get("return")
     except Exception:

@@ -47,6 +47,40 @@ async def noop0(ctx: inngest.Context, step: inngest.Step) -> int:
     return 0
 
 
+async def _three_steps(step: inngest.Step) -> int:
+    total = 0
+    for i in range(3):
+        total += await step.run(f"s{i}", lambda i=i: i)
+    return total
+
+
+# bench.flow: the same 3-step function with no flow control, with a concurrency limit, and
+# with every start-time option on but never binding (the cost of deciding, not of waiting)
+@client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="bench/three"),
+                        retries=0)
+async def three(ctx: inngest.Context, step: inngest.Step) -> int:
+    return await _three_steps(step)
+
+
+@client.create_function(fn_id="three-limited",
+                        trigger=inngest.TriggerEvent(event="bench/three-limited"), retries=0,
+                        concurrency=inngest.Concurrency(limit=4))
+async def three_limited(ctx: inngest.Context, step: inngest.Step) -> int:
+    return await _three_steps(step)
+
+
+@client.create_function(
+    fn_id="three-flow", trigger=inngest.TriggerEvent(event="bench/three-flow"), retries=0,
+    concurrency=inngest.Concurrency(limit=10_000, key="event.data.user"),
+    throttle=inngest.Throttle(limit=100_000, period=1),
+    rate_limit=inngest.RateLimit(limit=100_000, period=60, key="event.data.user"),
+    priority=inngest.Priority(run="event.data.vip ? 60 : 0"),
+    idempotency="event.data.id",
+)
+async def three_flow(ctx: inngest.Context, step: inngest.Step) -> int:
+    return await _three_steps(step)
+
+
 class _Timing:
     """Wall time spent inside the ASGI app for POSTs to the SDK endpoint."""
 
@@ -78,7 +112,9 @@ def _timed(inner: ASGIApp) -> ASGIApp:
 
 
 fastapi_app = FastAPI(title="inngest_like benchmark app")
-inngest_like.fast_api.serve(fastapi_app, client, [noop, noop0])
+inngest_like.fast_api.serve(
+    fastapi_app, client, [noop, noop0, three, three_limited, three_flow]
+)
 
 
 @fastapi_app.post("/bench/ping")

@@ -18,6 +18,16 @@
 --#include record
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+-- may the run keep its concurrency slots for its next call? only if nobody waits for them
+local contended = false
+if current then
+  local slots = cjson.decode(current)['ck']
+  if type(slots) == 'table' then
+    for _, slot in ipairs(slots) do
+      if redis.call('ZCARD', slot['wait']) > 0 then contended = true end
+    end
+  end
+end
 release_slots(KEYS[2], KEYS[5], ARGV[1], current)
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -55,9 +65,12 @@ local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
 item['id'] = item['run_id'] .. ':' .. seq
 local encoded = cjson.encode(item)
 redis.call('HSET', KEYS[1], item['id'], encoded)
-local limited = type(item['ck']) == 'table' and #item['ck'] > 0
--- a concurrency-limited run goes back through the queue so other runs get their turn
-if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not limited then
+-- a run whose concurrency key has others waiting goes back through the queue, so they get
+-- their turn; otherwise its next call comes straight back, holding the slot it just freed
+if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not contended then
+  if type(item['ck']) == 'table' then
+    for _, slot in ipairs(item['ck']) do redis.call('ZADD', slot['key'], ARGV[9], item['id']) end
+  end
   redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
   redis.call('HSET', KEYS[4], item['id'], ARGV[2])
   return {code, encoded}

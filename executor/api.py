@@ -189,7 +189,10 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         found = await executor.read.steps(run_id)
         if found is None:
             return _error(404, f"run {run_id} not found")
-        return ORJSONResponse({"data": found})
+        run = await executor.read.run(run_id)
+        # why the run's next step is not running yet (flow control), beside its steps
+        return ORJSONResponse({"data": found,
+                               "waiting_reason": run["waiting_reason"] if run else None})
 
     @app.post("/v1/checkpoint/{run_id}/async")
     async def checkpoint(run_id: str, request: Request) -> Response:

@@ -74,15 +74,17 @@ def test_a_waiting_run_says_why(flow: Flow) -> None:
     events = [flow.send("flow/keyed", {"n": i, "user": "c"}, 0) for i in range(3)]
     runs = [flow.ex.wait_run(e, ("Running", "Completed"), timeout=20) for e in events]
 
-    def reason() -> str | None:
+    def reason() -> tuple[str, str] | None:
         for run in runs:
             data = httpx.get(f"{flow.ex.url}/v1/runs/{run['run_id']}").json()["data"]
-            if data.get("waiting_reason"):
-                return str(data["waiting_reason"])
+            steps = httpx.get(f"{flow.ex.url}/v1/runs/{run['run_id']}/steps").json()
+            if data.get("waiting_reason") and steps.get("waiting_reason"):
+                return str(data["waiting_reason"]), str(steps["waiting_reason"])
         return None
 
+    # the run API and the run's step list both say why
     assert wait_for(reason, 10, "a run held back by concurrency") == (
-        "concurrency limit 1 on key c")
+        "concurrency limit 1 on key c", "concurrency limit 1 on key c")
     for e in events:
         flow.ex.wait_run(e, timeout=30)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import shutil
@@ -80,6 +81,20 @@ def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:a
             proc.stop()
         raise
     return Stack(redis, executor, app, counter, directory)
+
+
+@contextlib.contextmanager
+def app_stack(factory: pytest.TempPathFactory, name: str, target: str,
+              *fn_ids: str) -> Iterator[Stack]:
+    """A stack serving `target`, once `fn_ids` are synced; stopped and its logs kept after."""
+    directory = factory.mktemp(name)
+    stack = start_stack(directory, target)
+    try:
+        stack.executor.wait_synced(*fn_ids)
+        yield stack
+    finally:
+        stack.stop()
+        _keep_logs(directory)
 
 
 @pytest.fixture

@@ -166,6 +166,13 @@ class Executor(Proc):
 
         return wait_for(check, timeout, f"a run of event {event_id} to be {wanted}")
 
+    def wait_sleeping(self, event_id: str, step: str = "nap") -> dict[str, Any]:
+        """The run of `event_id` once it sleeps in `step`."""
+        run = self.wait_run(event_id, "Running", timeout=10)
+        wait_for(lambda: any(s["name"] == step and s["status"] == "Sleeping"
+                             for s in self.steps(run["run_id"])), 10, "the run to sleep")
+        return run
+
     def functions(self) -> list[str]:
         answer = httpx.get(f"{self.url}/v1/functions", timeout=10)
         assert answer.status_code == 200, answer.text

@@ -8,7 +8,6 @@ run would have woken: once the twin has finished, the cancelled run's wake-up is
 from __future__ import annotations
 
 import datetime
-import pathlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 from ..procs import Executor, wait_for
 
 pytestmark = pytest.mark.real
@@ -27,26 +26,14 @@ NAP_S = 3
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("cancel-api")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-cancellable", "primitives-bystander")
+    with app_stack(tmp_path_factory, "cancel-api", "tests.apps.primitives_app:app",
+                   "primitives-cancellable", "primitives-bystander") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
-
-def sleeping(ex: Executor, event_id: str) -> dict[str, Any]:
-    """The run of `event_id` once it sleeps in its `nap` step."""
-    run = ex.wait_run(event_id, "Running", timeout=10)
-    wait_for(lambda: any(s["name"] == "nap" and s["status"] == "Sleeping"
-                         for s in ex.steps(run["run_id"])), 10, "the run to sleep")
-    return run
 
 
 def start(ex: Executor, fn: str, seconds: float = NAP_S, **data: Any) -> dict[str, Any]:
-    return sleeping(ex, ex.send(f"prim/{fn}", {"id": uuid.uuid4().hex, "seconds": seconds,
+    return ex.wait_sleeping(ex.send(f"prim/{fn}", {"id": uuid.uuid4().hex, "seconds": seconds,
                                                **data}))
 
 

@@ -7,17 +7,15 @@ have woken: once it has finished, the cancelled run's wake-up is past."""
 
 from __future__ import annotations
 
-import pathlib
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
-from ..procs import Executor, wait_for
+from ..conftest import Stack, app_stack
+from ..procs import wait_for
 
 pytestmark = pytest.mark.real
 
@@ -26,29 +24,17 @@ NAP_S = 3
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("cancel-event")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-cancellable")
+    with app_stack(tmp_path_factory, "cancel-event", "tests.apps.primitives_app:app",
+                   "primitives-cancellable") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
-
-def sleeping(ex: Executor, event_id: str) -> dict[str, Any]:
-    """The run of `event_id` once it sleeps in its `nap` step."""
-    run = ex.wait_run(event_id, "Running", timeout=10)
-    wait_for(lambda: any(s["name"] == "nap" and s["status"] == "Sleeping"
-                         for s in ex.steps(run["run_id"])), 10, "the run to sleep")
-    return run
 
 
 def test_cancel_event_stops_only_the_matching_run(prim: Stack) -> None:
     ex = prim.executor
     mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
-    doomed = sleeping(ex, ex.send("prim/cancellable", {"id": mine, "seconds": NAP_S}))
-    spared = sleeping(ex, ex.send("prim/cancellable", {"id": theirs, "seconds": NAP_S}))
+    doomed = ex.wait_sleeping(ex.send("prim/cancellable", {"id": mine, "seconds": NAP_S}))
+    spared = ex.wait_sleeping(ex.send("prim/cancellable", {"id": theirs, "seconds": NAP_S}))
 
     ex.send("prim/cancel", {"id": "no-such-run"})
     # a matching cancel event ends the run before its send is answered: a second is ample

@@ -7,15 +7,13 @@ it would have woken: once that one has finished, the cancelled run's wake-up is 
 from __future__ import annotations
 
 import datetime
-import pathlib
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
-from ..procs import Executor, wait_for
+from ..conftest import Stack, app_stack
+from ..procs import wait_for
 
 pytestmark = pytest.mark.real
 
@@ -25,22 +23,10 @@ FINISH_S = 2  # tests/apps/primitives_app.py: finish_timeout
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("cancel-timeouts")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-finish-timeout", "primitives-cancellable")
+    with app_stack(tmp_path_factory, "cancel-timeouts", "tests.apps.primitives_app:app",
+                   "primitives-finish-timeout", "primitives-cancellable") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
-
-def sleeping(ex: Executor, event_id: str) -> dict[str, Any]:
-    """The run of `event_id` once it sleeps in its `nap` step."""
-    run = ex.wait_run(event_id, "Running", timeout=10)
-    wait_for(lambda: any(s["name"] == "nap" and s["status"] == "Sleeping"
-                         for s in ex.steps(run["run_id"])), 10, "the run to sleep")
-    return run
 
 
 def _ms(iso: str) -> float:
@@ -49,8 +35,8 @@ def _ms(iso: str) -> float:
 
 def test_finish_timeout_cancels_a_sleeping_run(prim: Stack) -> None:
     ex = prim.executor
-    doomed = sleeping(ex, ex.send("prim/finish-timeout", {"seconds": NAP_S}))
-    control = sleeping(ex, ex.send("prim/cancellable", {"id": uuid.uuid4().hex,
+    doomed = ex.wait_sleeping(ex.send("prim/finish-timeout", {"seconds": NAP_S}))
+    control = ex.wait_sleeping(ex.send("prim/cancellable", {"id": uuid.uuid4().hex,
                                                         "seconds": NAP_S}))
 
     run = ex.wait_run(doomed["event_id"], ("Cancelled", "Completed"), timeout=10)

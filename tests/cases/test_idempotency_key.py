@@ -4,26 +4,20 @@ the flaky `charge` step records its key on each attempt and fails the first two.
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Iterator
 
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("idempotency-key")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-idempotent-charge")
+    with app_stack(tmp_path_factory, "idempotency-key", "tests.apps.primitives_app:app",
+                   "primitives-idempotent-charge") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def keys_seen(stack: Stack, run_id: str) -> list[str]:

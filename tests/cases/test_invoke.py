@@ -4,29 +4,23 @@ InngestInvokeTimeoutError. Real processes, one stack for the file."""
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("invoke")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-invoker", "primitives-add", "primitives-ledger",
-                                   "primitives-slowpoke")
+    with app_stack(tmp_path_factory, "invoke", "tests.apps.primitives_app:app",
+                   "primitives-invoker", "primitives-add", "primitives-ledger",
+                                   "primitives-slowpoke") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def invoke_step(stack: Stack, run_id: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ once, with the error and the run's original triggering event. Real processes."""
 
 from __future__ import annotations
 
-import pathlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,21 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("on-failure")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-doomed", "primitives-doomed-failure")
+    with app_stack(tmp_path_factory, "on-failure", "tests.apps.primitives_app:app",
+                   "primitives-doomed", "primitives-doomed-failure") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def failed_events_of(stack: Stack, run_id: str) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ Real processes; the steps count their bodies by the event's `key`, which a rerun
 
 from __future__ import annotations
 
-import pathlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 from ..procs import wait_for
 
 pytestmark = pytest.mark.real
@@ -20,14 +19,9 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("rerun")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-three-steps")
+    with app_stack(tmp_path_factory, "rerun", "tests.apps.primitives_app:app",
+                   "primitives-three-steps") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def first_run(stack: Stack) -> tuple[str, dict[str, Any]]:

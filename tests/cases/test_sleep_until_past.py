@@ -3,26 +3,20 @@ Real processes."""
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Iterator
 
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("sleep-past")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-sleep-past")
+    with app_stack(tmp_path_factory, "sleep-past", "tests.apps.primitives_app:app",
+                   "primitives-sleep-past") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def test_sleep_until_the_past_resumes_at_once(prim: Stack) -> None:

@@ -5,7 +5,6 @@ on its own `data.id`, so tests cannot resume each other's runs."""
 
 from __future__ import annotations
 
-import pathlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import Stack, _keep_logs, start_stack
+from ..conftest import Stack, app_stack
 from ..procs import Executor, wait_for
 
 pytestmark = pytest.mark.real
@@ -21,14 +20,9 @@ pytestmark = pytest.mark.real
 
 @pytest.fixture(scope="module")
 def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("wait-for-event")
-    stack = start_stack(directory, "tests.apps.primitives_app:app")
-    try:
-        stack.executor.wait_synced("primitives-waiter")
+    with app_stack(tmp_path_factory, "wait-for-event", "tests.apps.primitives_app:app",
+                   "primitives-waiter") as stack:
         yield stack
-    finally:
-        stack.stop()
-        _keep_logs(directory)
 
 
 def unique() -> str:

@@ -9,6 +9,7 @@ import os
 import pathlib
 import secrets
 import sys
+import urllib.parse
 
 import uvicorn
 from redis.asyncio import Redis
@@ -68,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def _banner(args: argparse.Namespace, storage: str) -> None:
     print(f"inngest-like {args.command}: http://{args.host}:{args.port}", flush=True)
     print(f"  storage: {storage}", flush=True)
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     redis: Redis
     if args.redis_url:
         redis = connect(args.redis_url)
-        storage = f"redis at {args.redis_url}"
+        storage = f"redis at {_without_password(args.redis_url)}"
     elif has_redis_server():
         child = RedisChild(pathlib.Path(args.data_dir) / "redis")
         child.start()

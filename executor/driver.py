@@ -49,6 +49,27 @@ def _error(message: str, status: int | None = None, **kw: Any) -> CallError:
     return CallError(message, {"name": "Error", "message": message, "error": message}, status=status, **kw)
 
 
+# ops that act on one step and so must name it
+_STEP_OPS = {"steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep",
+             "waitforevent", "invokefunction", "aigateway", "gateway", "waitforsignal"}
+
+
+def _op_problem(op: dict[str, Any]) -> str | None:
+    """What is wrong with one opcode's shape, if anything (so the worker can trust it)."""
+    step_id = op.get("id")
+    if op["op"].lower() in _STEP_OPS and (not isinstance(step_id, str) or not step_id):
+        return "'id' must be a non-empty string (the hashed step id)"
+    if step_id is not None and not isinstance(step_id, str):
+        return "'id' must be a string"
+    for field in ("opts", "error"):
+        if op.get(field) is not None and not isinstance(op[field], dict):
+            return f"'{field}' must be an object"
+    for field in ("displayName", "name"):
+        if op.get(field) is not None and not isinstance(op[field], str):
+            return f"'{field}' must be a string"
+    return None
+
+
 def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome:
     """Turn an SDK's answer into an outcome (protocol §5, §6). `headers` are lower-case."""
     if status == 201:  # streaming: keep-alive spaces, then an envelope with the real answer
@@ -84,10 +105,14 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
                 return _error(f"opcode {i}: must be an object with a string 'op'", status)
             if op["op"].lower() not in KNOWN_OPS:
                 return _error(f"opcode {i}: unknown op {op['op']!r}", status)
-            if not isinstance(op.get("id", ""), str):
-                return _error(f"opcode {i}: 'id' must be a string", status)
-        version_text = headers.get("x-inngest-req-version", "")
-        version = int(version_text) if version_text.lstrip("-").isdigit() else None
+            problem = _op_problem(op)
+            if problem:
+                return _error(f"opcode {i} ({op['op']}): {problem}", status)
+        version_text = headers.get("x-inngest-req-version", "").strip()
+        try:
+            version: int | None = int(version_text) if version_text else None
+        except ValueError:
+            version = None
         return Ops(ops, retry_after, no_retry, version)
     # an error answer: take the SDK's error object when there is one
     try:

@@ -23,7 +23,7 @@ from .registry import FunctionConfig, Registry
 log = logging.getLogger("inngest_like.executor")
 
 SCHEDULED = "inngest/scheduled.timer"
-TICK_TTL_S = 7 * 24 * 3600
+CLAIM_TTL_S = 60  # a claimer that died before firing frees its tick after this
 SWEEP_EVERY_MS = 5_000
 
 
@@ -80,9 +80,14 @@ class Scheduler:
         latest = due
         while (following := schedule.next_after(latest)) <= now:
             latest = following
-        if await self.redis.set(keys.cron_tick(f"{fn.id}|{source}", latest), now, nx=True,
-                                ex=TICK_TTL_S):
+        claim = keys.cron_tick(f"{fn.id}|{source}", latest)
+        if not await self.redis.set(claim, now, nx=True, ex=CLAIM_TTL_S):
+            return schedule.next_after(latest)  # another process fires it
+        try:
             await self._fire(fn, source, latest, now)
+        except Exception:
+            await self.redis.delete(claim)  # let the next pass (any process) fire it
+            raise
         await self.redis.set(last_key, latest)
         return schedule.next_after(latest)
 

@@ -80,14 +80,16 @@ class RunState:
         self.scripts = scripts
 
     def _queue_load(self, pipe: Any, run_id: str) -> None:
+        # the order before the memos: a memo is saved before it is listed, so whatever a
+        # concurrent script adds in between, every listed step has its memo
         pipe.hgetall(keys.run(run_id))
-        pipe.hgetall(keys.run_memos(run_id))
         pipe.lrange(keys.run_stack(run_id), 0, -1)
+        pipe.hgetall(keys.run_memos(run_id))
         pipe.get(keys.REGISTRY_VERSION)
 
     @staticmethod
     def _state(results: list[Any]) -> CallState | None:
-        run, memos, stack, version = results
+        run, stack, memos, version = results
         if not run:
             return None
         return CallState(run, memos, stack, int(version or 0))
@@ -191,9 +193,9 @@ class RunState:
         """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended."""
         timer = dataclasses.replace(
             item, id=f"{item.run_id}:t:{pause['id']}", kind="pause-timeout",
-            ref=f"{pause_key}|{pause['id']}", step_id="step", attempt=0,
-        )
-        pause = {**pause, "timeout_item": timer.id}
+            ref=f"{pause_key}|{pause['id']}", step_id="step", attempt=0, ck=[],
+        )  # a timer makes no call: it holds no concurrency slot
+        pause = {**pause, "timeout_item": timer.id, "ck": item.ck}
         return int(
             await self.scripts(
                 "pause",
@@ -211,7 +213,8 @@ class RunState:
         """Resume a paused run once; 1 resumed, 0 someone else consumed the pause, 2 ended."""
         run_id = pause["run_id"]
         template = QueueItem(id="", run_id=run_id, fn_id=pause["fn_id"],
-                             max_attempts=pause.get("max_attempts", 5)).template()
+                             max_attempts=pause.get("max_attempts", 5),
+                             ck=pause.get("ck") or []).template()
         return int(
             await self.scripts(
                 "resume",
@@ -234,6 +237,13 @@ class RunState:
              keys.run_steps(run_id)],
             args,
         ))
+
+    async def statuses(self, run_ids: list[str]) -> list[str]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hget(keys.run(run_id), "status")
+            found = await pipe.execute()
+        return [s.decode() for s in found if s]
 
     async def cancel(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> bool:
         """Cancel a running run; False when it was not running."""

@@ -27,6 +27,7 @@ from .state import CallState, RunState, call_body
 log = logging.getLogger("inngest_like.executor")
 
 MAX_SLEEP_MS = 366 * 24 * 3600 * 1000
+MAX_STEPS = 1000  # Inngest's limit of ops per run: also stops an SDK that loops
 _STEP_ID = re.compile(r"([?&])stepId=[^&]*")
 
 
@@ -228,9 +229,23 @@ class Worker:
             error = {"name": "Error", "message": f"function {item.fn_id!r} is not synced"}
             await self._end(item, token, now, "Failed", {"error": error["message"], **error})
             return None, None
+        if len(state.stack) >= MAX_STEPS:
+            error = {"name": "Error", "error": "too many steps",
+                     "message": f"a run may have at most {MAX_STEPS} steps"}
+            await self._end(item, token, now, "Failed", error)
+            return None, None
         body = call_body(item, state)
         outcome = await self._call(item, token, step_url(fn.url, item.step_id), body)
-        return await self.handle(item, token, state, outcome, now)
+        try:
+            return await self.handle(item, token, state, outcome, now)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # an answer the parser let through but we cannot act on: this attempt fails
+            # (and counts), the executor goes on
+            message = f"cannot act on the SDK's answer: {exc.__class__.__name__}: {exc}"
+            log.warning("run %s: %s", item.run_id, message)
+            await self._failed_attempt(item, token, CallError(message, {
+                "name": "Error", "message": message, "error": message}), self.clock())
+            return None, None
 
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
         self.calls_made += 1
@@ -249,7 +264,12 @@ class Worker:
     async def _renew(self, item_id: str, token: str) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            if not await self.queue.renew(item_id, token, self.clock() + self.lease_ms):
+            try:
+                renewed = await self.queue.renew(item_id, token, self.clock() + self.lease_ms)
+            except Exception:
+                log.warning("renewing the lease on %s failed; trying again", item_id)
+                continue  # a passing Redis error must not let the lease lapse mid-call
+            if not renewed:
                 log.warning("lease on %s was lost while its call was in flight", item_id)
                 return
 
@@ -457,7 +477,25 @@ class Worker:
         data["_inngest"] = {"fn_id": target, "correlation_id": correlation,
                             "source_run_id": item.run_id, "source_fn_id": item.fn_id,
                             "expire": expires}
-        await self.ingest.accept([internal_event(INVOKED, data, f"invoke-{correlation}", now)])
+        created = await self.ingest.accept(
+            [internal_event(INVOKED, data, f"invoke-{correlation}", now)])
+        statuses = await self.state.statuses(created)
+        if not {"Running", "Completed", "Failed"} & set(statuses):
+            # the target was rate limited, a singleton skip, or a duplicate: say so now
+            # instead of letting the caller wait for the invoke's timeout
+            reason = (await self.read_reason(created)) or "it did not start"
+            message = f"invoked function {target} did not run: {reason}"
+            error = {"name": "Error", "message": message, "error": message}
+            await self.state.resume(keys.PAUSES_BY_CORRELATION, pause,
+                                    orjson.dumps({"error": error}), self.clock(),
+                                    {**record, "status": "Failed", "error": error})
+
+    async def read_reason(self, run_ids: list[str]) -> str | None:
+        for run_id in run_ids:
+            raw: Any = await self.state.redis.hget(keys.run(run_id), "waiting_reason")
+            if raw:
+                return str(raw.decode())
+        return None
 
     async def _timer(self, item: QueueItem, token: str, now: int) -> None:
         if item.kind == "sleep":
@@ -468,7 +506,7 @@ class Worker:
                 next_due=now, next_template=item.template(step_id="step", attempt=0))
             return
         if item.kind == "pause-timeout":
-            pause_key, _, pause_id = item.ref.partition("|")
+            pause_key, _, pause_id = item.ref.rpartition("|")  # event names may hold '|'
             raw = await self.state.redis.hget(pause_key, pause_id)
             if raw is not None:
                 pause = orjson.loads(raw)
@@ -484,7 +522,12 @@ class Worker:
                     "status": status, "attempts": 1, "started_at": pause.get("created_at"),
                     "ended_at": now, "timed_out": True})
         elif item.kind == "timeout-start":
-            if await self.state.redis.zscore(keys.QUEUE_READY, f"{item.run_id}:1") is not None:
+            first = f"{item.run_id}:1"  # not started: queued, throttled or held by concurrency
+            async with self.state.redis.pipeline(transaction=False) as pipe:
+                pipe.hexists(keys.QUEUE_ITEMS, first)
+                pipe.hexists(keys.QUEUE_LEASES, first)
+                queued, leased = await pipe.execute()
+            if queued and not leased:
                 await self.ingest.cancel(item.run_id, f"the run did not start within "
                                          f"{int(item.ref) / 1000:g}s (timeouts.start)")
         elif item.kind == "timeout-finish":

@@ -3,8 +3,9 @@
 -- free its singleton key, and queue its end events in the outbox.
 local function end_run(run_key, listeners_key, outbox_key, now)
   for _, entry in ipairs(redis.call('SMEMBERS', listeners_key)) do
-    local sep = string.find(entry, '|', 1, true)
-    redis.call('HDEL', string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1))
+    -- split at the last '|': the key holds an event name, which may contain one
+    local key, id = string.match(entry, '^(.*)|([^|]*)$')
+    redis.call('HDEL', key, id)
   end
   redis.call('DEL', listeners_key)
   local run_id = redis.call('HGET', run_key, 'run_id')

@@ -26,6 +26,7 @@ for i = 6, #ARGV, 4 do
     item['step_id'] = ARGV[i]
     item['kind'] = ARGV[i + 1]
     item['ref'] = ARGV[i + 3]
+    if ARGV[i + 1] == 'sleep' then item['ck'] = nil end  -- a timer holds no concurrency slot
     redis.call('HSET', KEYS[1], item['id'], cjson.encode(item))
     redis.call('ZADD', KEYS[2], ARGV[i + 2], item['id'])
     redis.call('LPUSH', KEYS[5], '1')

@@ -99,7 +99,7 @@ def test_206_unknown_opcode_names_the_op() -> None:
         (b'[{"id": "a"}]', "string 'op'"),
         (b'[{"op": 7}]', "string 'op'"),
         (b'["StepRun"]', "string 'op'"),
-        (b'[{"op": "StepRun", "id": 12}]', "'id' must be a string"),
+        (b'[{"op": "StepRun", "id": 12}]', "'id' must be a non-empty string"),
     ],
 )
 def test_206_malformed_bodies(body: bytes, words: str) -> None:
@@ -278,3 +278,22 @@ def test_retry_after_http_date_and_naive_iso() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5"])
 def test_retry_after_unreadable_is_none(value: str | None) -> None:
     assert backoff.retry_after_ms(value, NOW) is None
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b'[{"op": "StepError", "id": "h", "error": "boom"}]', "'error' must be an object"),
+    (b'[{"op": "WaitForEvent", "name": "a/b"}]', "'id' must be a non-empty string"),
+    (b'[{"op": "Sleep", "id": "h", "opts": "1s"}]', "'opts' must be an object"),
+    (b'[{"op": "StepRun", "data": 1}]', "'id' must be a non-empty string"),
+])
+def test_206_op_shapes_the_worker_relies_on(body: bytes, problem: str) -> None:
+    """Ops the worker could not act on fail the attempt here, with a readable message
+    (they used to raise inside the worker, or loop on a StepRun without an id)."""
+    outcome = parse_response(206, {"x-inngest-sdk": "inngest-py:v0.5.18"}, body)
+    assert isinstance(outcome, CallError) and problem in outcome.message
+
+
+def test_a_malformed_version_header_is_ignored() -> None:
+    outcome = parse_response(206, {"x-inngest-sdk": "py", "x-inngest-req-version": "--1"},
+                             b'[{"op": "StepRun", "id": "h", "data": 1}]')
+    assert isinstance(outcome, Ops) and outcome.version is None

@@ -160,3 +160,14 @@ async def test_plan_codes_and_group_completion(redis: Redis) -> None:
         by_step["b"], token2, NOW, step_hash="b", memo=b'{"data":2}', next_due=NOW,
         next_template=item.template(), lease_expiry=NOW + 1000)
     assert leased is not None and leased.step_id == "step"  # the last one resumes the run
+
+
+async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    await _enqueue(redis, scripts)
+    pause_key = keys.pauses("approval|decided")
+    await redis.hset(pause_key, "r1:h", "{}")
+    await redis.sadd(keys.run_listeners("r1"), f"{pause_key}|r1:h")
+    state = RunState(redis, scripts)
+    assert await state.cancel("r1", NOW, {"message": "stop"}) is True
+    assert await redis.hget(pause_key, "r1:h") is None

@@ -188,7 +188,7 @@ class RunState:
 
     async def pause(
         self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],
-        timeout_due: int, record: dict[str, Any],
+        timeout_due: int, record: dict[str, Any], follow_up: QueueItem | None = None,
     ) -> int:
         """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended."""
         timer = dataclasses.replace(
@@ -202,7 +202,9 @@ class RunState:
                 [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id), pause_key,
                  keys.run_listeners(item.run_id)],
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
-                 orjson.dumps(timer.to_dict()), timeout_due, orjson.dumps(record)],
+                 orjson.dumps(timer.to_dict()), timeout_due, orjson.dumps(record),
+                 follow_up.id if follow_up else "",
+                 orjson.dumps(follow_up.to_dict()) if follow_up else b""],
             )
         )
 

@@ -462,10 +462,29 @@ class Worker:
             "target": target,
         }
         record = _record(op, "Invoking", item.attempt + 1, started, expires, function=target)
-        if await self.state.pause(item, token, now, pause_key=keys.PAUSES_BY_CORRELATION,
-                                  pause=pause, timeout_due=expires, record=record) != 1:
-            return
-        pause["timeout_item"] = f"{item.run_id}:t:{pause['id']}"
+        data = dict(payload.get("data") or {})
+        data["_inngest"] = {"fn_id": target, "correlation_id": correlation,
+                            "source_run_id": item.run_id, "source_fn_id": item.fn_id,
+                            "expire": expires}
+        # the event that starts the target is sent by a queue item stored with the pause:
+        # a crash between the two cannot leave the caller waiting for nothing
+        emit = QueueItem(id=f"{item.run_id}:invoke:{op['id']}", run_id=item.run_id,
+                         fn_id=item.fn_id, kind="emit-invoke",
+                         ref=orjson.dumps({"data": data, "record": record}).decode())
+        await self.state.pause(item, token, now, pause_key=keys.PAUSES_BY_CORRELATION,
+                               pause=pause, timeout_due=expires, record=record,
+                               follow_up=emit)
+
+    async def _emit_invoke(self, item: QueueItem, now: int) -> None:
+        """Send an invoke's event (idempotent: its id derives from the correlation id), and
+        fail the invoke at once when the target is not synced or did not start."""
+        spec = orjson.loads(item.ref)
+        data, record = spec["data"], spec["record"]
+        target, correlation = data["_inngest"]["fn_id"], data["_inngest"]["correlation_id"]
+        raw: Any = await self.state.redis.hget(keys.PAUSES_BY_CORRELATION, correlation)
+        if raw is None:
+            return  # already resumed (or the run ended)
+        pause = orjson.loads(raw)
         await self.registry.refresh()
         if target not in self.registry.functions:
             error = {"name": "Error", "message": f"function {target!r} is not synced"}
@@ -473,14 +492,13 @@ class Worker:
                                     orjson.dumps({"error": error}), now,
                                     {**record, "status": "Failed", "error": error})
             return
-        data = dict(payload.get("data") or {})
-        data["_inngest"] = {"fn_id": target, "correlation_id": correlation,
-                            "source_run_id": item.run_id, "source_fn_id": item.fn_id,
-                            "expire": expires}
-        created = await self.ingest.accept(
-            [internal_event(INVOKED, data, f"invoke-{correlation}", now)])
+        event_id = f"invoke-{correlation}"
+        await self.ingest.accept([internal_event(INVOKED, data, event_id, now)])
+        # the runs the event started, this time or on an earlier try of this item
+        started_runs: Any = await self.state.redis.lrange(keys.event_runs(event_id), 0, -1)
+        created = [r.decode() for r in started_runs]
         statuses = await self.state.statuses(created)
-        if not {"Running", "Completed", "Failed"} & set(statuses):
+        if not {"Running", "Completed", "Failed", "Cancelled"} & set(statuses):
             # the target was rate limited, a singleton skip, or a duplicate: say so now
             # instead of letting the caller wait for the invoke's timeout
             reason = (await self.read_reason(created)) or "it did not start"
@@ -498,6 +516,10 @@ class Worker:
         return None
 
     async def _timer(self, item: QueueItem, token: str, now: int) -> None:
+        if item.kind == "emit-invoke":
+            await self._emit_invoke(item, now)
+            await self.state.finish(item, token, now, "")
+            return
         if item.kind == "sleep":
             record = {"id": item.step_id, "name": item.ref or item.step_id, "op": "Sleep",
                       "status": "Completed", "attempts": 1, "started_at": now, "ended_at": now}

@@ -4,7 +4,9 @@
 --       6 run hash, 7 steps hash, 8 pause hash (by event name, or by correlation id),
 --       9 listeners set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 pause id, 5 pause JSON,
---       6 timeout item id, 7 timeout item JSON, 8 timeout due ms, 9 step record JSON
+--       6 timeout item id, 7 timeout item JSON, 8 timeout due ms, 9 step record JSON,
+--       10 follow-up item id ('' = none), 11 its JSON: work due now that must survive a
+--       crash, such as sending an invoke's event (stored here, with the pause, atomically)
 -- returns: 1 waiting; 0 lease lost (nothing written); 3 the run has ended: item dropped
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -18,4 +20,9 @@ redis.call('SADD', KEYS[9], KEYS[8] .. '|' .. ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[6])
 redis.call('HSET', KEYS[7], cjson.decode(ARGV[9])['id'], ARGV[9])
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[10], ARGV[11])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[10])
+  redis.call('LPUSH', KEYS[5], '1')
+end
 return 1

@@ -96,6 +96,19 @@ async def idem(ctx: inngest.Context, step: inngest.Step) -> str:
     return str(ctx.event.data["order_id"])
 
 
+@client.create_function(fn_id="invoke-rate", trigger=inngest.TriggerEvent(event="flow/invoke-rate"))
+async def invoke_rate(ctx: inngest.Context, step: inngest.Step) -> list[Any]:
+    out: list[Any] = []
+    for i in range(3):  # the target allows 2 runs per minute and key
+        try:
+            out.append(await step.invoke(f"call-{i}", function=rate, timeout=300,
+                                         data={"n": i, "user": ctx.event.data["user"]}))
+        except inngest.StepError as err:
+            out.append(f"error: {err.message}")
+    return out
+
+
 app = FastAPI()
 inngest_like.fast_api.serve(app, client, [conc, conc_keyed, throttle, rate, debounce, batch,
-                                          priority, single_skip, single_cancel, idem])
+                                          priority, single_skip, single_cancel, idem,
+                                          invoke_rate])

@@ -4,6 +4,7 @@ shown to hold across processes."""
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -174,6 +175,15 @@ def test_singleton_skip_and_cancel(flow: Flow) -> None:
     cancelled = flow.ex.wait_run(old, "Cancelled", timeout=10)
     assert "singleton" in cancelled["output"]["message"]
     assert flow.ex.wait_run(new, timeout=20)["output"] == "2"
+
+
+def test_invoking_a_rate_limited_function_fails_at_once(flow: Flow) -> None:
+    started = time.monotonic()
+    run = flow.ex.wait_run(flow.send("flow/invoke-rate", {"user": "inv"}), timeout=30)
+    assert run["output"][:2] == ["0", "1"]
+    assert run["output"][2].startswith("error: invoked function flow-rate did not run")
+    assert "rate limited" in run["output"][2]
+    assert time.monotonic() - started < 30  # not the invoke's 300 s timeout
 
 
 def test_idempotency_key_ignores_duplicates(flow: Flow) -> None:

@@ -22,8 +22,11 @@ from .scripts import Scripts
 @dataclasses.dataclass
 class QueueItem:
     """One thing to do for run `run_id` of `fn_id`. Kind "call" calls the app, targeting
-    `step_id` ("step" = discovery); the other kinds are timers handled without a call:
-    "pause-timeout" (`ref` = "<pause hash key>|<pause id>"), "timeout-start", "timeout-finish".
+    `step_id` ("step" = discovery); the other kinds are handled without a call:
+    "pause-timeout" (`ref` = "<pause hash key>|<pause id>"), "timeout-start",
+    "timeout-finish", "sleep" (a sleep inside a parallel group), and the follow-ups stored
+    with a pause: "emit-invoke" (send the invoke's event) and "scan-wait" (offer a new wait
+    the events that arrived while its call was in flight).
     """
 
     id: str

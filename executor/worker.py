@@ -439,13 +439,15 @@ class Worker:
         pause_key = keys.pauses(name)
         record = _record(op, "Waiting", item.attempt + 1, started, expires, waiting_for=name,
                          expression=pause["expr"])
-        if await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
-                                  timeout_due=expires, record=record) != 1:
-            return
         # Events that arrived while this call was in flight (or within `lookback` before
-        # it) would otherwise be missed: offer them now. resume.lua makes this race-free.
-        pause["timeout_item"] = f"{item.run_id}:t:{pause['id']}"
-        await self.ingest.scan_lookback(pause_key, pause, name, started - lookback)
+        # it) would otherwise be missed: a queue item stored with the pause offers them to
+        # it, so not even a crash right now skips that. resume.lua makes it race-free.
+        scan = QueueItem(id=f"{item.run_id}:scan:{op['id']}", run_id=item.run_id,
+                         fn_id=item.fn_id, kind="scan-wait",
+                         ref=orjson.dumps({"key": pause_key, "id": pause["id"], "event": name,
+                                           "since": started - lookback}).decode())
+        await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
+                               timeout_due=expires, record=record, follow_up=scan)
 
     async def _invoke(self, item: QueueItem, token: str, op: dict[str, Any], started: int,
                       now: int) -> None:
@@ -518,6 +520,14 @@ class Worker:
     async def _timer(self, item: QueueItem, token: str, now: int) -> None:
         if item.kind == "emit-invoke":
             await self._emit_invoke(item, now)
+            await self.state.finish(item, token, now, "")
+            return
+        if item.kind == "scan-wait":
+            spec = orjson.loads(item.ref)
+            raw: Any = await self.state.redis.hget(spec["key"], spec["id"])
+            if raw is not None:  # still waiting: offer it the events it may have missed
+                await self.ingest.scan_lookback(spec["key"], orjson.loads(raw), spec["event"],
+                                                spec["since"])
             await self.state.finish(item, token, now, "")
             return
         if item.kind == "sleep":

@@ -21,6 +21,7 @@ from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
 from .service import Executor
+from .step_record import StepRecord
 
 
 class ORJSONResponse(JSONResponse):
@@ -211,9 +212,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                 return _error(400, f"steps[{i}]: must be an opcode object with a string id")
             if str(op.get("op", "")).lower() not in ("steprun", "step"):
                 return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
-            record = {"id": op["id"], "name": op.get("displayName") or op.get("name") or op["id"],
-                      "op": op.get("op"), "status": "Completed", "attempts": 1,
-                      "started_at": now, "ended_at": now, "checkpointed": True}
+            record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
             saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
         if await executor.state.checkpoint(run_id, now, saved) < 0:
             return _error(404, f"run {run_id} is not running")

@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="flat retry backoff in seconds instead of Inngest's table")
         cmd.add_argument("--lease-seconds", type=float, default=20.0,
                          help="how long a dead worker's call stays leased before retry")
+        cmd.add_argument("--call-timeout", type=float, default=600.0,
+                         help="seconds a call to the app may take before it counts as a "
+                              "failed attempt (retried with backoff; default 600)")
         cmd.add_argument("--workers", type=int, default=64,
                          help="concurrent calls per process")
         cmd.add_argument("--poll-interval", type=float, default=5.0,
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         app_urls=args.urls,
         retry_interval_s=args.retry_interval,
         lease_ms=int(args.lease_seconds * 1000),
+        call_timeout_s=args.call_timeout,
         slots=args.workers,
         poll_interval_s=args.poll_interval,
         limits=Limits(max_event_bytes=args.max_event_bytes),

@@ -63,9 +63,11 @@ async def rerun(executor: Executor, run_id: str, from_step: str | None = None) -
     for event, original in zip(events, orjson.loads(fields[b"events"]), strict=True):
         event.internal_id = fields[b"event_id"].decode() if event is events[0] else str(ULID())
         event.wire = original
-    run = executor.ingest.new_run(fn, events, executor.clock(), memos=reused)
+    run = executor.ingest.new_run(fn, events, executor.clock(), memos=reused, rerun=True)
     run["fields"]["rerun_of"] = run_id
     created = await executor.ingest.accept([], runs=[run])
+    if not created:  # cannot happen with fresh run ids; answer it rather than crash
+        raise RerunError(409, f"run {run_id}: the rerun was not started")
     return created[0]
 
 

@@ -8,7 +8,7 @@ with a readable message, which fails that attempt and never the executor.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -136,7 +136,7 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
 
 
 class Driver:
-    def __init__(self, timeout_s: float = 7200.0) -> None:
+    def __init__(self, timeout_s: float = 600.0) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -163,3 +163,10 @@ class Driver:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class AppDriver(Protocol):
+    """What the worker needs of a driver: one call to the app, its answer as an outcome.
+    `Driver` (aiohttp) in production; tests inject a fake that answers from a script."""
+
+    async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome: ...

@@ -40,3 +40,20 @@ def matches(source: str | None, variables: dict[str, Any]) -> bool:
     if not source:
         return True
     return evaluate(source, variables) is True
+
+
+class EvaluationError(ValueError):
+    """An expression failed on these values (a missing field, a type error) or gave null."""
+
+
+def value_of(source: str, variables: dict[str, Any]) -> Any:
+    """The expression's value, for keys: unlike `evaluate`, a failure is an error that says
+    why, never a None that would silently become a shared key."""
+    program = _program(source)
+    try:
+        value = program.execute(variables)
+    except Exception as exc:
+        raise EvaluationError(str(exc).strip() or exc.__class__.__name__) from None
+    if value is None:
+        raise EvaluationError("it evaluated to null")
+    return value

@@ -179,11 +179,20 @@ def parse(raw: dict[str, Any]) -> FlowControl:
                        singleton, idempotency, window or DEFAULT_IDEMPOTENCY_MS)
 
 
-def evaluate_key(expression: str | None, event: dict[str, Any]) -> str:
-    """The value a key expression gives for this event, as a short stable string."""
+class KeyExpressionError(ValueError):
+    """A key expression failed on an event: the run is skipped with this reason (never
+    given a shared "None" key, which would merge unrelated events)."""
+
+
+def evaluate_key(expression: str | None, event: dict[str, Any], option: str = "key") -> str:
+    """The value a key expression gives for this event, as a short stable string; KeyExpressionError
+    naming the option when the expression fails on this event or gives null."""
     if not expression:
         return "_"
-    value = expressions.evaluate(expression, {"event": event})
+    try:
+        value = expressions.value_of(expression, {"event": event})
+    except expressions.EvaluationError as exc:
+        raise KeyExpressionError(f"{option} `{expression}` failed on this event: {exc}") from None
     text = str(value) if not isinstance(value, bool) else str(value).lower()
     # hash long keys: they become parts of Redis keys
     return text if len(text) <= 64 else hashlib.sha256(text.encode()).hexdigest()
@@ -193,7 +202,7 @@ def concurrency_slots(fn_id: str, flow: FlowControl, event: dict[str, Any]) -> l
     """The concurrency slots each of a run's calls takes: [{key, limit, label}]."""
     slots = []
     for entry in flow.concurrency:
-        value = evaluate_key(entry.key, event)
+        value = evaluate_key(entry.key, event, "concurrency key")
         scope_id = fn_id if entry.scope == "fn" else entry.scope
         label = f"concurrency limit {entry.limit}" + (f" on key {value}" if entry.key else "")
         slots.append({"key": keys.concurrency(scope_id, entry.key or "", value),

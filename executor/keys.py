@@ -45,6 +45,9 @@ def events_by_name(name: str) -> str:
 
 # -- runs --------------------------------------------------------------------------------
 RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
+# zset run id -> start time (ms) of the runs that are Running: added when a run starts,
+# removed in the script that ends it; the invariant sweep walks it
+RUNS_RUNNING = f"{PREFIX}:runs:running"
 
 
 def runs_of_function(function_id: str) -> str:

@@ -16,7 +16,8 @@ import orjson
 from redis.asyncio import Redis
 
 from . import keys
-from .ingest import FINISHED, Ingest, internal_event
+from .ingest import Ingest, internal_event
+from .pauses import FINISHED
 
 log = logging.getLogger("inngest_like.executor")
 

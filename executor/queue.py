@@ -19,14 +19,68 @@ from . import keys
 from .scripts import Scripts
 
 
+@dataclasses.dataclass(frozen=True)
+class PauseTimeout:
+    """A pause's deadline: resume the run as timed out if the pause is still there."""
+
+    pause_key: str
+    pause_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StartTimeout:
+    """`timeouts.start`: cancel the run if its first call has not started by now."""
+
+    after_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishTimeout:
+    """`timeouts.finish`: cancel the run if it is still running now."""
+
+    after_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSleep:
+    """A sleep inside a parallel group: memoize it when due."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EmitInvoke:
+    """Send an invoke's event; stored with the caller's pause so a crash cannot lose it."""
+
+    data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanWait:
+    """Offer a new wait the events stored since `since_ms` (Redis time) that it may have
+    missed while its call was in flight; stored with the pause."""
+
+    pause_key: str
+    pause_id: str
+    event: str
+    since_ms: int
+
+
+Payload = PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
+
+# item kind -> its payload type; "call" items (calls to the app) carry none
+PAYLOADS: dict[str, type[Payload]] = {
+    "pause-timeout": PauseTimeout, "timeout-start": StartTimeout,
+    "timeout-finish": FinishTimeout, "sleep": GroupSleep, "emit-invoke": EmitInvoke,
+    "scan-wait": ScanWait,
+}
+
+
 @dataclasses.dataclass
 class QueueItem:
     """One thing to do for run `run_id` of `fn_id`. Kind "call" calls the app, targeting
-    `step_id` ("step" = discovery); the other kinds are handled without a call:
-    "pause-timeout" (`ref` = "<pause hash key>|<pause id>"), "timeout-start",
-    "timeout-finish", "sleep" (a sleep inside a parallel group), and the follow-ups stored
-    with a pause: "emit-invoke" (send the invoke's event) and "scan-wait" (offer a new wait
-    the events that arrived while its call was in flight).
+    `step_id` ("step" = discovery); every other kind is handled without a call and carries
+    a typed payload (see PAYLOADS).
     """
 
     id: str
@@ -36,25 +90,61 @@ class QueueItem:
     attempt: int = 0
     max_attempts: int = 5
     kind: str = "call"
-    ref: str = ""
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
     ck: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # concurrency slots
+
+    @classmethod
+    def of(cls, payload: Payload, *, id: str, run_id: str, fn_id: str,
+           max_attempts: int = 5) -> QueueItem:
+        """A timer or follow-up item (no call, so no concurrency slot)."""
+        kind = next(k for k, t in PAYLOADS.items() if isinstance(payload, t))
+        return cls(id=id, run_id=run_id, fn_id=fn_id, kind=kind, max_attempts=max_attempts,
+                   payload=dataclasses.asdict(payload))
+
+    @property
+    def timer(self) -> Payload:
+        """The typed payload of a non-call item; KeyError/TypeError when it does not fit."""
+        return PAYLOADS[self.kind](**self.payload)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> QueueItem:
         data = orjson.loads(raw)
         if not data.get("ck"):
             data["ck"] = []  # Lua's cjson writes an empty list as {}
+        if not data.get("payload"):
+            data["payload"] = _legacy_payload(data.get("kind", "call"), data.pop("ref", ""))
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def template(self, **changes: Any) -> bytes:
-        """The JSON of a follow-up item of this run (its id is assigned by the script)."""
+        """The JSON of a follow-up call of this run (its id is assigned by the script)."""
         body = self.to_dict()
         body.pop("id")
-        body.update({"kind": "call", "ref": "", **changes})
+        body.update({"kind": "call", "payload": {}, **changes})
         return orjson.dumps(body)
+
+
+def _legacy_payload(kind: str, ref: str) -> dict[str, Any]:
+    """Items written before payloads were typed kept them in one string, `ref`: read them,
+    so an upgrade strands no timer."""
+    if not ref:
+        return {}
+    if kind == "pause-timeout":
+        pause_key, _, pause_id = ref.rpartition("|")  # event names may hold '|'
+        return {"pause_key": pause_key, "pause_id": pause_id}
+    if kind in ("timeout-start", "timeout-finish"):
+        return {"after_ms": int(ref)}
+    if kind == "sleep":
+        return {"name": ref}
+    spec = orjson.loads(ref)
+    if kind == "emit-invoke":
+        return {"data": spec["data"]}
+    if kind == "scan-wait":
+        return {"pause_key": spec["key"], "pause_id": spec["id"], "event": spec["event"],
+                "since_ms": spec["since"]}
+    return {}
 
 
 QUEUE_KEYS = [keys.QUEUE_ITEMS, keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES,

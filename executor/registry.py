@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from . import cron, durations, expressions, flow, keys
 from .flow import FlowControl
@@ -227,35 +228,44 @@ class Registry:
         """Store an app and replace its function set. Raises SyncError for a bad payload."""
         app_id, url, functions = parse_sync(body)
         checksum = hashlib.sha256(raw_body).hexdigest()
-        previous = await self.redis.hget(keys.APPS, app_id)
-        old = orjson.loads(previous) if previous else {}
-        modified = old.get("checksum") != checksum
-        app = {
-            "id": app_id,
-            "url": url,
-            "sdk": body.get("sdk", ""),
-            "framework": body.get("framework", ""),
-            "synced_at": now_ms,
-            "checksum": checksum,
-            "functions": [fn.id for fn in functions],
-            "error": None,
-        }
+        # optimistic transaction: the app's entry is watched from the read of its previous
+        # function set to the write of the new one, so two concurrent syncs cannot both
+        # compute their removals from the same old set (which resurrected removed functions)
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(keys.APPS)
+                    previous = await pipe.hget(keys.APPS, app_id)
+                    old = orjson.loads(previous) if previous else {}
+                    modified = old.get("checksum") != checksum
+                    app = {
+                        "id": app_id,
+                        "url": url,
+                        "sdk": body.get("sdk", ""),
+                        "framework": body.get("framework", ""),
+                        "synced_at": now_ms,
+                        "checksum": checksum,
+                        "functions": [fn.id for fn in functions],
+                        "error": None,
+                    }
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(keys.APPS, app_id, orjson.dumps(app))
+                    if modified or old.get("error"):
+                        gone = set(old.get("functions", [])) - set(app["functions"])
+                        if gone:
+                            pipe.hdel(keys.FUNCTIONS, *gone)
+                        for fn in functions:
+                            pipe.hset(keys.FUNCTIONS, fn.id,
+                                      orjson.dumps({"app_id": app_id, "config": fn.raw}))
+                        pipe.incr(keys.REGISTRY_VERSION)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue  # another sync wrote meanwhile: read its result, decide again
         if not modified and not old.get("error"):
-            # an identical re-sync (dev polls every few seconds): note the time, change nothing
-            await self.redis.hset(keys.APPS, app_id, orjson.dumps(app))
+            # an identical re-sync (dev polls every few seconds): only the time was noted
             return {"ok": True, "modified": False, "sync_id": str(uuid.uuid4()),
                     "app_id": app_id}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.APPS, app_id, orjson.dumps(app))
-            gone = set(old.get("functions", [])) - set(app["functions"])
-            if gone:
-                pipe.hdel(keys.FUNCTIONS, *gone)
-            for fn in functions:
-                pipe.hset(
-                    keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})
-                )
-            pipe.incr(keys.REGISTRY_VERSION)
-            await pipe.execute()
         await self.refresh()
         return {"ok": True, "modified": modified, "sync_id": str(uuid.uuid4()), "app_id": app_id}
 

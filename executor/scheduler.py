@@ -1,4 +1,5 @@
-"""Time-driven work every executor process shares: cron ticks and the lifecycle outbox.
+"""Time-driven work every executor process shares: cron ticks, the lifecycle outbox, and the
+invariant sweep (no Running run without a queue item or a pause: `invariants.py`).
 
 Each tick of each cron trigger fires once across all processes (SET NX on the tick), and
 a restart shorter than the period skips nothing: the last fired tick is stored, and on the
@@ -8,15 +9,15 @@ next pass the latest missed tick fires.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, times
 from .cron import Schedule
 from .ingest import Ingest, internal_event
+from .invariants import StrandSweep
 from .lifecycle import Lifecycle
 from .registry import FunctionConfig, Registry
 
@@ -25,22 +26,22 @@ log = logging.getLogger("inngest_like.executor")
 SCHEDULED = "inngest/scheduled.timer"
 CLAIM_TTL_S = 60  # a claimer that died before firing frees its tick after this
 SWEEP_EVERY_MS = 5_000
-
-
-def _rfc3339(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")
+STRAND_SWEEP_EVERY_MS = 30_000
 
 
 class Scheduler:
     def __init__(self, redis: Redis, registry: Registry, ingest: Ingest, lifecycle: Lifecycle,
-                 clock: Callable[[], int]) -> None:
+                 clock: Callable[[], int], strand_sweep_every_ms: int = STRAND_SWEEP_EVERY_MS,
+                 ) -> None:
         self.redis = redis
         self.registry = registry
         self.ingest = ingest
         self.lifecycle = lifecycle
         self.clock = clock
+        self.strands = StrandSweep(redis, ingest.state, clock, lifecycle.run_ended)
+        self.strand_sweep_every_ms = strand_sweep_every_ms
         self._last_sweep = 0
+        self._last_strand_sweep = clock()
 
     async def run_forever(self) -> None:
         while True:
@@ -63,6 +64,9 @@ class Scheduler:
         if now - self._last_sweep >= SWEEP_EVERY_MS:
             self._last_sweep = now
             await self.lifecycle.sweep()
+        if now - self._last_strand_sweep >= self.strand_sweep_every_ms:
+            self._last_strand_sweep = now
+            await self.strands.sweep()
         return next_due - now
 
     async def _cron(self, fn: FunctionConfig, source: str, now: int) -> int:
@@ -92,9 +96,9 @@ class Scheduler:
         return schedule.next_after(latest)
 
     async def _fire(self, fn: FunctionConfig, source: str, tick: int, now: int) -> None:
-        stamp = _rfc3339(tick)
+        stamp = times.rfc3339_seconds(tick)
         event = internal_event(
-            SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": _rfc3339(now)},
+            SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": times.rfc3339_seconds(now)},
             f"cron-{fn.id}-{tick}", now, stamp)
         run = self.ingest.new_run(fn, [event], now, f"cron:{source}:{tick}")
         await self.ingest.accept([event], runs=[run])

@@ -44,6 +44,9 @@ class Settings:
     app_urls: list[str] = dataclasses.field(default_factory=list)
     retry_interval_s: float | None = None
     lease_ms: int = 20_000
+    # a call to the app that has not answered after this long is a failed attempt (retried
+    # with backoff); long LLM steps need minutes, a hung app must not hold a run for hours
+    call_timeout_s: float = 600.0
     slots: int = 64
     poll_interval_s: float = 5.0
     limits: Limits = dataclasses.field(default_factory=Limits)
@@ -67,7 +70,7 @@ class Executor:
         self.queue = Queue(redis, self.scripts)
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
-        self.driver = Driver()
+        self.driver = Driver(settings.call_timeout_s)
         self.auth = Auth(redis, production=settings.production,
                          signing_keys=[settings.signing_key or "",
                                        settings.signing_key_fallback or ""],

@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from . import keys
-from .queue import QUEUE_KEYS, QueueItem
+from .queue import QUEUE_KEYS, PauseTimeout, QueueItem
 from .scripts import Scripts
+from .step_record import StepRecord, encode
 
 # Above this, memos + events are not sent with the call: the SDK fetches them (`use_api`).
 USE_API_BYTES = 4 * 1024 * 1024
@@ -24,6 +25,7 @@ class CallState:
     memos: dict[bytes, bytes]
     stack: list[bytes]
     registry_version: int
+    redis_ms: int = 0  # Redis time when this state was read: the clock of event indexes
 
     @property
     def status(self) -> str:
@@ -86,13 +88,15 @@ class RunState:
         pipe.lrange(keys.run_stack(run_id), 0, -1)
         pipe.hgetall(keys.run_memos(run_id))
         pipe.get(keys.REGISTRY_VERSION)
+        pipe.time()
 
     @staticmethod
     def _state(results: list[Any]) -> CallState | None:
-        run, stack, memos, version = results
+        run, stack, memos, version, (seconds, micros) = results
         if not run:
             return None
-        return CallState(run, memos, stack, int(version or 0))
+        return CallState(run, memos, stack, int(version or 0),
+                         int(seconds) * 1000 + int(micros) // 1000)
 
     async def load(self, run_id: str) -> CallState | None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -107,17 +111,19 @@ class RunState:
         *,
         step_hash: str = "",
         memo: bytes = b"",
-        record: dict[str, Any] | None = None,
+        record: StepRecord | None = None,
         next_due: int = -1,
         next_template: bytes = b"{}",
         lease_expiry: int = 0,
+        max_idle_calls: int = 0,
     ) -> tuple[int, QueueItem | None, CallState | None]:
         """Save a memo and schedule the next call in one script. When the next call is due
         now and `lease_expiry` is set, it comes straight back leased to us, with its state
-        read in the same round trip."""
-        args = [item.id, token, now_ms, step_hash, memo,
-                orjson.dumps(record) if record else b"", next_due, next_template,
-                lease_expiry, "" if item.step_id == "step" else item.step_id]
+        read in the same round trip. Code 4: the run made no progress in more than
+        `max_idle_calls` calls in a row (nothing written)."""
+        args = [item.id, token, now_ms, step_hash, memo, encode(record), next_due,
+                next_template, lease_expiry, "" if item.step_id == "step" else item.step_id,
+                max_idle_calls]
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -155,14 +161,14 @@ class RunState:
         token: str,
         due_ms: int,
         last_error: str,
-        record: dict[str, Any] | None = None,
+        record: StepRecord | None = None,
     ) -> bool:
         again = dataclasses.replace(item, attempt=item.attempt + 1)
         ok = await self.scripts(
             "retry",
             [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id)],
             [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
-             orjson.dumps(record) if record else b""],
+             encode(record)],
         )
         return bool(ok)
 
@@ -173,28 +179,33 @@ class RunState:
         now_ms: int,
         status: str,
         output: Any = None,
-        record: dict[str, Any] | None = None,
+        record: StepRecord | None = None,
     ) -> int:
+        """End the run with `status` and drop the item; 1 ended, 2 the run had ended
+        already, 0 lease lost."""
         return int(
             await self.scripts(
                 "finish",
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
-                 keys.QUEUE_READY, keys.QUEUE_WAKE],
-                [item.id, token, now_ms, status, orjson.dumps(output),
-                 orjson.dumps(record) if record else b""],
+                 keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING],
+                [item.id, token, now_ms, status, orjson.dumps(output), encode(record)],
             )
         )
 
+    async def drop(self, item: QueueItem, token: str, now_ms: int) -> bool:
+        """Remove a leased item whose work is done (a timer that fired, an item of a run that
+        ended) without touching the run. False when the lease was lost."""
+        return await self.finish(item, token, now_ms, "") != 0
+
     async def pause(
         self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],
-        timeout_due: int, record: dict[str, Any], follow_up: QueueItem | None = None,
+        timeout_due: int, record: StepRecord, follow_up: QueueItem | None = None,
     ) -> int:
         """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended."""
-        timer = dataclasses.replace(
-            item, id=f"{item.run_id}:t:{pause['id']}", kind="pause-timeout",
-            ref=f"{pause_key}|{pause['id']}", step_id="step", attempt=0, ck=[],
-        )  # a timer makes no call: it holds no concurrency slot
+        timer = QueueItem.of(PauseTimeout(pause_key, pause["id"]),
+                             id=f"{item.run_id}:t:{pause['id']}", run_id=item.run_id,
+                             fn_id=item.fn_id, max_attempts=item.max_attempts)
         pause = {**pause, "timeout_item": timer.id, "ck": item.ck}
         return int(
             await self.scripts(
@@ -202,7 +213,7 @@ class RunState:
                 [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id), pause_key,
                  keys.run_listeners(item.run_id)],
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
-                 orjson.dumps(timer.to_dict()), timeout_due, orjson.dumps(record),
+                 orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
                  follow_up.id if follow_up else "",
                  orjson.dumps(follow_up.to_dict()) if follow_up else b""],
             )
@@ -210,7 +221,7 @@ class RunState:
 
     async def resume(
         self, pause_key: str, pause: dict[str, Any], memo: bytes, now_ms: int,
-        record: dict[str, Any],
+        record: StepRecord,
     ) -> int:
         """Resume a paused run once; 1 resumed, 0 someone else consumed the pause, 2 ended."""
         run_id = pause["run_id"]
@@ -223,16 +234,16 @@ class RunState:
                 [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
                  keys.run_listeners(run_id)],
                 [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
-                 orjson.dumps(record), template],
+                 record.to_json(), template],
             )
         )
 
     async def checkpoint(self, run_id: str, now_ms: int,
-                         steps: list[tuple[str, bytes, dict[str, Any]]]) -> int:
+                         steps: list[tuple[str, bytes, StepRecord]]) -> int:
         """Save checkpointed steps (hash, memo, record); -1 when the run is not running."""
         args: list[Any] = [now_ms]
         for hashed, memo, record in steps:
-            args += [hashed, memo, orjson.dumps(record)]
+            args += [hashed, memo, record.to_json()]
         return int(await self.scripts(
             "checkpoint",
             [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
@@ -247,13 +258,28 @@ class RunState:
             found = await pipe.execute()
         return [s.decode() for s in found if s]
 
-    async def cancel(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> bool:
-        """Cancel a running run; False when it was not running."""
-        return bool(
+    async def cancel(self, run_id: str, now_ms: int, reason: dict[str, Any],
+                     unless_started: str = "") -> int:
+        """Cancel a running run: 1 cancelled, 0 it was not running, 4 `unless_started` (the
+        id of its first item) was leased or is gone, so it started: not cancelled."""
+        return int(
             await self.scripts(
                 "cancel",
-                [keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX],
-                [now_ms, orjson.dumps(reason)],
+                [keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX, keys.RUNS_RUNNING,
+                 keys.QUEUE_ITEMS, keys.QUEUE_LEASES],
+                [now_ms, orjson.dumps(reason), unless_started],
+            )
+        )
+
+    async def fail_if_stranded(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> int:
+        """The invariant sweep's check: 1 failed (no queue item and no pause), 0 fine, 2 not
+        running."""
+        return int(
+            await self.scripts(
+                "strand",
+                [keys.QUEUE_ITEMS, keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX,
+                 keys.RUNS_RUNNING],
+                [run_id, now_ms, orjson.dumps(reason)],
             )
         )
 

@@ -88,8 +88,10 @@ class Dispatch:
         attempt: int = 0,
         max_attempts: int | None = None,
         disable_immediate_execution: bool = False,
+        run_id: str = "",
     ) -> None:
         self._memos = dict(memos)
+        self.run_id = run_id
         self.target_step = target_step or DISCOVERY_STEP
         self.attempt = attempt
         self.max_attempts = max_attempts
@@ -109,6 +111,10 @@ class Dispatch:
         index = self._seen.get(user_id, 0)
         self._seen[user_id] = index + 1
         return StepInfo(user_id, index, hash_step_id(user_id, index))
+
+    def peek(self, user_id: str) -> str:
+        """The hashed id the next `begin(user_id)` will give, without counting it."""
+        return hash_step_id(user_id, self._seen.get(user_id, 0))
 
     # -- replay -----------------------------------------------------------------------
     def memo(self, info: StepInfo, model: type[pydantic.BaseModel] | None = None) -> Any:

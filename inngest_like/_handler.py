@@ -212,6 +212,7 @@ class Handler:
             attempt=attempt,
             max_attempts=ctx_in.get("max_attempts"),
             disable_immediate_execution=bool(ctx_in.get("disable_immediate_execution")),
+            run_id=run_id,
         )
         step: Step | StepSync
         if fn.is_async:

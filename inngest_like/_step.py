@@ -77,6 +77,16 @@ def _events_of(
     return first, list(events)
 
 
+def _with_ids(events: list[Event], run_id: str, hashed_step: str) -> list[Event]:
+    """Give each event without an id one derived from the run and the step, so a send that
+    is executed again (a crash before its memo was saved) repeats the same ids and the
+    executor's idempotent ingest drops the duplicates. Ids the user set are kept."""
+    if not run_id:
+        return events
+    return [e if e.id else e.model_copy(update={"id": f"{run_id}-{hashed_step}-{i}"})
+            for i, e in enumerate(events)]
+
+
 class _StepBase:
     def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any]) -> None:
         self._dispatch = dispatch
@@ -177,6 +187,7 @@ class Step(_StepBase):
     ) -> list[str]:
         """Send events as a memoized step (a replay does not send twice); returns their ids."""
         step_id, batch = _events_of(step_id, events, data)
+        batch = _with_ids(batch, self._dispatch.run_id, self._dispatch.peek(step_id))
 
         async def send() -> list[str]:
             ids = self._send(batch)
@@ -252,6 +263,7 @@ class StepSync(_StepBase):
         data: dict[str, Any] | None = None,
     ) -> list[str]:
         step_id, batch = _events_of(step_id, events, data)
+        batch = _with_ids(batch, self._dispatch.run_id, self._dispatch.peek(step_id))
         result: list[str] = self.run(step_id, lambda: list(self._send(batch)))
         return result
 

@@ -1,11 +1,20 @@
 -- Cancel a run: status Cancelled with a reason, pauses and listeners removed, end events
 -- queued. Its queue items are left to be dropped when leased (they see a run that ended),
 -- and a call in flight cannot schedule another: every script checks the run's status.
--- KEYS: 1 run hash, 2 listeners set, 3 outbox zset
--- ARGV: 1 now_ms, 2 output JSON (the reason)
--- returns: 1 cancelled; 0 the run was not running (already ended, or unknown)
+-- With a condition item (timeouts.start), the run is cancelled only while that item is
+-- still queued and not leased: checked and cancelled in one step, so a run that starts in
+-- between is never cancelled for not having started.
+-- KEYS: 1 run hash, 2 listeners set, 3 outbox zset, 4 running-runs zset, 5 items hash,
+--       6 leases hash
+-- ARGV: 1 now_ms, 2 output JSON (the reason), 3 condition item id ('' = none)
+-- returns: 1 cancelled; 0 the run was not running (already ended, or unknown);
+--          4 the condition item was leased or is gone (the run started): nothing written
 --#include end_run
 if redis.call('HGET', KEYS[1], 'status') ~= 'Running' then return 0 end
+if ARGV[3] ~= '' and (redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0
+                      or redis.call('HEXISTS', KEYS[6], ARGV[3]) == 1) then
+  return 4
+end
 redis.call('HSET', KEYS[1], 'status', 'Cancelled', 'output', ARGV[2], 'ended_at', ARGV[1])
-end_run(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+end_run(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 return 1

@@ -9,14 +9,40 @@
 --       4 hashed step id ('' = no memo to save), 5 memo JSON, 6 step record JSON ('' = none),
 --       7 next call due ms (-1 = no next call), 8 next item JSON without id,
 --       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue),
---       10 hashed id of the planned step this call ran ('' = a discovery call)
+--       10 hashed id of the planned step this call ran ('' = a discovery call),
+--       11 how many calls in a row may make no progress (0 = no limit)
 -- returns: {0} lease lost (nothing written); {3} the run has ended (cancelled): the item is
 --          dropped, nothing else written; {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
---          under the same token.
+--          under the same token; {4} the run made no progress in more than ARGV[11] calls
+--          in a row (a discovery that found nothing, or a step whose memo exists): nothing
+--          written, the caller fails the run.
+-- Idempotent: a retry of this script whose first reply was lost (redis-py re-sends on a
+-- connection error) finds the item gone but the run's `handoff` field naming it, and
+-- answers with the same leased next item instead of "lease lost".
 --#include release
 --#include record
-if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return {0} end
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then
+  local handoff = redis.call('HGET', KEYS[6], 'handoff')
+  local prefix = ARGV[1] .. '|' .. ARGV[2] .. '|'
+  if handoff and string.sub(handoff, 1, #prefix) == prefix then
+    local next_id = string.sub(handoff, #prefix + 1)
+    if redis.call('HGET', KEYS[4], next_id) == ARGV[2] then
+      return {1, redis.call('HGET', KEYS[1], next_id)}
+    end
+    return {1}
+  end
+  return {0}
+end
+-- a call that made no progress: a discovery that reported nothing new, or a step again
+local idle = (ARGV[4] == '' and ARGV[10] == '')
+             or (ARGV[4] ~= '' and redis.call('HEXISTS', KEYS[7], ARGV[4]) == 1)
+if idle then
+  local limit = tonumber(ARGV[11])
+  if limit > 0 and (tonumber(redis.call('HGET', KEYS[6], 'idle_calls')) or 0) >= limit then
+    return {4}
+  end
+end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 -- may the run keep its concurrency slots for its next call? only if nobody waits for them
 local contended = false
@@ -34,6 +60,11 @@ if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
   return {3}
+end
+if idle then
+  redis.call('HINCRBY', KEYS[6], 'idle_calls', 1)
+else
+  redis.call('HSET', KEYS[6], 'idle_calls', 0)
 end
 local code = 1
 if ARGV[4] ~= '' then
@@ -73,6 +104,7 @@ if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not contended then
   end
   redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
   redis.call('HSET', KEYS[4], item['id'], ARGV[2])
+  redis.call('HSET', KEYS[6], 'handoff', ARGV[1] .. '|' .. ARGV[2] .. '|' .. item['id'])
   return {code, encoded}
 end
 redis.call('ZADD', KEYS[2], due, item['id'])

@@ -2,9 +2,11 @@
 -- an accepted event is never lost, and a retried request (same event ids) writes nothing twice.
 -- Start-time flow control is decided here, atomically: idempotency, rate limit, singleton,
 -- debounce, batching, throttle (and priority through the first item's due time).
--- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list
+-- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list,
+--       6 running-runs zset
 -- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json}],
---               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s]...], run_id, fields,
+--               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s, label]...],
+--                       skip (a reason decided before: a key expression failed), run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
 --                       steps_key, records: [[hash, json]...], listeners_key,
 --                       listeners: [{key, id, json}...], timers: [{id, json, due}...],
@@ -13,14 +15,20 @@
 -- returns: {created_run_id..., '|', run_id_to_cancel...}: runs created (a skipped run is
 --          created with status Skipped and its reason; a debounced or batched event joins
 --          a pending run instead), then the runs a singleton in cancel mode replaces. A run
---          is not created when its idempotency key is taken or its event was stored already.
+--          whose idempotency key is taken is created Skipped, naming the run holding it; a
+--          run is not created at all when its event was stored already (a retried request)
+--          or the run exists.
+-- The events' index scores are Redis time (TIME), the clock the look-back scans of waits
+-- read too, so processes whose clocks disagree cannot hide an event from a wait.
 local p = cjson.decode(ARGV[1])
 local now = tonumber(p['now'])
+local clock = redis.call('TIME')
+local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local repeated = {}
 for _, ev in ipairs(p['events']) do
   if redis.call('SET', ev['key'], ev['json'], 'NX') then
     redis.call('ZADD', KEYS[1], ev['ts'], ev['id'])
-    redis.call('ZADD', ev['name_key'], ev['ts'], ev['id'])
+    redis.call('ZADD', ev['name_key'], redis_ms, ev['id'])
   else
     repeated[ev['id']] = true
   end
@@ -40,14 +48,16 @@ end
 local created, to_cancel = {}, {}
 for _, r in ipairs(p['runs']) do
   local f = r['fields']
-  local fresh = not repeated[f['event_id']]
-  for _, idem in ipairs(r['idem_keys'] or {}) do
-    if fresh then fresh = redis.call('SET', idem[1], r['run_id'], 'NX', 'EX', idem[2]) end
-  end
-  fresh = fresh and redis.call('EXISTS', r['run_key']) == 0
+  local fresh = not repeated[f['event_id']] and redis.call('EXISTS', r['run_key']) == 0
   local flow = r['flow'] or {}
-  local skipped, joined = nil, false
+  local skipped, joined = r['skip'], false
   local due = tonumber(r['due'])
+  for _, idem in ipairs(r['idem_keys'] or {}) do
+    if fresh and not skipped
+       and not redis.call('SET', idem[1], r['run_id'], 'NX', 'EX', idem[2]) then
+      skipped = 'skipped: ' .. idem[3] .. ' (run ' .. (redis.call('GET', idem[1]) or '?') .. ')'
+    end
+  end
 
   if fresh and flow['rate'] then
     local rate = flow['rate']
@@ -84,6 +94,7 @@ for _, r in ipairs(p['runs']) do
       redis.call('HSET', run_key, 'event', f['event'], 'events', f['events'],
                  'event_id', f['event_id'], 'waiting_reason', 'debounced until ' .. at)
       redis.call('ZADD', KEYS[4], 'XX', at, target .. ':1')
+      redis.call('PEXPIRE', d['key'], d['period'] + (d['timeout'] or d['period']) + 60000)
       redis.call('RPUSH', r['runs_key'], target)
       joined = true
     else
@@ -156,6 +167,7 @@ for _, r in ipairs(p['runs']) do
     redis.call('RPUSH', r['runs_key'], r['run_id'])
     table.insert(created, r['run_id'])
     if not skipped then
+      redis.call('ZADD', KEYS[6], now, r['run_id'])
       for _, memo in ipairs(r['memos'] or {}) do
         redis.call('HSET', r['memos_key'], memo[1], memo[2])
         redis.call('RPUSH', r['stack_key'], memo[1])

@@ -7,7 +7,7 @@
 --       6 run hash, 7 pending set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
 --       5 race mode ('1' or ''), then quads: hashed step id, kind ('call' | 'sleep'),
---       due ms, step name
+--       due ms, step name (a sleep's payload)
 -- returns: number of items enqueued; -1 lease lost (nothing written); -3 the run has ended
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
@@ -25,8 +25,10 @@ for i = 6, #ARGV, 4 do
     item['id'] = item['run_id'] .. ':' .. seq
     item['step_id'] = ARGV[i]
     item['kind'] = ARGV[i + 1]
-    item['ref'] = ARGV[i + 3]
-    if ARGV[i + 1] == 'sleep' then item['ck'] = nil end  -- a timer holds no concurrency slot
+    if ARGV[i + 1] == 'sleep' then
+      item['payload'] = {name = ARGV[i + 3]}
+      item['ck'] = nil  -- a timer holds no concurrency slot
+    end
     redis.call('HSET', KEYS[1], item['id'], cjson.encode(item))
     redis.call('ZADD', KEYS[2], ARGV[i + 2], item['id'])
     redis.call('LPUSH', KEYS[5], '1')

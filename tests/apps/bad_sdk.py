@@ -6,6 +6,7 @@ The executor calls `POST /api/inngest?fnId=<id>&stepId=<step>`; the answer depen
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -42,6 +43,12 @@ async def call(request: Request) -> Response:
         return JSONResponse(ops, 206, headers=SDK_HEADERS)
     if fn_id == "bad-no-header":
         return JSONResponse({"looks": "fine"}, 200)
+    if fn_id == "bad-empty-ops":
+        return JSONResponse([], 206, headers=SDK_HEADERS)
+    if fn_id == "bad-discovery-loop":
+        return JSONResponse([{"op": "DiscoveryRequest"}], 206, headers=SDK_HEADERS)
+    if fn_id == "bad-hang":
+        await asyncio.sleep(3600)  # never answers: the executor's call timeout ends it
     if fn_id == "bad-html-502":
         return Response(b"<html>502 Bad Gateway</html>", 502, media_type="text/html")
     if fn_id == "bad-good":

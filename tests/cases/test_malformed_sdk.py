@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from executor.worker import MAX_IDLE_CALLS
+
 from ..conftest import _keep_logs
 from ..procs import App, Executor, RedisServer, free_port, wait_for
 
@@ -24,6 +26,8 @@ BAD = {
     "bad-unknown-op": ("bad/unknown-op", ["unknown op", "TeleportStep"]),
     "bad-no-header": ("bad/no-header", ["X-Inngest-SDK", "not an Inngest SDK"]),
     "bad-html-502": ("bad/html-502", ["invalid status code: 502", "Bad Gateway"]),
+    "bad-empty-ops": ("bad/empty-ops", ["206 with no opcodes"]),
+    "bad-hang": ("bad/hang", ["timed out"]),  # the executor runs with --call-timeout 1
 }
 
 
@@ -58,7 +62,8 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bad]:
     directory: pathlib.Path = tmp_path_factory.mktemp("bad-sdk")
     redis = RedisServer(directory)
     exec_port = free_port()
-    executor = Executor(directory, redis.url, [], port=exec_port)
+    executor = Executor(directory, redis.url, [], port=exec_port,
+                        extra=["--call-timeout", "1"])
     app = App(directory, "tests.apps.bad_sdk:app", executor.url)
     try:
         redis.start()
@@ -66,6 +71,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bad]:
         app.start()
         functions = [function(app.url, fn_id, event) for fn_id, (event, _) in BAD.items()]
         functions.append(function(app.url, "bad-good", "bad/good"))
+        functions.append(function(app.url, "bad-discovery-loop", "bad/discovery-loop"))
         body = {"appName": "bad", "url": app.url, "sdk": "raw:v0", "v": "0.1",
                 "framework": "fast_api", "functions": functions}
         answer = httpx.post(f"{executor.url}/fn/register", json=body, timeout=10)
@@ -94,6 +100,13 @@ def test_malformed_answer_fails_the_run_readably(bad: Bad, fn_id: str) -> None:
     # it was retried before failing: retries + 1 calls, not one and not endless
     wait_for(lambda: bad.calls().get(fn_id) == RETRIES + 1, 5, f"{fn_id} to be called twice")
     assert bad.calls()[fn_id] == RETRIES + 1
+
+
+def test_an_sdk_that_only_asks_for_discovery_fails_the_run(bad: Bad) -> None:
+    event_id = bad.executor.send("bad/discovery-loop", {})
+    run = bad.executor.wait_run(event_id, "Failed", timeout=15)
+    assert "no progress" in run["output"]["message"]
+    assert bad.calls()["bad-discovery-loop"] == MAX_IDLE_CALLS + 1  # capped, not endless
 
 
 def test_executor_still_serves_after_the_bad_answers(bad: Bad) -> None:

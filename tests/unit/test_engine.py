@@ -148,3 +148,34 @@ def test_pydantic_output_stored_as_json_and_rebuilt_on_replay() -> None:
 def test_extra_args_are_passed_to_the_callable() -> None:
     op = _interrupt(_step({}).run("add", lambda a, b: a + b, 2, 3)).ops[0]
     assert op["data"] == 5
+
+
+async def test_send_event_ids_derive_from_the_run_and_step() -> None:
+    """A send executed again (its memo was lost in a crash) repeats its event ids, so the
+    executor's idempotent ingest drops the duplicates; ids the user set are kept."""
+    from inngest_like import Event
+    from inngest_like._engine import Dispatch
+    from inngest_like._errors import _Interrupt
+    from inngest_like._step import Step
+
+    sent: list[list[Event]] = []
+
+    async def send(events: list[Event]) -> list[str]:
+        sent.append(events)
+        return [e.id for e in events]
+
+    for _ in range(2):  # the same call twice: the first attempt's memo was never saved
+        step = Step(Dispatch(memos={}, run_id="run-1"), send)
+        try:
+            await step.send_event("notify", [Event(name="a"), Event(name="b", id="mine")])
+        except _Interrupt:
+            pass
+    first, again = ([e.id for e in batch] for batch in sent)
+    assert first == again and first[1] == "mine"
+    assert first[0].startswith("run-1-") and first[0] != first[1]
+    other = Step(Dispatch(memos={}, run_id="run-2"), send)
+    try:
+        await other.send_event("notify", [Event(name="a")])
+    except _Interrupt:
+        pass
+    assert sent[-1][0].id != first[0]  # another run sends other ids

@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from executor import keys
-from executor.queue import QUEUE_KEYS, Queue, QueueItem
+from executor.ingest import INGEST_KEYS
+from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
 from executor.state import RunState
 
@@ -53,8 +54,7 @@ async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int 
         "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
         "item": item,
         "due": due}]}
-    await scripts("ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1],
-                             keys.QUEUE_WAKE], [orjson.dumps(payload)])
+    await scripts("ingest", INGEST_KEYS, [orjson.dumps(payload)])
 
 
 async def test_lease_returns_due_items_and_next_due(redis: Redis) -> None:
@@ -129,15 +129,20 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
                 "max_attempts": 1}
         payload = {"now": NOW, "events": [], "runs": [{
             "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "fn_runs_key": keys.runs_of_function("f"),
-            "idem_keys": [[keys.idempotency("f", "order-1"), 60]], "run_id": run_id,
-            "fields": {"status": "Running"}, "item": item, "due": NOW}]}
-        out: list[Any] = await scripts(
-            "ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
-            [orjson.dumps(payload)])
+            "idem_keys": [[keys.idempotency("f", "order-1"), 60, "idempotency key 'order-1' already used"]],
+            "run_id": run_id, "fields": {"status": "Running"}, "item": item, "due": NOW}]}
+        out: list[Any] = await scripts("ingest", INGEST_KEYS, [orjson.dumps(payload)])
         return out
 
     assert await ingest("a") == [b"a", b"|"]
-    assert await ingest("b") == [b"|"]
+    # the drop leaves a trace: a Skipped run naming the run that holds the key
+    assert await ingest("b") == [b"b", b"|"]
+    assert await redis.hget(keys.run("b"), "status") == b"Skipped"
+    reason = orjson.loads(await redis.hget(keys.run("b"), "output"))["reason"]
+    assert "order-1" in reason and "(run a)" in reason
+    assert await redis.zscore(keys.RUNS_RUNNING, "a") is not None
+    assert await redis.zscore(keys.RUNS_RUNNING, "b") is None
+    assert not await redis.hexists(keys.QUEUE_ITEMS, "b:1")
 
 
 async def test_plan_codes_and_group_completion(redis: Redis) -> None:
@@ -169,5 +174,5 @@ async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: 
     await redis.hset(pause_key, "r1:h", "{}")
     await redis.sadd(keys.run_listeners("r1"), f"{pause_key}|r1:h")
     state = RunState(redis, scripts)
-    assert await state.cancel("r1", NOW, {"message": "stop"}) is True
+    assert await state.cancel("r1", NOW, {"message": "stop"}) == 1
     assert await redis.hget(pause_key, "r1:h") is None

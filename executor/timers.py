@@ -1,0 +1,65 @@
+"""Queue items that make no call: a pause's timeout, a run's start and finish timeouts, a
+sleep inside a parallel group, and the follow-ups stored with a pause. Each fires once,
+then its item is dropped (a group sleep's memo is saved by the script that drops it)."""
+
+from __future__ import annotations
+
+import logging
+
+from .clock import Clock
+from .ingest import Ingest
+from .queue import (
+    EmitInvoke,
+    FinishTimeout,
+    GroupSleep,
+    PauseTimeout,
+    QueueItem,
+    ScanWait,
+    StartTimeout,
+)
+from .state import RunState
+from .step_record import StepRecord
+from .waits import Waits
+
+log = logging.getLogger("inngest_like.executor")
+
+
+class Timers:
+    def __init__(self, state: RunState, ingest: Ingest, waits: Waits, clock: Clock) -> None:
+        self.state = state
+        self.ingest = ingest
+        self.waits = waits
+        self.clock = clock
+
+    async def fire(self, item: QueueItem, token: str, now: int) -> None:
+        try:
+            timer = item.timer
+        except (KeyError, TypeError) as exc:
+            # nothing can act on it; keeping it would only retry it forever
+            log.error("dropping queue item %s: unreadable %s payload (%s)", item.id,
+                      item.kind, exc)
+            await self.state.drop(item, token, now)
+            return
+        if isinstance(timer, GroupSleep):
+            record = StepRecord(item.step_id, timer.name or item.step_id, "Sleep", "Completed",
+                                1, now, now)
+            await self.state.complete(
+                item, token, now, step_hash=item.step_id, memo=b"null", record=record,
+                next_due=now, next_template=item.template(step_id="step", attempt=0))
+            return
+        if isinstance(timer, PauseTimeout):
+            await self.waits.timed_out(timer, now)
+        elif isinstance(timer, EmitInvoke):
+            await self.waits.emit_invoke(timer, now)
+        elif isinstance(timer, ScanWait):
+            await self.waits.scan(timer)
+        elif isinstance(timer, StartTimeout):
+            # cancelled only if its first call is still queued and not leased, checked in
+            # the same script that cancels: a run starting meanwhile is left alone
+            await self.ingest.cancel(
+                item.run_id, f"the run did not start within {timer.after_ms / 1000:g}s "
+                "(timeouts.start)", unless_started=f"{item.run_id}:1")
+        elif isinstance(timer, FinishTimeout):
+            await self.ingest.cancel(item.run_id, f"the run did not finish within "
+                                     f"{timer.after_ms / 1000:g}s (timeouts.finish)")
+        await self.state.drop(item, token, now)

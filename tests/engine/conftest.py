@@ -1,0 +1,39 @@
+"""Each engine test runs against the in-memory fake and a real redis-server (so the Lua runs
+on the real interpreter too)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import fakeredis
+import pytest
+from redis.asyncio import Redis
+
+from ..procs import RedisServer
+from .harness import Engine
+
+
+@pytest.fixture(scope="session")
+def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("engine-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["fake", "real"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    if request.param == "fake":
+        client: Redis = fakeredis.FakeAsyncRedis()
+    else:
+        client = Redis.from_url(request.getfixturevalue("real_redis").url)
+        await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine(redis: Redis) -> AsyncIterator[Engine]:
+    built = Engine(redis)
+    yield built
+    await built.executor.driver.close()

@@ -38,6 +38,7 @@ PAGE_SIZE = 50
 STREAM_SECONDS = 10.0  # an SSE response ends after this; the page reconnects (bounded shutdown)
 STREAM_TICK = 1.0  # Redis is read once a second per open stream
 MAX_WATCH = 200
+STALLED = "Stalled"
 RANGES = {"15m": 15 * 60_000, "1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -62,6 +63,7 @@ _env.filters["iso"] = view.iso
 _env.filters["size"] = view.size
 _env.filters["pretty"] = view.pretty
 _env.filters["error_text"] = view.error_text
+_env.filters["usd"] = view.usd
 _env.globals["statuses"] = RUN_STATUSES
 
 
@@ -104,8 +106,11 @@ def run_query(params: Mapping[str, str], now_ms: int
             for k in ("function", "status", "q", "range", "from", "to")}
     errors: dict[str, str] = {}
     status = form["status"] or None
+    stalled = status == STALLED  # running runs flagged stalled: an index of their own
+    if stalled:
+        status = None
     if status and status not in RUN_STATUSES:
-        errors["status"] = f"status: one of {', '.join(RUN_STATUSES)}"
+        errors["status"] = f"status: one of {', '.join((*RUN_STATUSES, STALLED))}"
         status = None
     since = now_ms - RANGES[form["range"]] if form["range"] in RANGES else None
     until = None
@@ -122,7 +127,7 @@ def run_query(params: Mapping[str, str], now_ms: int
         else:
             until = moment
     query = RunQuery(function_id=form["function"] or None, status=status, since_ms=since,
-                     until_ms=until, search=parse_search(form["q"]))
+                     until_ms=until, search=parse_search(form["q"]), stalled=stalled)
     return query, form, errors
 
 
@@ -194,7 +199,7 @@ def mount(app: FastAPI, executor: Any) -> None:
         page = await read.runs_page(query, cursor, limit)
         functions = await read.functions()
         filters = _qs(form)
-        live_new = cursor is None and query.until_ms is None
+        live_new = cursor is None and query.until_ms is None and not query.stalled
         stream = "/stream/runs?" + _qs({**form, "new": "1" if live_new else "0"})
         return _page("runs.html", **await context(request, "runs"), page=page, form=form,
                      errors=errors, query=query, functions=functions, cursor=cursor,
@@ -433,6 +438,8 @@ def mount(app: FastAPI, executor: Any) -> None:
         functions = await read.functions()
         apps = await read.apps()
         stats = await read.function_stats(now)
+        costs = await executor.operations.usage.functions_usage(
+            [fn["id"] for fn in functions], now)  # cost per run, spend per day
         empty = {"hour": 0, "day": 0, "ended": 0, "failed": 0, "failure_rate": None,
                  "p50_ms": None, "p95_ms": None, "buckets": [[0, 0] for _ in range(24)]}
         groups: dict[str, list[dict[str, Any]]] = {a["id"]: [] for a in apps}
@@ -440,6 +447,7 @@ def mount(app: FastAPI, executor: Any) -> None:
             entry = stats["functions"].get(fn["id"], empty)
             groups.setdefault(fn["app_id"], []).append({
                 **fn, "stats": entry, "chart": view.hourly_chart(entry["buckets"]),
+                "usage": costs[fn["id"]], "spend_chart": view.spend_chart(costs[fn["id"]]),
                 "options": view.function_options(fn["config"])})
         return _page("functions.html", **await context(request, "functions"), groups=groups,
                      apps={a["id"]: a for a in apps}, stats=stats)

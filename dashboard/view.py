@@ -267,6 +267,27 @@ def hourly_chart(buckets: list[list[int]], width: int = 240, height: int = 40) -
     return out
 
 
+def usd(value: float | None) -> str:
+    """`$0.0042`, `$12.50`: four decimals under a dollar (LLM calls cost fractions of one)."""
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def spend_chart(usage: dict[str, Any], width: int = 240, height: int = 40) -> list[Bar]:
+    """One bar per day of a function's spend (`Usage.function_usage`), oldest first."""
+    days = usage.get("per_day") or []
+    peak = max([d["cost_usd"] for d in days] + [1e-12])
+    slot = width / max(len(days), 1)
+    out = []
+    for i, day in enumerate(days):
+        h = day["cost_usd"] * height / peak
+        out.append(Bar(round(i * slot + 1, 2), round(slot - 2, 2), round(height - h, 2),
+                       round(h, 2), 0, 0, f"{iso(day['day'])[:10]}: {usd(day['cost_usd'])}, "
+                       f"{day['tokens']} tokens"))
+    return out
+
+
 def function_options(config: dict[str, Any]) -> list[tuple[str, str]]:
     """A function's options as (name, compact JSON) pairs, retries first."""
     out = []

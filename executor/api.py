@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import control
+from . import control, ops_routes
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -31,7 +31,7 @@ class ORJSONResponse(JSONResponse):
 
 log = logging.getLogger("inngest_like.executor")
 
-OPEN_PATHS = {"/health", "/login", "/logout"}
+OPEN_PATHS = {"/health", "/login", "/logout", "/metrics"}  # /metrics guards itself
 
 
 def _error(status: int, message: str, **extra: Any) -> ORJSONResponse:
@@ -255,6 +255,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/v1/functions")
     async def list_functions() -> Response:
         return ORJSONResponse({"data": await executor.read.functions()})
+
+    ops_routes.mount(app, executor)  # heartbeats, function usage, /metrics
 
     @app.get("/v0/runs/{run_id}/batch")
     async def run_batch(run_id: str) -> Response:

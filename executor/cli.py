@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
                               "added at run time with `inngest-like keys add`)")
         cmd.add_argument("--dashboard-password", default=None,
                          help="dashboard login in production ($INNGEST_LIKE_DASHBOARD_PASSWORD)")
+        cmd.add_argument("--stall-threshold", type=float, default=300.0,
+                         help="seconds without progress before a running run is flagged "
+                              "stalled (functions may set their own; default 300)")
+        cmd.add_argument("--metrics-token", default=None,
+                         help="a bearer token that may read /metrics in production "
+                              "($INNGEST_LIKE_METRICS_TOKEN)")
+        cmd.add_argument("--no-metrics", action="store_true", help="no /metrics")
         cmd.add_argument("--log-level", default="info")
     keys_cmd = sub.add_parser("keys", help="manage production event keys (no restart needed)")
     keys_cmd.add_argument("action", choices=["add", "revoke", "list"])
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> None:
                               or os.environ.get("INNGEST_SIGNING_KEY_FALLBACK")),
         dashboard_password=(args.dashboard_password
                             or os.environ.get("INNGEST_LIKE_DASHBOARD_PASSWORD")),
+        stall_threshold_ms=int(args.stall_threshold * 1000),
+        metrics=not args.no_metrics,
+        metrics_token=args.metrics_token or os.environ.get("INNGEST_LIKE_METRICS_TOKEN"),
     )
     executor = Executor(redis, settings)
     for key in args.event_key:

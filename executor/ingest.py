@@ -50,6 +50,11 @@ class Ingest:
         self.clock = clock
         # set by the service: emits a run's end events (lifecycle.py)
         self.on_run_ended: Callable[[str], Awaitable[None]] | None = None
+        # set by the service (operations.py): a new run's extra fields (its span context),
+        # and what to note of the runs an accept created (metrics)
+        self.run_fields: Callable[[str], dict[str, str]] = lambda run_id: {}
+        self.on_runs_started: Callable[[list[str], list[dict[str, Any]]], None] = (
+            lambda created, runs: None)
         self.pauses = Pauses(redis, state, clock, self.cancel)
 
     # -- starting runs -------------------------------------------------------------------
@@ -72,6 +77,7 @@ class Ingest:
             "status": "Running",
             "started_at": str(now_ms),
             "version": "-1",
+            **self.run_fields(run_id),
         }
         wire = first.wire
         control = fn.flow
@@ -213,6 +219,7 @@ class Ingest:
         )
         ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
         split = ids.index("|")
+        self.on_runs_started(ids[:split], runs)
         for replaced in ids[split + 1:]:  # singleton in cancel mode: the new run replaces it
             await self.cancel(replaced, "replaced by a newer run (singleton mode cancel)")
         await self.pauses.match(events)

@@ -19,6 +19,14 @@ QUEUE_LEASED = f"{PREFIX}:{{q}}:leased"  # zset item id -> lease expiry (ms)
 QUEUE_LEASES = f"{PREFIX}:{{q}}:leases"  # hash item id -> lease token of the holder
 QUEUE_WAKE = f"{PREFIX}:{{q}}:wake"  # list: one entry per enqueue, BLPOPed by idle workers
 
+
+
+def call_beat(call_id: str) -> str:
+    """String with a TTL: when the step body of one call (item id + a nonce) last sent a
+    heartbeat (ms). In the queue's slot: heartbeat.lua checks the lease beside it."""
+    return f"{PREFIX}:{{q}}:beat:{call_id}"
+
+
 # -- registry ----------------------------------------------------------------------------
 APPS = f"{PREFIX}:apps"  # hash app id -> app JSON (url, sdk, last sync, error)
 FUNCTIONS = f"{PREFIX}:functions"  # hash function id -> function config JSON
@@ -48,6 +56,11 @@ RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
 # zset run id -> start time (ms) of the runs that are Running: added when a run starts,
 # removed in the script that ends it; the invariant sweep walks it
 RUNS_RUNNING = f"{PREFIX}:runs:running"
+
+
+# zset run id -> since (ms) of the runs flagged stalled; entries of runs that ended are
+# removed by the stall sweep
+RUNS_STALLED = f"{PREFIX}:runs:stalled"
 
 
 def runs_of_function(function_id: str) -> str:
@@ -83,6 +96,13 @@ def run_pending(run_id: str) -> str:
     return f"{PREFIX}:run:{{r:{run_id}}}:pending"
 
 
+def run_usage(run_id: str) -> str:
+    """Hash: the usage a run's step bodies reported: `c:<call id>` -> the last report of one
+    call (the dedup key), `s:<hashed step id>` -> the step's totals (per model, per attempt).
+    The run's own totals are fields of the run hash (the budget check reads them there)."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:usage"
+
+
 def run_keys(run_id: str) -> list[str]:
     """The keys of one run, in the order the run scripts take them."""
     return [run(run_id), run_memos(run_id), run_stack(run_id), run_steps(run_id),
@@ -108,6 +128,13 @@ def pauses(event_name: str) -> str:
 
 
 PAUSES_BY_CORRELATION = f"{PREFIX}:pauses:correlation"  # hash correlation id -> invoke pause
+
+# -- usage ---------------------------------------------------------------------------------
+def function_usage(function_id: str) -> str:
+    """Hash: a function's usage totals: cost_usd, input_tokens, output_tokens, runs (that
+    reported usage), `d:<unix day>:cost_usd|tokens` per day, `m:<model>:cost_usd|tokens`."""
+    return f"{PREFIX}:usage:fn:{function_id}"
+
 
 # -- lifecycle -----------------------------------------------------------------------------
 OUTBOX = f"{PREFIX}:outbox"  # zset run id -> end time (ms): end events still to emit

@@ -60,10 +60,13 @@ class Lifecycle:
         self.redis = redis
         self.ingest = ingest
         self.clock = clock
+        # set by the service (operations.py): the run's root span, its metrics
+        self.on_ended: Callable[[dict[bytes, bytes]], None] = lambda fields: None
 
     async def run_ended(self, run_id: str) -> None:
         fields: Any = await self.redis.hgetall(keys.run(run_id))
         if fields and fields.get(b"status") != b"Running":
+            self.on_ended(fields)
             events = end_events(fields, self.clock())
             if events:
                 await self.ingest.accept(events)

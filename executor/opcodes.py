@@ -8,14 +8,16 @@ retries with backoff. Every write is one lease-guarded script in `state.RunState
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from inngest_like.wire import Opcode, memo_data, memo_error
 
-from . import backoff, durations, times
+from . import agent_options, backoff, durations, times
 from .clock import Clock
 from .driver import CallError, Completed, Ops, Outcome
 from .ingest import Ingest
@@ -28,6 +30,12 @@ log = logging.getLogger("inngest_like.executor")
 
 MAX_STEPS = 1000  # Inngest's limit of ops per run: also stops an SDK that loops
 Next = tuple[QueueItem | None, CallState | None]  # the run's next item, leased to us, if any
+# asked before a retry is scheduled: an error that fails the run instead (a spent budget)
+RetryGate = Callable[[QueueItem], Awaitable[dict[str, Any] | None]]
+
+
+async def _always_retry(item: QueueItem) -> None:
+    return None
 
 
 def wake_time_ms(op: dict[str, Any], now_ms: int) -> int:
@@ -55,7 +63,8 @@ def _error(message: str) -> dict[str, Any]:
 
 class Opcodes:
     def __init__(self, state: RunState, ingest: Ingest, waits: Waits, *, clock: Clock,
-                 lease_ms: int, retry_interval_s: float | None, max_idle_calls: int) -> None:
+                 lease_ms: int, retry_interval_s: float | None, max_idle_calls: int,
+                 retry_gate: RetryGate = _always_retry) -> None:
         self.state = state
         self.ingest = ingest
         self.waits = waits
@@ -63,6 +72,7 @@ class Opcodes:
         self.lease_ms = lease_ms
         self.retry_interval_s = retry_interval_s
         self.max_idle_calls = max_idle_calls
+        self.retry_gate = retry_gate
 
     async def handle(self, item: QueueItem, token: str, state: CallState, outcome: Outcome,
                      started: int) -> Next:
@@ -92,7 +102,9 @@ class Opcodes:
     async def failed_attempt(self, item: QueueItem, token: str, error: CallError, now: int,
                              op: dict[str, Any] | None = None) -> None:
         attempts = item.attempt + 1
-        if error.retriable and attempts < item.max_attempts:
+        retry = error.retriable and attempts < item.max_attempts
+        stop = await self.retry_gate(item) if retry else None  # e.g. the budget is spent
+        if retry and stop is None:
             due = backoff.retry_after_ms(error.retry_after, now) or (
                 now + backoff.delay_ms(item.attempt, self.retry_interval_s))
             record = (StepRecord.of_op(op, "Retrying", attempts, now, now, error=error.error,
@@ -102,7 +114,9 @@ class Opcodes:
             return
         record = StepRecord.of_op(op, "Failed", attempts, now, now, error=error.error) \
             if op else None
-        await self.end(item, token, now, "Failed", error.error, record)
+        if stop is not None:
+            log.warning("run %s fails: %s", item.run_id, stop["message"])
+        await self.end(item, token, now, "Failed", stop or error.error, record)
 
     # -- the next call ----------------------------------------------------------------------
     async def next(self, item: QueueItem, token: str, now: int, *,
@@ -210,6 +224,8 @@ class Opcodes:
             else:
                 planned.append((str(op["id"]), "call", now, name))
         race = any((op.get("opts") or {}).get("parallelMode") == "race" for op in ops)
+        # steps declaring a timeout or heartbeat timeout: their calls' items carry them
+        item = dataclasses.replace(item, limits=agent_options.step_limits(ops))
         if await self.state.plan(item, token, now, planned, race) < 0:
             log.warning("lease on %s was lost; the planned steps are dropped", item.id)
 

@@ -92,6 +92,9 @@ class QueueItem:
     kind: str = "call"
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
     ck: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # concurrency slots
+    # hashed step id -> what that step declared (timeout, heartbeat; agent_options.py), for
+    # the calls of a planned group; follow-up calls start without
+    limits: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, payload: Payload, *, id: str, run_id: str, fn_id: str,
@@ -111,6 +114,8 @@ class QueueItem:
         data = orjson.loads(raw)
         if not data.get("ck"):
             data["ck"] = []  # Lua's cjson writes an empty list as {}
+        if not data.get("limits"):
+            data["limits"] = {}  # and an empty object as {} or [] alike
         if not data.get("payload"):
             data["payload"] = _legacy_payload(data.get("kind", "call"), data.pop("ref", ""))
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
@@ -122,7 +127,7 @@ class QueueItem:
         """The JSON of a follow-up call of this run (its id is assigned by the script)."""
         body = self.to_dict()
         body.pop("id")
-        body.update({"kind": "call", "payload": {}, **changes})
+        body.update({"kind": "call", "payload": {}, "limits": {}, **changes})
         return orjson.dumps(body)
 
 

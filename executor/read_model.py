@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, operations, usage
 
 RUN_STATUSES = ("Running", "Completed", "Failed", "Cancelled")
 ROW_FIELDS = ("run_id", "function_id", "app_id", "event_id", "status", "started_at",
@@ -111,6 +111,7 @@ def run_view(fields: dict[Any, Any]) -> dict[str, Any]:
         # why a running run is not moving: flow control, set and cleared by the scripts
         "waiting_reason": _readable_reason(get("waiting_reason"))
         if get("status") == "Running" else None,
+        **operations.run_view(fields),  # usage, stalled, trace_id
     }
 
 
@@ -292,16 +293,19 @@ class RunQuery:
     since_ms: int | None = None  # started at or after
     until_ms: int | None = None  # started at or before
     search: Search | None = None
+    stalled: bool = False  # only running runs flagged stalled (their own index)
 
     @property
     def filtered(self) -> bool:
         """True when rows must be examined (status or search: no index for those); a
         function has its own index of runs."""
-        return bool(self.status or self.search)
+        return bool(self.status or self.search or self.stalled)
 
     def accepts(self, row: dict[str, Any]) -> bool:
         """Function and status (the search needs the event: see `_search_rows`)."""
         if self.function_id and row.get("function_id") != self.function_id:
+            return False
+        if self.stalled and row.get("status") != "Running":
             return False
         return not (self.status and row.get("status") != self.status)
 
@@ -376,9 +380,11 @@ class ReadModel:
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_memos(run_id))
             pipe.lrange(keys.run_stack(run_id), 0, -1)
-            (status, ended), records, memos, stack = await pipe.execute()
+            pipe.hgetall(keys.run_usage(run_id))
+            (status, ended), records, memos, stack, used = await pipe.execute()
         if status is None:
             return None
+        step_usage = usage.steps_view(used)
         run_status = _text(status)
         ended_ms = int(ended or 0) if run_status != "Running" else None
         order = {_text(h): i for i, h in enumerate(stack)}
@@ -392,6 +398,7 @@ class ReadModel:
             elif isinstance(value, dict) and "error" in value:
                 rec["error"] = value["error"]
             rec["status"] = _step_status(rec, ended_ms, run_status)
+            rec["usage"] = step_usage.get(hashed.decode())
             rec["started_at"] = _iso(rec.get("started_at"))
             rec["ended_at"] = _iso(rec.get("ended_at"))
             if rec.get("until"):
@@ -518,6 +525,8 @@ class ReadModel:
         """A page of runs newest first, from `cursor` (the last row of the previous page)."""
         # a function's own index makes filtering by function as cheap as no filter
         index = keys.runs_of_function(query.function_id) if query.function_id else keys.RUNS
+        if query.stalled:
+            index = keys.RUNS_STALLED  # scored by when the stall began
         start = await self._start_rank(index, cursor, query.until_ms)
         if not query.filtered:
             members, _ = await self._slice(index, start, limit + 1, query.since_ms)
@@ -615,7 +624,9 @@ class ReadModel:
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_memos(run_id))
             pipe.lrange(keys.run_stack(run_id), 0, -1)
-            fields, records, memos, stack = await pipe.execute()
+            pipe.hgetall(keys.run_usage(run_id))
+            fields, records, memos, stack, used = await pipe.execute()
+        step_usage = usage.steps_view(used)
         if not fields:
             return None
         run = run_view(fields)
@@ -665,6 +676,7 @@ class ReadModel:
                 "reused_from": rec.get("reused_from"), "matched": rec.get("matched"),
                 "order": order.get(key), "memo_bytes": len(memo) if memo else 0,
                 "has_output": False, "output": None, "error": rec.get("error"),
+                "usage": step_usage.get(key),
             }
             value = orjson.loads(memo) if memo else None
             if isinstance(value, dict) and "data" in value:

@@ -16,7 +16,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from . import cron, durations, expressions, flow, keys
+from . import agent_options, cron, durations, expressions, flow, keys
+from .agent_options import AgentOptions
 from .flow import FlowControl
 
 DEFAULT_RETRIES = 4
@@ -51,6 +52,7 @@ class FunctionConfig:
     timeout_start_ms: int | None = None
     timeout_finish_ms: int | None = None
     flow: FlowControl = dataclasses.field(default_factory=FlowControl)
+    agent: AgentOptions = dataclasses.field(default_factory=AgentOptions)  # budget, timeouts
 
     def matches(self, event: dict[str, Any]) -> bool:
         name = str(event.get("name", ""))
@@ -110,6 +112,10 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
         flow_control = flow.parse(raw)
     except flow.FlowError as exc:
         raise _field(fn_id, str(exc).split(":", 1)[0], str(exc).split(":", 1)[1].strip()) from None
+    try:
+        agent = agent_options.parse(raw)
+    except agent_options.AgentOptionError as exc:
+        raise _field(fn_id, exc.field, exc.problem) from None
     start_ms = _duration(fn_id, "timeouts.start", timeouts.get("start"))
     finish_ms = _duration(fn_id, "timeouts.finish", timeouts.get("finish"))
     step = (raw.get("steps") or {}).get("step") if isinstance(raw.get("steps"), dict) else None
@@ -134,6 +140,7 @@ def parse_function(raw: Any, app_id: str, index: int) -> FunctionConfig:
         timeout_start_ms=start_ms,
         timeout_finish_ms=finish_ms,
         flow=flow_control,
+        agent=agent,
     )
 
 

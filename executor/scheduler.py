@@ -20,6 +20,7 @@ from .ingest import Ingest, internal_event
 from .invariants import StrandSweep
 from .lifecycle import Lifecycle
 from .registry import FunctionConfig, Registry
+from .stalls import Stalls
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -27,12 +28,13 @@ SCHEDULED = "inngest/scheduled.timer"
 CLAIM_TTL_S = 60  # a claimer that died before firing frees its tick after this
 SWEEP_EVERY_MS = 5_000
 STRAND_SWEEP_EVERY_MS = 30_000
+STALL_SWEEP_EVERY_MS = 5_000
 
 
 class Scheduler:
     def __init__(self, redis: Redis, registry: Registry, ingest: Ingest, lifecycle: Lifecycle,
                  clock: Callable[[], int], strand_sweep_every_ms: int = STRAND_SWEEP_EVERY_MS,
-                 ) -> None:
+                 stalls: Stalls | None = None) -> None:
         self.redis = redis
         self.registry = registry
         self.ingest = ingest
@@ -42,6 +44,8 @@ class Scheduler:
         self.strand_sweep_every_ms = strand_sweep_every_ms
         self._last_sweep = 0
         self._last_strand_sweep = clock()
+        self.stalls = stalls  # runs whose next item is overdue are flagged stalled
+        self._last_stall_sweep = 0
 
     async def run_forever(self) -> None:
         while True:
@@ -67,6 +71,9 @@ class Scheduler:
         if now - self._last_strand_sweep >= self.strand_sweep_every_ms:
             self._last_strand_sweep = now
             await self.strands.sweep()
+        if self.stalls is not None and now - self._last_stall_sweep >= STALL_SWEEP_EVERY_MS:
+            self._last_stall_sweep = now
+            await self.stalls.sweep()
         return next_due - now
 
     async def _cron(self, fn: FunctionConfig, source: str, now: int) -> int:

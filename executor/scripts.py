@@ -11,7 +11,7 @@ from redis.commands.core import AsyncScript
 
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
-         "resume", "cancel", "checkpoint", "strand")
+         "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall")
 
 
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)

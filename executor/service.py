@@ -20,12 +20,14 @@ from .driver import Driver
 from .events import Limits
 from .ingest import Ingest
 from .lifecycle import Lifecycle
+from .operations import Operations
 from .queue import Queue
 from .read_model import ReadModel
 from .registry import Registry
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .state import RunState
+from .tracing import Tracing
 from .worker import Worker
 
 log = logging.getLogger("inngest_like.executor")
@@ -54,6 +56,11 @@ class Settings:
     signing_key: str | None = None
     signing_key_fallback: str | None = None
     dashboard_password: str | None = None
+    # agent operations: a run without progress for this long is flagged stalled (functions
+    # may set their own `stallThreshold`); /metrics on or off, and its own bearer token
+    stall_threshold_ms: int = 5 * 60 * 1000
+    metrics: bool = True
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:
@@ -61,7 +68,8 @@ class Settings:
 
 
 class Executor:
-    def __init__(self, redis: Redis, settings: Settings, clock: Clock = system_ms) -> None:
+    def __init__(self, redis: Redis, settings: Settings, clock: Clock = system_ms,
+                 tracing: Tracing | None = None) -> None:
         self.redis = redis
         self.settings = settings
         self.clock = clock
@@ -78,13 +86,23 @@ class Executor:
         self.ingest = Ingest(redis, self.scripts, self.registry, self.state, clock)
         self.lifecycle = Lifecycle(redis, self.ingest, clock)
         self.ingest.on_run_ended = self.lifecycle.run_ended
-        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock)
+        # tracing is on when the OTEL_* variables say so (or a test passes its own)
+        self.operations = Operations(
+            redis, self.scripts, self.registry, self.ingest, clock,
+            tracing=tracing if tracing is not None else Tracing.from_env(),
+            metrics=settings.metrics, stall_threshold_ms=settings.stall_threshold_ms)
+        self.ingest.run_fields = self.operations.run_fields
+        self.ingest.on_runs_started = self.operations.runs_started
+        self.lifecycle.on_ended = self.operations.run_ended
+        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock,
+                                   stalls=self.operations.stalls)
         self.worker = Worker(
             self.queue,
             self.state,
             self.registry,
             self.driver,
             self.ingest,
+            self.operations,
             sign=self.auth.sign,
             clock=clock,
             slots=settings.slots,
@@ -110,6 +128,7 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.driver.close()
+        self.operations.shutdown()  # flushes spans not yet exported
 
     async def sync_app(self, url: str) -> str | None:
         """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""

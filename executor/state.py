@@ -146,7 +146,8 @@ class RunState:
                    planned: list[tuple[str, str, int, str]], race: bool = False) -> int:
         """One item per planned step (hash, kind "call" or "sleep", due, name); the next discovery
         waits until all have finished (or each one, racing)."""
-        args: list[Any] = [item.id, token, now_ms, item.template(attempt=0), "1" if race else ""]
+        args: list[Any] = [item.id, token, now_ms,
+                           item.template(attempt=0, limits=item.limits), "1" if race else ""]
         for hashed, kind, due, name in planned:
             args += [hashed, kind, due, name]
         return int(

@@ -13,10 +13,12 @@ import logging
 import re
 from collections.abc import Callable
 
+from .call_watch import CallWatch
 from .clock import Clock, system_ms
 from .driver import AppDriver, CallError, Outcome
 from .ingest import Ingest
 from .opcodes import MAX_STEPS, Opcodes
+from .operations import Operations
 from .queue import Queue, QueueItem
 from .registry import Registry
 from .state import CallState, RunState, call_body
@@ -43,6 +45,7 @@ class Worker:
         registry: Registry,
         driver: AppDriver,
         ingest: Ingest,
+        operations: Operations,
         *,
         sign: Callable[[bytes], tuple[bytes, dict[str, str]]] = lambda body: (body, {}),
         clock: Clock = system_ms,
@@ -59,9 +62,11 @@ class Worker:
         self.clock = clock
         self.slots = slots
         self.lease_ms = lease_ms
+        self.operations = operations  # usage and budgets, timeouts, stalls, traces, metrics
         waits = Waits(state, registry, ingest, clock)
         self.opcodes = Opcodes(state, ingest, waits, clock=clock, lease_ms=lease_ms,
-                               retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls)
+                               retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls,
+                               retry_gate=operations.retry_gate)
         self.timers = Timers(state, ingest, waits, clock)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -131,6 +136,7 @@ class Worker:
             try:
                 moved = await self.queue.reap(self.clock())
                 if moved:
+                    self.operations.metrics.leases_expired(moved)
                     log.info("reaped %d queue items whose lease expired", moved)
             except Exception:
                 log.exception("reaping failed")
@@ -168,9 +174,19 @@ class Worker:
             await self.opcodes.fail(item, token, now,
                                     f"a run may have at most {MAX_STEPS} steps")
             return None, None
+        watch = self.operations.watch(item, state, fn, now)
+        if watch.stop is not None:  # the run spent its budget: no further call, no retry
+            log.warning("run %s fails: %s", item.run_id, watch.stop["message"])
+            await self.opcodes.end(item, token, now, "Failed", watch.stop)
+            return None, None
         body = call_body(item, state)
-        outcome = await self._call(item, token, step_url(fn.url, item.step_id), body)
+        outcome = await self._call(item, token, step_url(fn.url, item.step_id), body, watch)
+        await watch.record(outcome, self.clock())
         try:
+            if watch.ended is not None:  # step timeout or silence: a failed attempt
+                await self.opcodes.failed_attempt(item, token, watch.ended, self.clock(),
+                                                  watch.step_op())
+                return None, None
             return await self.opcodes.handle(item, token, state, outcome, now)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             # an answer the parser let through but we cannot act on: this attempt fails
@@ -180,18 +196,22 @@ class Worker:
             await self.opcodes.failed_attempt(item, token, CallError(message, {
                 "name": "Error", "message": message, "error": message}), self.clock())
             return None, None
+        finally:
+            watch.end(outcome, self.clock())
 
-    async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
+    async def _call(self, item: QueueItem, token: str, url: str, body: bytes,
+                    watch: CallWatch) -> Outcome:
         self.calls_made += 1
         renewer = asyncio.create_task(self._renew(item.id, token))
         body, signature = self.sign(body)
         try:
-            return await self.driver.call(
+            return await watch.run(self.driver.call(
                 url,
                 body,
                 {"Content-Type": "application/json", "X-Inngest-Req-Version": "2",
-                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id, **signature},
-            )
+                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id, **signature,
+                 **watch.headers},
+            ))
         finally:
             renewer.cancel()
 

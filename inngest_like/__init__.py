@@ -13,6 +13,7 @@ from ._errors import (
 from ._event import Event
 from ._function import (
     Batch,
+    Budget,
     Cancel,
     Concurrency,
     Debounce,
@@ -25,14 +26,17 @@ from ._function import (
     TriggerCron,
     TriggerEvent,
 )
+from ._heartbeat import heartbeat, heartbeat_sync
 from ._saga import Saga
 from ._step import Step, StepSync
+from ._usage import usage
 from ._version import VERSION
 
 __version__ = VERSION
 
 __all__ = [
     "Batch",
+    "Budget",
     "Cancel",
     "Concurrency",
     "ConfigError",
@@ -58,4 +62,7 @@ __all__ = [
     "TriggerCron",
     "TriggerEvent",
     "__version__",
+    "heartbeat",
+    "heartbeat_sync",
+    "usage",
 ]

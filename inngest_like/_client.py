@@ -22,7 +22,9 @@ from . import signing
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
 from ._function import (
+    AgentOptions,
     Batch,
+    Budget,
     Cancel,
     Concurrency,
     Debounce,
@@ -136,6 +138,9 @@ class Inngest:
         singleton: Singleton | None = None,
         idempotency: str | None = None,
         idempotency_period: int | float | datetime.timedelta | None = None,
+        budget: Budget | None = None,
+        step_timeout: int | float | datetime.timedelta | None = None,
+        stall_threshold: int | float | datetime.timedelta | None = None,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Declare a durable function; returns a decorator."""
         triggers = [trigger] if isinstance(trigger, Trigger) else list(trigger)
@@ -158,6 +163,8 @@ class Inngest:
                     batch_events=batch_events, priority=priority, singleton=singleton,
                     idempotency=idempotency, idempotency_period=idempotency_period,
                 ),
+                agent=AgentOptions(budget=budget, step_timeout=step_timeout,
+                                   stall_threshold=stall_threshold),
             )
             self.functions[fn.id] = fn
             return fn

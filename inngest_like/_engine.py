@@ -57,6 +57,9 @@ class StepInfo:
     user_id: str
     index: int
     hashed: str
+    # what the step declared for the executor to enforce ({"timeout": "30s",
+    # "heartbeatTimeout": "10s"}): such a step is planned, so its call is made knowing them
+    limits: dict[str, str] | None = None
 
     def op(self, opcode: str, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -68,6 +71,10 @@ class StepInfo:
         }
         body.update(fields)
         return body
+
+    def planned(self) -> dict[str, Any]:
+        """The StepPlanned op of this step (with its limits as `opts`, if any)."""
+        return self.op("StepPlanned", **({"opts": self.limits} if self.limits else {}))
 
 
 class _Missing:
@@ -89,6 +96,7 @@ class Dispatch:
         max_attempts: int | None = None,
         disable_immediate_execution: bool = False,
         run_id: str = "",
+        enforces_limits: bool = False,
     ) -> None:
         self._memos = dict(memos)
         self.run_id = run_id
@@ -96,6 +104,8 @@ class Dispatch:
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.disable_immediate_execution = disable_immediate_execution
+        # the executor ends steps that overrun their timeouts (inngest_like's does)
+        self.enforces_limits = enforces_limits
         self.in_parallel = False
         self._seen: dict[str, int] = {}
         # asyncio.gather of steps: the new steps reached together, and whether they were
@@ -135,6 +145,14 @@ class Dispatch:
         return value
 
     # -- deciding what a new step does --------------------------------------------------
+    def limit(self, info: StepInfo, timeout: str | None, heartbeat_timeout: str | None
+              ) -> StepInfo:
+        """`info` with the step's declared limits, when the executor enforces them."""
+        if not self.enforces_limits or not (timeout or heartbeat_timeout):
+            return info
+        limits = {"timeout": timeout, "heartbeatTimeout": heartbeat_timeout}
+        return dataclasses.replace(info, limits={k: v for k, v in limits.items() if v})
+
     def gate(self, info: StepInfo) -> None:
         """Return if this new step.run may execute now; otherwise interrupt."""
         if self.target_step != DISCOVERY_STEP:
@@ -146,8 +164,8 @@ class Dispatch:
                 f"step {info.user_id!r} was reached while the executor targeted step "
                 f"{self.target_step}; is the function deterministic?"
             )
-        if self.in_parallel or self.disable_immediate_execution:
-            raise _Interrupt([info.op("StepPlanned")])
+        if self.in_parallel or self.disable_immediate_execution or info.limits:
+            raise _Interrupt([info.planned()])
 
     def settle(self, info: StepInfo) -> bool:
         """After the new steps reached together have arrived: True if `info` may go on to
@@ -163,19 +181,23 @@ class Dispatch:
         if self.reported:
             return False
         self.reported = True
-        raise _Interrupt([a.op("StepPlanned") for a in self.arrivals])
+        raise _Interrupt([a.planned() for a in self.arrivals])
 
     def report(self, info: StepInfo, opcode: str, **fields: Any) -> NoReturn:
         """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
         raise _Interrupt([info.op(opcode, **fields)])
 
-    def ran(self, info: StepInfo, output: Any) -> NoReturn:
-        raise _Interrupt([info.op("StepRun", data=to_json(output))])
+    def ran(self, info: StepInfo, output: Any, usage: dict[str, Any] | None = None) -> NoReturn:
+        """`usage`: what the body reported (`inngest_like.usage`), an extra field."""
+        extra = {"usage": usage} if usage else {}
+        raise _Interrupt([info.op("StepRun", data=to_json(output), **extra)])
 
-    def failed(self, info: StepInfo, exc: BaseException) -> NoReturn:
+    def failed(self, info: StepInfo, exc: BaseException,
+               usage: dict[str, Any] | None = None) -> NoReturn:
         body = error_body(exc)
+        extra = {"usage": usage} if usage else {}  # a failed attempt's spend counts too
         last = self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
         if isinstance(exc, NonRetriableError) or last:
-            raise _Interrupt([info.op("StepFailed", error=body)])
+            raise _Interrupt([info.op("StepFailed", error=body, **extra)])
         retry_after = exc.retry_after_header() if isinstance(exc, RetryAfterError) else None
-        raise _Interrupt([info.op("StepError", error=body)], retry_after=retry_after)
+        raise _Interrupt([info.op("StepError", error=body, **extra)], retry_after=retry_after)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -208,6 +209,50 @@ class Timeouts:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Stop a run once it spent `usd` dollars or `tokens` tokens, as its step bodies reported
+    them with `inngest_like.usage(...)`: no further step runs or retries, and the run fails
+    with a BudgetExceededError naming the spend and the limit (`on_failure` runs)."""
+
+    usd: float | None = None
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.usd is None and self.tokens is None:
+            raise ConfigError("Budget: give usd=, tokens= or both")
+        if self.usd is not None and (isinstance(self.usd, bool) or not isinstance(
+                self.usd, int | float) or not math.isfinite(self.usd) or self.usd <= 0):
+            raise ConfigError(f"Budget: usd must be a positive number, got {self.usd!r}")
+        if self.tokens is not None and (isinstance(self.tokens, bool) or not isinstance(
+                self.tokens, int) or self.tokens <= 0):
+            raise ConfigError(f"Budget: tokens must be a positive integer, got {self.tokens!r}")
+
+    def to_config(self) -> dict[str, Any]:
+        return _strip({"usd": self.usd, "tokens": self.tokens})
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentOptions:
+    """Operating long agent runs (ours; official executors ignore these keys): a spending
+    `budget`, a default `step_timeout` for every call of the function, and the
+    `stall_threshold` after which a run without progress is flagged stalled."""
+
+    budget: Budget | None = None
+    step_timeout: Seconds | None = None
+    stall_threshold: Seconds | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.budget is not None:
+            out["budget"] = self.budget.to_config()
+        if self.step_timeout is not None:
+            out["stepTimeout"] = _duration(self.step_timeout)
+        if self.stall_threshold is not None:
+            out["stallThreshold"] = _duration(self.stall_threshold)
+        return out
+
+
 class Function:
     """A user function plus its config. Created by `Inngest.create_function`."""
 
@@ -224,6 +269,7 @@ class Function:
         timeouts: Timeouts | None = None,
         on_failure: Callable[..., Any] | None = None,
         flow: FlowOptions | None = None,
+        agent: AgentOptions | None = None,
     ) -> None:
         if not fn_id or not isinstance(fn_id, str):
             raise ConfigError("create_function: fn_id must be a non-empty string")
@@ -242,6 +288,12 @@ class Function:
         self.cancel = list(cancel or [])
         self.timeouts = timeouts
         self.flow = flow or FlowOptions()
+        self.agent = agent or AgentOptions()
+        for what, value in (("step_timeout", self.agent.step_timeout),
+                            ("stall_threshold", self.agent.stall_threshold)):
+            seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else value
+            if seconds is not None and not seconds > 0:
+                raise ConfigError(f"function {fn_id!r}: {what} must be positive, got {value!r}")
         self.on_failure: Function | None = None
         if on_failure is not None:
             # Inngest's shape: a separate function triggered by its parent's failure.
@@ -285,4 +337,5 @@ class Function:
         if self.timeouts is not None:
             config["timeouts"] = self.timeouts.to_config()
         config.update(self.flow.to_config())
+        config.update(self.agent.to_config())
         return config

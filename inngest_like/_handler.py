@@ -7,6 +7,7 @@ Framework adapters (`fast_api.py`) translate their request into `Request` and th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import os
@@ -22,7 +23,9 @@ from ._engine import Dispatch, error_body, to_json
 from ._errors import ConfigError, NonRetriableError, RetryAfterError, StepError, _Interrupt
 from ._event import Event
 from ._function import Function
+from ._scope import CALL_HEADER, call_scope
 from ._step import Step, StepSync
+from ._tracing import continued
 from ._version import SDK_HEADER, VERSION
 from .signing import SignatureError, verify
 
@@ -213,6 +216,7 @@ class Handler:
             max_attempts=ctx_in.get("max_attempts"),
             disable_immediate_execution=bool(ctx_in.get("disable_immediate_execution")),
             run_id=run_id,
+            enforces_limits=CALL_HEADER in request.headers,  # inngest_like's executor
         )
         step: Step | StepSync
         if fn.is_async:
@@ -231,7 +235,10 @@ class Handler:
         )
         args = (ctx, step) if fn.takes_step else (ctx,)
         try:
-            return await self._outcome(fn, args)
+            # heartbeats and usage know their call; user spans nest under the step's span
+            with call_scope(run_id, attempt, request.headers.get(CALL_HEADER), self.client), \
+                    continued(request.headers):
+                return await self._outcome(fn, args)
         finally:
             for task in dispatch.parked:
                 task.cancel()
@@ -242,7 +249,9 @@ class Handler:
                 output = await fn.handler(*args)
             else:
                 loop = asyncio.get_running_loop()
-                output = await loop.run_in_executor(None, functools.partial(fn.handler, *args))
+                # the thread sees the call's context (its scope, the trace)
+                run = contextvars.copy_context().run
+                output = await loop.run_in_executor(None, functools.partial(run, fn.handler, *args))
         except _Interrupt as interrupt:
             extra = {"Retry-After": interrupt.retry_after} if interrupt.retry_after else {}
             return Response(206, interrupt.ops, self._headers(extra))

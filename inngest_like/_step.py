@@ -20,6 +20,7 @@ import pydantic
 from ._engine import MISSING, Dispatch, StepInfo
 from ._errors import _Interrupt
 from ._event import Event
+from ._scope import step_scope
 
 T = TypeVar("T")
 
@@ -56,6 +57,22 @@ def render_duration(duration: Duration) -> str:
         seconds = 0
     ms = round(seconds * 1000)
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def _limit(what: str, duration: Duration | None) -> str | None:
+    """A step's timeout or heartbeat timeout on the wire (None when not set)."""
+    if duration is None:
+        return None
+    seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else duration
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValueError(f"step.run(): {what} must be a positive duration, got {duration!r}")
+    return render_duration(duration)
+
+
+def _seconds(duration: Duration | None) -> float | None:
+    if duration is None:
+        return None
+    return duration.total_seconds() if isinstance(duration, datetime.timedelta) else duration
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -133,10 +150,14 @@ class _StepBase:
             opts["timeout"] = render_duration(timeout)
         self._dispatch.report(info, "InvokeFunction", opts=opts)
 
-    def _memo_or_gate(self, step_id: str, handler: Callable[..., Any]) -> tuple[StepInfo, Any]:
+    def _memo_or_gate(self, step_id: str, handler: Callable[..., Any],
+                      timeout: Duration | None = None,
+                      heartbeat_timeout: Duration | None = None) -> tuple[StepInfo, Any]:
         info = self._dispatch.begin(step_id)
         found = self._dispatch.memo(info, _return_model(handler))
         if found is MISSING:
+            info = self._dispatch.limit(info, _limit("timeout", timeout),
+                                        _limit("heartbeat_timeout", heartbeat_timeout))
             self._dispatch.gate(info)
         return info, found
 
@@ -148,25 +169,35 @@ def _function_id(function: Any) -> str:
 class Step(_StepBase):
     """Durable steps for async functions."""
 
-    async def run(self, step_id: str, handler: Callable[..., Any], *args: Any) -> Any:
-        """Run `handler(*args)` once; later calls return its memoized output."""
+    async def run(self, step_id: str, handler: Callable[..., Any], *args: Any,
+                  timeout: Duration | None = None,
+                  heartbeat_timeout: Duration | None = None) -> Any:
+        """Run `handler(*args)` once; later calls return its memoized output.
+
+        With inngest_like's executor, an attempt that runs longer than `timeout`, or whose
+        body stops calling `await inngest_like.heartbeat()` for `heartbeat_timeout`, is
+        ended and counts as a failed attempt (retried with backoff). Seconds or timedelta.
+        """
         dispatch = self._dispatch
         info = dispatch.begin(step_id)
         found = dispatch.memo(info, _return_model(handler))
         if found is not MISSING:
             return found
+        info = dispatch.limit(info, _limit("timeout", timeout),
+                              _limit("heartbeat_timeout", heartbeat_timeout))
         if not dispatch.in_parallel:
             await self._settle(info)
         dispatch.gate(info)
-        try:
-            output = handler(*args)
-            if inspect.isawaitable(output):
-                output = await output
-        except _Interrupt:
-            raise
-        except Exception as exc:
-            self._dispatch.failed(info, exc)
-        self._dispatch.ran(info, output)
+        with step_scope(info.hashed, step_id, _seconds(heartbeat_timeout)) as scope:
+            try:
+                output = handler(*args)
+                if inspect.isawaitable(output):
+                    output = await output
+            except _Interrupt:
+                raise
+            except Exception as exc:
+                self._dispatch.failed(info, exc, scope.report())
+        self._dispatch.ran(info, output, scope.report())
 
     async def _settle(self, info: StepInfo) -> None:
         dispatch = self._dispatch
@@ -243,17 +274,21 @@ class Step(_StepBase):
 class StepSync(_StepBase):
     """Durable steps for sync functions (which run in a thread pool)."""
 
-    def run(self, step_id: str, handler: Callable[..., Any], *args: Any) -> Any:
-        info, found = self._memo_or_gate(step_id, handler)
+    def run(self, step_id: str, handler: Callable[..., Any], *args: Any,
+            timeout: Duration | None = None,
+            heartbeat_timeout: Duration | None = None) -> Any:
+        """As `Step.run`; a sync body beats with `inngest_like.heartbeat_sync()`."""
+        info, found = self._memo_or_gate(step_id, handler, timeout, heartbeat_timeout)
         if found is not MISSING:
             return found
-        try:
-            output = handler(*args)
-        except _Interrupt:
-            raise
-        except Exception as exc:
-            self._dispatch.failed(info, exc)
-        self._dispatch.ran(info, output)
+        with step_scope(info.hashed, step_id, _seconds(heartbeat_timeout)) as scope:
+            try:
+                output = handler(*args)
+            except _Interrupt:
+                raise
+            except Exception as exc:
+                self._dispatch.failed(info, exc, scope.report())
+        self._dispatch.ran(info, output, scope.report())
 
     def send_event(
         self,

@@ -5,7 +5,8 @@ Redis: the op switch and every script's return codes tested in milliseconds with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ from executor import keys
 from executor.driver import CallError, Completed, Ops, Outcome
 from executor.events import IncomingEvent
 from executor.service import Executor, Settings
+from executor.tracing import Tracing
 
 APP_URL = "http://app.test/api/inngest"
 START_MS = 1_800_000_000_000
@@ -42,21 +44,31 @@ class Call:
     attempt: int
     steps: dict[str, Any]
     event: dict[str, Any]
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def call_id(self) -> str:
+        return self.headers["X-Inngest-Like-Call"]
+
+
+Answer = Callable[[Call], Outcome | Awaitable[Outcome]]
 
 
 class FakeDriver:
-    """Answers each call with `answer(call)` and records it: the app, without HTTP."""
+    """Answers each call with `answer(call)` (or what it awaits: an app that takes its time)
+    and records it: the app, without HTTP."""
 
-    def __init__(self, answer: Callable[[Call], Outcome]) -> None:
+    def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.calls: list[Call] = []
 
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         req = orjson.loads(body)
         call = Call(req["ctx"]["run_id"], req["ctx"]["step_id"], req["ctx"]["attempt"],
-                    req["steps"], req["event"])
+                    req["steps"], req["event"], dict(headers))
         self.calls.append(call)
-        return self.answer(call)
+        out = self.answer(call)
+        return await out if inspect.isawaitable(out) else out
 
 
 class Clock:
@@ -73,16 +85,17 @@ class Clock:
 class Engine:
     """An executor with a fake app: sync functions, send events, run until idle."""
 
-    def __init__(self, redis: Redis, answer: Callable[[Call], Outcome] | None = None) -> None:
+    def __init__(self, redis: Redis, answer: Answer | None = None,
+                 tracing: Tracing | None = None, **settings: Any) -> None:
         self.redis = redis
         self.clock = Clock()
         self.driver = FakeDriver(answer or (lambda call: Completed(None)))
-        self.executor = Executor(redis, Settings(run_worker=False, retry_interval_s=1.0),
-                                 self.clock)
+        self.executor = Executor(redis, Settings(run_worker=False, retry_interval_s=1.0,
+                                                 **settings), self.clock, tracing)
         self.executor.worker.driver = self.driver
         self.sent = 0
 
-    def answer(self, fn: Callable[[Call], Outcome]) -> None:
+    def answer(self, fn: Answer) -> None:
         self.driver.answer = fn
 
     async def sync(self, *functions: dict[str, Any]) -> None:

@@ -364,7 +364,9 @@ async def test_existing_api_reads_keep_their_shapes(redis: Redis) -> None:
     run = await read.run(_run_id(1))
     assert run is not None and set(run) == {"run_id", "function_id", "app_id", "event_id",
                                             "status", "output", "run_started_at", "ended_at",
-                                            "last_error", "waiting_reason"}
+                                            "last_error", "waiting_reason",
+                                            # agent operations (issue 13): added fields
+                                            "usage", "stalled", "trace_id"}
     assert [r["run_id"] for r in await read.recent_runs(2)] == [_run_id(2), _run_id(1)]
     event = await read.event("ev0000001")
     assert event is not None and event["name"] == "test/event-1"

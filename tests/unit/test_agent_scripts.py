@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from executor import keys
 from executor.scripts import Scripts
 
-from .test_lua_scripts import redis, real_redis  # noqa: F401  (fixtures)
+from .test_lua_scripts import real_redis, redis  # noqa: F401  (fixtures)
 
 NOW = 1_800_000_000_000
 RUN = "r1"

@@ -233,13 +233,16 @@ class Usage:
 
 def _step_view(step: dict[str, Any]) -> dict[str, Any]:
     attempts = step.get("attempts") or {}
+    if not isinstance(attempts, dict):
+        attempts = {}  # Lua's cjson writes an empty object as [] too
     return {
         "cost_usd": round(float(step.get("cost_usd") or 0), 9),
         "input_tokens": int(step.get("input_tokens") or 0),
         "output_tokens": int(step.get("output_tokens") or 0),
         "models": step.get("models") or {},
-        "attempts": {int(k): v for k, v in attempts.items()} if isinstance(attempts, dict)
-        else {},
+        # what each attempt that reported usage spent, first attempt first
+        "attempts": [{"attempt": int(n), **{f: spent.get(f, 0) for f in FIELDS}}
+                     for n, spent in sorted(attempts.items(), key=lambda kv: int(kv[0]))],
     }
 
 

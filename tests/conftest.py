@@ -65,14 +65,16 @@ class Stack:
 
 def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:app",
                 app_env: dict[str, str] | None = None,
-                executor_extra: list[str] | None = None) -> Stack:
+                executor_extra: list[str] | None = None,
+                executor_env: dict[str, str] | None = None) -> Stack:
     redis = RedisServer(directory)
     redis.start()
     exec_port, app_port = free_port(), free_port()
     counter = directory / "counter.txt"
     app = App(directory, target, f"http://127.0.0.1:{exec_port}", port=app_port,
               env={"COUNTER_FILE": str(counter), **(app_env or {})})
-    executor = Executor(directory, redis.url, [app.url], port=exec_port, extra=executor_extra)
+    executor = Executor(directory, redis.url, [app.url], port=exec_port, extra=executor_extra,
+                        env=executor_env)
     try:
         executor.start()
         app.start()

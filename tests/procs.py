@@ -113,14 +113,14 @@ class RedisServer(Proc):
 class Executor(Proc):
     def __init__(self, log_dir: pathlib.Path, redis_url: str, app_urls: list[str],
                  *, port: int | None = None, extra: list[str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         args = [sys.executable, "-m", "executor", "dev", "--port", str(self.port),
                 "--redis-url", redis_url, "--retry-interval", "0.2", "--lease-seconds", "2",
                 "--poll-interval", "1", *(extra or [])]
         for url in app_urls:
             args += ["-u", url]
-        super().__init__(name or f"executor-{self.port}", args, log_dir)
+        super().__init__(name or f"executor-{self.port}", args, log_dir, env)
 
     @property
     def url(self) -> str:

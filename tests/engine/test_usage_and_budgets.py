@@ -67,8 +67,8 @@ async def test_usage_is_summed_per_attempt_step_run_and_function(engine: Engine)
     assert view["usage"]["models"]["m-1"]["input_tokens"] == 500
     (step,) = await read.steps(run_id) or []
     assert step["usage"]["cost_usd"] == 1.0
-    assert {n: a["cost_usd"] for n, a in step["usage"]["attempts"].items()} == {
-        1: 0.25, 2: 0.25, 3: 0.5}
+    assert [(a["attempt"], a["cost_usd"]) for a in step["usage"]["attempts"]] == [
+        (1, 0.25), (2, 0.25), (3, 0.5)]
     detail = await read.run_detail(run_id, engine.clock())
     assert detail is not None and detail["steps"][0]["usage"]["cost_usd"] == 1.0
 

@@ -12,19 +12,48 @@ from .providers import RateLimited, extract, llm, search_web, travel
 client = inngest.Inngest(app_id="llm-pipeline", is_production=False)
 
 
-async def llm_summarize(texts: list[str], topic: str) -> dict[str, Any]:
-    prompt = f"Summarize research on {topic}:\n" + "\n".join(texts)
+def report(usage: dict[str, Any]) -> None:
+    """Meter what a provider call cost: the executor sums it per step, run and function,
+    and stops the run at its budget."""
+    inngest.usage(model=str(usage["model"]), input_tokens=int(usage["input_tokens"]),
+                  output_tokens=int(usage["output_tokens"]), cost_usd=float(usage["cost_usd"]))
+
+
+async def ask_llm(prompt: str, model: str = "offline-small", max_tokens: int = 60
+                  ) -> dict[str, Any]:
     try:
-        return await llm.complete(prompt)
+        answer = await llm.complete(prompt, model, max_tokens)
     except RateLimited as exc:
+        report(exc.usage)  # a rejected call is billed too
         # The provider said when to come back: retry this step then, not on the default table.
         raise inngest.RetryAfterError(str(exc), datetime.timedelta(seconds=exc.retry_after_s)) from exc
+    report(answer)
+    return answer
+
+
+async def llm_summarize(texts: list[str], topic: str) -> dict[str, Any]:
+    return await ask_llm(f"Summarize research on {topic}:\n" + "\n".join(texts))
+
+
+async def llm_refine(summary: dict[str, Any], topic: str) -> dict[str, Any]:
+    """A critique-and-rewrite pass with the large model: the step an agent loops on."""
+    return await ask_llm(f"Critique and improve this summary of {topic}: {summary['text']}",
+                         "offline-large", max_tokens=400)
+
+
+async def research_failed(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
+    error = ctx.event.data["error"]
+    topic = ctx.event.data["event"]["data"].get("topic")
+    return await step.run("tell-requester", lambda: {
+        "topic": topic, "stopped": f"{error['name']}: {error['message']}"})
 
 
 @client.create_function(
     fn_id="research-agent",
     trigger=inngest.TriggerEvent(event="research/requested"),
     retries=3,
+    budget=inngest.Budget(usd=0.02),  # a runaway agent stops here: no step or retry after
+    on_failure=research_failed,
 )
 async def research_agent(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
     topic = ctx.event.data["topic"]
@@ -33,6 +62,10 @@ async def research_agent(ctx: inngest.Context, step: inngest.Step) -> dict[str, 
     for i, url in enumerate(urls[:5]):
         contents.append(await step.run(f"extract-{i}", lambda u=url: extract(u)))
     summary = await step.run("llm-summarize", llm_summarize, contents, topic)
+    # an agent that keeps polishing as long as it is asked to (`rounds`): the budget, not
+    # this loop, is what stops a runaway one
+    for i in range(int(ctx.event.data.get("rounds", 0))):
+        summary = await step.run(f"refine-{i}", llm_refine, summary, topic)
     await step.send_event("research/completed", data={"topic": topic, "summary": summary})
     return {"summary": summary, "sources": urls[:5]}
 

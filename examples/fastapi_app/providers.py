@@ -1,8 +1,9 @@
 """Offline stand-ins for the research agent's providers: web search, page fetch, and an LLM.
 
 They answer deterministically from their inputs, so the example runs with no network and
-tests can assert on its output. The LLM reports token cost, and now and then answers like a
-rate-limited provider (HTTP 429 with Retry-After), the failure durable execution is for.
+tests can assert on its output. The LLM reports its usage (tokens, cost) with each answer,
+and now and then answers like a rate-limited provider (HTTP 429 with Retry-After, the
+failure durable execution is for) that still bills the prompt it read.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import hashlib
 import os
 import threading
 
-PRICE_PER_1K_TOKENS_USD = 0.002
+PRICE_PER_1K_TOKENS_USD = {"offline-small": 0.002, "offline-large": 0.01}
 
 
 class RateLimited(Exception):
-    """What a provider's HTTP 429 becomes: retry no sooner than `retry_after_s`."""
+    """What a provider's HTTP 429 becomes: retry no sooner than `retry_after_s`. `usage`:
+    what the rejected call was billed anyway (its prompt)."""
 
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, retry_after_s: float, usage: dict[str, object]) -> None:
         super().__init__(f"429 Too Many Requests (retry after {retry_after_s:g} s)")
         self.retry_after_s = retry_after_s
+        self.usage = usage
 
 
 def _digest(*parts: str) -> str:
@@ -46,18 +49,26 @@ class OfflineLLM:
         self._calls = 0
         self._lock = threading.Lock()
 
-    async def complete(self, prompt: str) -> dict[str, object]:
+    async def complete(self, prompt: str, model: str = "offline-small",
+                       max_tokens: int = 60) -> dict[str, object]:
         with self._lock:
             self._calls += 1
             throttled = self.rate_limit_every > 0 and self._calls % self.rate_limit_every == 0
+        price = PRICE_PER_1K_TOKENS_USD[model] / 1000
+        input_tokens = len(prompt.split())
         if throttled:
-            raise RateLimited(retry_after_s=1)
+            raise RateLimited(retry_after_s=1, usage={
+                "model": model, "input_tokens": input_tokens, "output_tokens": 0,
+                "cost_usd": round(input_tokens * price, 6)})
         await asyncio.sleep(0.01)
-        tokens = len(prompt.split()) + 60
+        tokens = input_tokens + max_tokens
         return {
-            "text": f"Summary {_digest(prompt)[:10]}: {len(prompt.split())} words reviewed.",
+            "text": f"Summary {_digest(prompt)[:10]}: {input_tokens} words reviewed.",
+            "model": model,
+            "input_tokens": input_tokens,
+            "output_tokens": max_tokens,
             "tokens": tokens,
-            "cost_usd": round(tokens / 1000 * PRICE_PER_1K_TOKENS_USD, 6),
+            "cost_usd": round(tokens * price, 6),
         }
 
 

@@ -82,19 +82,21 @@ class CallWatch:
                     "inngest.step_id": item.step_id, "inngest.attempt": item.attempt + 1})
 
     @property
-    def step_label(self) -> str:
+    def step_name(self) -> str | None:
+        """The step this call targets: its name when it declared limits, else its id."""
         if self.limits and self.limits.name:
-            return f"step {self.limits.name!r}"
-        if self.item.step_id != "step":
-            return f"step {self.item.step_id}"
-        return "the run's next step"
+            return self.limits.name
+        return self.item.step_id if self.item.step_id != "step" else None
+
+    @property
+    def step_label(self) -> str:
+        return f"step {self.step_name!r}" if self.step_name else "the run's next step"
 
     def step_op(self) -> dict[str, Any] | None:
         """The op naming the step this call targeted (for its step record), if known."""
         if self.item.step_id == "step":
             return None
-        name = self.limits.name if self.limits and self.limits.name else self.item.step_id
-        return {"id": self.item.step_id, "op": "StepRun", "displayName": name}
+        return {"id": self.item.step_id, "op": "StepRun", "displayName": self.step_name}
 
     # -- during the call -----------------------------------------------------------------
     async def run(self, call: Coroutine[Any, Any, Outcome]) -> Outcome:
@@ -198,8 +200,8 @@ class CallWatch:
             return "finish", "Completed", None
         if isinstance(outcome, CallError):
             status = "Retrying" if outcome.retriable and attempts_left else "Failed"
-            label = self.step_label.removeprefix("the run's next step").strip()
-            return (label or "call"), status, outcome.message
+            name = f"step {self.step_name}" if self.step_name else "call"
+            return name, status, outcome.message
         assert isinstance(outcome, Ops)
         if len(outcome.ops) != 1:
             return f"plan {len(outcome.ops)} steps", "Planned", None

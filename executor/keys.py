@@ -2,8 +2,9 @@
 
 Keys of one run share the hash tag `{r:<run_id>}` and the queue keys share `{q}`, so each
 script touching one run or the queue stays in one slot. Scripts that move work between a run
-and the queue (complete, ingest) span two slots: fine on one Redis (what we support today),
-to be split for Redis Cluster.
+and the queue (complete, ingest), or add a run's usage to its function's (usage) and flag it
+in the stalled index (stall), span two slots: fine on one Redis (what we support today), to
+be split for Redis Cluster.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class Metrics:
             "How long the oldest due item has waited for a worker (0 when none)", registry=r)
         self.stalled_runs = Gauge(
             "inngest_like_runs_stalled", "Running runs flagged stalled right now", registry=r)
+        self._steps: dict[tuple[str, str], Histogram] = {}
 
     # -- what the engine reports ---------------------------------------------------------
     def runs_started(self, function_ids: list[str]) -> None:
@@ -69,7 +70,10 @@ class Metrics:
         self.runs_ended_total.labels(fn_id, status).inc()
 
     def step(self, fn_id: str, status: str, seconds: float) -> None:
-        self.step_duration.labels(fn_id, status).observe(max(seconds, 0.0))
+        child = self._steps.get((fn_id, status))  # once per call: skip the labels() lookup
+        if child is None:
+            child = self._steps[(fn_id, status)] = self.step_duration.labels(fn_id, status)
+        child.observe(max(seconds, 0.0))
 
     def retry(self, fn_id: str) -> None:
         self.retries_total.labels(fn_id).inc()

@@ -700,7 +700,8 @@ class ReadModel:
         """A fingerprint that changes whenever the run page would: status, step records,
         the next call's schedule. None when the run does not exist."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.run(run_id), ["status", "seq", "last_error", "ended_at"])
+            pipe.hmget(keys.run(run_id), ["status", "seq", "last_error", "ended_at",
+                                          "stalled_since", "cost_usd"])
             pipe.hgetall(keys.run_steps(run_id))
             head, records = await pipe.execute()
         if head[0] is None:

@@ -46,6 +46,8 @@ def test_a_stalled_run_is_flagged_and_its_event_sent(agent: Stack) -> None:
     assert abs(stalled["since_ms"] / 1000 - provider_at) < 1.0  # since the quiet call began
     listed = httpx.get(f"{ex.url}/", params={"status": "Stalled"}, timeout=10).text
     assert run_id in listed
+    page = httpx.get(f"{ex.url}/runs/{run_id}", timeout=10).text
+    assert 'id="stalled"' in page and "no answer from the app for over 1s" in page
 
     (event,) = wait_for(lambda: stalled_events(agent, run_id), 10, "the stalled event")
     assert event["data"]["function_id"] == "agent-stalls"

@@ -87,8 +87,8 @@ async def test_a_call_without_an_answer_flags_its_run(engine: Engine, redis: Red
     (run_id,) = await engine.send()
     working = asyncio.create_task(engine.run_until_idle())
     try:
-        for _ in range(100):
-            if await redis.hget(keys.run(run_id), "stalled_since"):
+        for _ in range(250):  # flagged, then its event sent: wait for both (bounded)
+            if await stalled_events(redis):
                 break
             await asyncio.sleep(0.02)
         view = await ReadModel(redis).run(run_id)

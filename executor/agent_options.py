@@ -16,6 +16,8 @@ import dataclasses
 import math
 from typing import Any
 
+from inngest_like import wire
+
 from . import durations
 from .step_record import step_name
 
@@ -127,8 +129,8 @@ def step_limits(ops: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         opts = op.get("opts")
         if not isinstance(opts, dict) or not op.get("id"):
             continue
-        limits = StepLimits(step_name(op), _opt_ms(opts, "timeout"),
-                            _opt_ms(opts, "heartbeatTimeout"))
+        limits = StepLimits(step_name(op), _opt_ms(opts, wire.TIMEOUT_OPT),
+                            _opt_ms(opts, wire.HEARTBEAT_TIMEOUT_OPT))
         if limits.timeout_ms or limits.heartbeat_ms:
             out[str(op["id"])] = limits.to_dict()
     return out

@@ -181,17 +181,22 @@ class CallWatch:
                 log.exception("run %s: clearing its stall flag failed", self.item.run_id)
 
     def end(self, outcome: Outcome, now: int) -> None:
-        """After the outcome was acted on: the span and the duration histogram."""
-        name, status, error = self.describe(outcome)
-        self.ops.metrics.step(self.fn.id, status, (now - self.started) / 1000)
-        if self.span is not None and self.ops.tracing is not None:
-            spent = self.recorded.totals() if self.recorded else {}
-            self.ops.tracing.end_call(self.span, name, now, {
-                "inngest.step": name.partition(" ")[2] or None, "inngest.status": status,
-                "inngest.error": error, "inngest.cost_usd": spent.get("cost_usd"),
-                "gen_ai.usage.input_tokens": spent.get("input_tokens"),
-                "gen_ai.usage.output_tokens": spent.get("output_tokens"),
-                "inngest.call_id": self.call_id}, error)
+        """After the outcome was acted on: the span and the duration histogram (telemetry:
+        a failure here is logged, never raised into the run's handling)."""
+        try:
+            name, status, error = self.describe(outcome)
+            self.ops.metrics.step(self.fn.id, status, (now - self.started) / 1000)
+            if self.span is not None and self.ops.tracing is not None:
+                spent = self.recorded.totals() if self.recorded else {}
+                self.ops.tracing.end_call(self.span, name, now, {
+                    "inngest.step": name.partition(" ")[2] or None, "inngest.status": status,
+                    "inngest.error": error, "inngest.cost_usd": spent.get("cost_usd"),
+                    "gen_ai.usage.input_tokens": spent.get("input_tokens"),
+                    "gen_ai.usage.output_tokens": spent.get("output_tokens"),
+                    "inngest.call_id": self.call_id}, error)
+        except Exception:
+            log.exception("run %s: recording the call's span and metrics failed",
+                          self.item.run_id)
 
     def describe(self, outcome: Outcome) -> tuple[str, str, str | None]:
         """(span name, status, error) of the call's outcome."""

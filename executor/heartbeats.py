@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from inngest_like import wire
+
 from . import keys
 from .scripts import Scripts
 
-CALL_HEADER = "X-Inngest-Like-Call"
+CALL_HEADER = wire.CALL_HEADER
 BEAT_TTL_MS = 3_600_000  # a beat outlives any check of it; then it expires on its own
 
 

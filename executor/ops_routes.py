@@ -18,6 +18,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from inngest_like import wire
+
 from . import keys
 from .auth import SESSION_COOKIE
 from .heartbeats import call_id_ok
@@ -36,7 +38,7 @@ def _error(status: int, message: str) -> Response:
 def mount(app: FastAPI, executor: Any) -> None:
     ops = executor.operations
 
-    @app.post("/v1/runs/{run_id}/heartbeat")
+    @app.post(wire.heartbeat_path("{run_id}"))
     async def heartbeat(run_id: str, request: Request) -> Response:
         try:
             body = orjson.loads(await request.body())
@@ -50,8 +52,8 @@ def mount(app: FastAPI, executor: Any) -> None:
                                "(header X-Inngest-Like-Call)")
         now = executor.clock()
         alive = await ops.heartbeats.beat(call_id, now)
-        report = parse_report(body.get("usage"))
-        if body.get("usage") is not None and report is None:
+        report = parse_report(body.get(wire.USAGE_FIELD))
+        if body.get(wire.USAGE_FIELD) is not None and report is None:
             return _error(400, "usage: must be {calls, models: {name: {input_tokens, "
                                "output_tokens, cost_usd}}} with non-negative numbers")
         if report is not None:

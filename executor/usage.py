@@ -28,6 +28,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from inngest_like import wire
+
 from . import keys
 from .agent_options import Budget
 from .driver import Ops, Outcome
@@ -120,7 +122,7 @@ def report_of(outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]] | None:
     if not isinstance(outcome, Ops) or len(outcome.ops) != 1:
         return None
     op = outcome.ops[0]
-    report = parse_report(op.get("usage"))
+    report = parse_report(op.get(wire.USAGE_FIELD))
     return (op, report) if report is not None else None
 
 

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pydantic
 
+from . import wire
 from ._errors import (
     NonRetriableError,
     RetryAfterError,
@@ -150,7 +151,7 @@ class Dispatch:
         """`info` with the step's declared limits, when the executor enforces them."""
         if not self.enforces_limits or not (timeout or heartbeat_timeout):
             return info
-        limits = {"timeout": timeout, "heartbeatTimeout": heartbeat_timeout}
+        limits = {wire.TIMEOUT_OPT: timeout, wire.HEARTBEAT_TIMEOUT_OPT: heartbeat_timeout}
         return dataclasses.replace(info, limits={k: v for k, v in limits.items() if v})
 
     def gate(self, info: StepInfo) -> None:
@@ -189,13 +190,13 @@ class Dispatch:
 
     def ran(self, info: StepInfo, output: Any, usage: dict[str, Any] | None = None) -> NoReturn:
         """`usage`: what the body reported (`inngest_like.usage`), an extra field."""
-        extra = {"usage": usage} if usage else {}
+        extra = {wire.USAGE_FIELD: usage} if usage else {}
         raise _Interrupt([info.op("StepRun", data=to_json(output), **extra)])
 
     def failed(self, info: StepInfo, exc: BaseException,
                usage: dict[str, Any] | None = None) -> NoReturn:
         body = error_body(exc)
-        extra = {"usage": usage} if usage else {}  # a failed attempt's spend counts too
+        extra = {wire.USAGE_FIELD: usage} if usage else {}  # a failed attempt's spend counts
         last = self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
         if isinstance(exc, NonRetriableError) or last:
             raise _Interrupt([info.op("StepFailed", error=body, **extra)])

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from . import wire
 from ._client import http_client, tls_context
 from ._scope import StepScope, current_step
 from ._version import SDK_HEADER
@@ -48,10 +49,10 @@ def request(scope: StepScope) -> tuple[str, dict[str, Any], dict[str, str]]:
     call = scope.call
     assert call is not None and call.call_id is not None
     url = urllib.parse.urljoin(call.client.api_origin,
-                               f"/v1/runs/{urllib.parse.quote(call.run_id)}/heartbeat")
+                               wire.heartbeat_path(urllib.parse.quote(call.run_id)))
     scope.dirty = False
     body = {"call": call.call_id, "step": scope.hashed, "name": scope.name,
-            "attempt": call.attempt, "usage": scope.report()}
+            "attempt": call.attempt, wire.USAGE_FIELD: scope.report()}
     headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER,
                **call.client.auth_headers()}
     return url, body, headers

@@ -14,10 +14,12 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import wire
+
 if TYPE_CHECKING:
     from ._client import Inngest
 
-CALL_HEADER = "x-inngest-like-call"
+CALL_HEADER = wire.CALL_HEADER.lower()  # the handler's headers are lower case
 
 
 @dataclasses.dataclass

@@ -43,6 +43,19 @@ STEP_OPS = frozenset({
 
 DISCOVERY_STEP = "step"  # the stepId of a call that is not targeted at one step
 
+# -- ours, beside Inngest's protocol: extra headers, fields and opts the official SDKs and
+# executors ignore (agent operations, issue 13)
+CALL_HEADER = "X-Inngest-Like-Call"  # on each call: its id, named by heartbeats and usage
+USAGE_FIELD = "usage"  # of StepRun / StepError / StepFailed (and heartbeats): the body's
+# spend so far, {"calls": n, "models": {name: {input_tokens, output_tokens, cost_usd}}}
+TIMEOUT_OPT = "timeout"  # StepPlanned opts: the step's own timeout ("30s")
+HEARTBEAT_TIMEOUT_OPT = "heartbeatTimeout"  # and heartbeat timeout
+
+
+def heartbeat_path(run_id: str) -> str:
+    """Where a step body's heartbeats go (POST, JSON: call, step, name, attempt, usage)."""
+    return f"/v1/runs/{run_id}/heartbeat"
+
 
 def memo_data(value: Any) -> dict[str, Any]:
     """A step's memo as the executor stores and sends it back: {"data": output}."""

@@ -74,6 +74,8 @@ class CallWatch:
         self.ended: CallError | None = None  # the executor ended the call (timeout, silence)
         self.recorded: Recorded | None = None
         self._stall: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._done = False  # the call answered or was ended: no more stall checks
         self.span: Span | None = None
         if ops.tracing is not None and self.stop is None:
             self.span, self.headers["traceparent"] = ops.tracing.start_call(
@@ -101,9 +103,8 @@ class CallWatch:
     # -- during the call -----------------------------------------------------------------
     async def run(self, call: Coroutine[Any, Any, Outcome]) -> Outcome:
         """Await the call within its limits; ending it returns a failed attempt's error."""
-        loop = asyncio.get_running_loop()
         threshold = self.ops.stalls.threshold_ms(self.fn)
-        timer = loop.call_later(threshold / 1000, self._stalled, threshold)
+        self._arm(threshold, threshold)
         try:
             if self.timeout_ms is None and self.heartbeat_ms is None:
                 return await call
@@ -116,7 +117,9 @@ class CallWatch:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
         finally:
-            timer.cancel()
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
 
     async def _within_limits(self, task: asyncio.Future[Outcome]) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -144,17 +147,28 @@ class CallWatch:
         self.ended = _error(name, message)
         return self.ended
 
-    def _stalled(self, threshold: int) -> None:
-        self._stall = asyncio.ensure_future(self._flag(threshold))
+    def _arm(self, delay_ms: int, threshold: int) -> None:
+        """The stall timer: one per call, no polling; fires once the call is quiet."""
+        self._timer = asyncio.get_running_loop().call_later(
+            delay_ms / 1000, lambda: setattr(self, "_stall", asyncio.ensure_future(
+                self._flag(threshold))))
 
     async def _flag(self, threshold: int) -> None:
-        reason = (f"no answer from the app for over {span_text(threshold)}: the call for "
-                  f"{self.step_label} (attempt {self.item.attempt + 1}) is still running")
         try:
-            await self.ops.stalls.flag(self.item.run_id, self.started, reason)
+            last = await self.ops.heartbeats.last(self.call_id)
+            quiet = self.ops.clock() - (last or self.started)
+            if quiet < threshold:  # the body beats: it is working, not stalled
+                if not self._done:
+                    self._arm(threshold - quiet, threshold)
+                return
+            what = f"the call for {self.step_label} (attempt {self.item.attempt + 1})"
+            reason = (f"no heartbeat from {what} for over {span_text(threshold)}" if last
+                      else f"no answer from the app for over {span_text(threshold)}: {what} "
+                           "is still running")
+            self.flagged = True
+            await self.ops.stalls.flag(self.item.run_id, last or self.started, reason)
         except Exception:
             log.exception("run %s: flagging a stall failed", self.item.run_id)
-        self.flagged = True
 
     # -- after the answer ----------------------------------------------------------------
     async def record(self, outcome: Outcome, now: int) -> None:

@@ -6,8 +6,8 @@ it), the dashboard filters stalled runs, and /metrics counts them.
 A run sits without progress in one of two places, each watched where it is cheap:
 
 - its call to the app is in flight and does not answer (a provider that accepts a request
-  and never responds): the worker making the call flags it, from a timer set per call
-  (`call_watch.py`), so no process polls for it;
+  and never responds), and its body sends no heartbeat either: the worker making the call
+  flags it, from a timer set per call (`call_watch.py`), so no process polls for it;
 - its next item is due and no worker takes it (executors down, or far behind): the sweep
   (scheduler) reads the ready queue's items that became due longer ago than the threshold.
 

@@ -80,6 +80,7 @@ async def test_a_call_without_an_answer_flags_its_run(engine: Engine, redis: Red
     answered = asyncio.Event()
 
     async def answer(call: Call) -> Outcome:
+        engine.clock.advance(200)  # the injected clock: time passes while it is quiet
         await answered.wait()  # the provider accepted the request and went quiet
         return Completed("late")
 
@@ -113,3 +114,44 @@ async def test_runs_that_ended_leave_the_stalled_index(engine: Engine, redis: Re
     await engine.executor.ingest.cancel(run_id, "by hand")
     await stalls.sweep()
     assert await redis.zcard(keys.RUNS_STALLED) == 0
+
+
+async def test_a_step_that_beats_is_not_stalled_until_it_stops(engine: Engine,
+                                                               redis: Redis) -> None:
+    """A long call whose body heartbeats is working, not stalled; once the beats stop for
+    the threshold, it is flagged, since its last beat."""
+    await engine.sync({"id": "f", "stallThreshold": "100ms"})
+    beats = engine.executor.operations.heartbeats
+    answered = asyncio.Event()
+    beating_until = 0
+
+    async def answer(call: Call) -> Outcome:
+        nonlocal beating_until
+        for _ in range(8):  # 400 ms of work, a beat every 50 ms
+            engine.clock.advance(50)
+            await beats.beat(call.call_id, engine.clock())
+            await asyncio.sleep(0.05)
+        beating_until = engine.clock()
+        await answered.wait()  # then silence (the fake clock stands still: advance it)
+        return Completed("done")
+
+    engine.answer(answer)
+    (run_id,) = await engine.send()
+    working = asyncio.create_task(engine.run_until_idle())
+    try:
+        while not beating_until:
+            assert await redis.hget(keys.run(run_id), "stalled_since") is None
+            await asyncio.sleep(0.02)
+        engine.clock.advance(150)  # quiet for longer than the threshold
+        for _ in range(250):
+            if await stalled_events(redis):
+                break
+            await asyncio.sleep(0.02)
+        view = await ReadModel(redis).run(run_id)
+        assert view is not None and view["stalled"]["since_ms"] == beating_until
+        assert view["stalled"]["reason"].startswith("no heartbeat from the call for the run's "
+                                                    "next step (attempt 1) for over 0.1s")
+    finally:
+        answered.set()
+        await asyncio.wait_for(working, 10)
+    assert "stalled_since" not in await engine.run(run_id)

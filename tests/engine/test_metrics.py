@@ -6,10 +6,12 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from executor.driver import Completed, Outcome
+from executor.metrics import NoMetrics
 
 from .harness import Call, Engine, ops
 
@@ -90,3 +92,16 @@ def test_tracing_off_imports_no_tracer() -> None:
                          env={"PATH": ""}, check=True,
                          cwd=pathlib.Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
+
+
+async def test_metrics_off(redis: Redis) -> None:
+    """`--no-metrics`: nothing is counted (no registry is even built) and /metrics is 404."""
+    engine = Engine(redis, metrics=False)
+    await engine.sync({"id": "f"})
+    (run_id,) = await engine.send()
+    await engine.run_until_idle()
+    assert (await engine.run(run_id))["status"] == "Completed"
+    metrics = engine.executor.operations.metrics
+    assert isinstance(metrics, NoMetrics) and not hasattr(metrics, "registry")
+    with pytest.raises(LookupError):
+        await metrics.render(redis, engine.clock())

@@ -13,7 +13,6 @@ Every POST form carries a CSRF token, checked in production mode (dev mode has n
 from __future__ import annotations
 
 import asyncio
-import datetime
 import pathlib
 import time
 import urllib.parse
@@ -26,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from executor import control
+from executor import control, times
 from executor import events as event_in
 from executor.auth import SESSION_COOKIE, SESSION_TTL_S
 from executor.read_model import RUN_STATUSES, RunQuery, parse_search
@@ -91,10 +90,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _parse_time(text: str) -> int:
     """A `datetime-local` value (or ISO 8601) in UTC, as unix ms."""
-    moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp() * 1000)
+    return times.parse_ms(text)
 
 
 def run_query(params: Mapping[str, str], now_ms: int

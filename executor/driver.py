@@ -13,11 +13,9 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-KNOWN_OPS = {
-    "steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep", "waitforevent",
-    "invokefunction", "runcomplete", "discoveryrequest", "aigateway", "gateway",
-    "waitforsignal", "stepnotfound", "none",
-}
+from inngest_like.wire import STEP_OPS, Opcode
+
+KNOWN_OPS = {op.value.lower() for op in Opcode}
 
 
 @dataclasses.dataclass
@@ -49,9 +47,7 @@ def _error(message: str, status: int | None = None, **kw: Any) -> CallError:
     return CallError(message, {"name": "Error", "message": message, "error": message}, status=status, **kw)
 
 
-# ops that act on one step and so must name it
-_STEP_OPS = {"steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep",
-             "waitforevent", "invokefunction", "aigateway", "gateway", "waitforsignal"}
+_STEP_OPS = {op.value.lower() for op in STEP_OPS}  # ops that act on one step: must name it
 
 
 def _op_problem(op: dict[str, Any]) -> str | None:

@@ -22,8 +22,7 @@ from ._errors import (
     StepUnexpectedError,
     _Interrupt,
 )
-
-DISCOVERY_STEP = "step"  # the stepId of a call that is not targeted at one step
+from .wire import DISCOVERY_STEP, Opcode
 
 
 def hash_step_id(user_id: str, index: int) -> str:
@@ -58,7 +57,7 @@ class StepInfo:
     index: int
     hashed: str
 
-    def op(self, opcode: str, **fields: Any) -> dict[str, Any]:
+    def op(self, opcode: Opcode, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.hashed,
             "op": opcode,
@@ -147,7 +146,7 @@ class Dispatch:
                 f"{self.target_step}; is the function deterministic?"
             )
         if self.in_parallel or self.disable_immediate_execution:
-            raise _Interrupt([info.op("StepPlanned")])
+            raise _Interrupt([info.op(Opcode.STEP_PLANNED)])
 
     def settle(self, info: StepInfo) -> bool:
         """After the new steps reached together have arrived: True if `info` may go on to
@@ -163,19 +162,19 @@ class Dispatch:
         if self.reported:
             return False
         self.reported = True
-        raise _Interrupt([a.op("StepPlanned") for a in self.arrivals])
+        raise _Interrupt([a.op(Opcode.STEP_PLANNED) for a in self.arrivals])
 
-    def report(self, info: StepInfo, opcode: str, **fields: Any) -> NoReturn:
+    def report(self, info: StepInfo, opcode: Opcode, **fields: Any) -> NoReturn:
         """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
         raise _Interrupt([info.op(opcode, **fields)])
 
     def ran(self, info: StepInfo, output: Any) -> NoReturn:
-        raise _Interrupt([info.op("StepRun", data=to_json(output))])
+        raise _Interrupt([info.op(Opcode.STEP_RUN, data=to_json(output))])
 
     def failed(self, info: StepInfo, exc: BaseException) -> NoReturn:
         body = error_body(exc)
         last = self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
         if isinstance(exc, NonRetriableError) or last:
-            raise _Interrupt([info.op("StepFailed", error=body)])
+            raise _Interrupt([info.op(Opcode.STEP_FAILED, error=body)])
         retry_after = exc.retry_after_header() if isinstance(exc, RetryAfterError) else None
-        raise _Interrupt([info.op("StepError", error=body)], retry_after=retry_after)
+        raise _Interrupt([info.op(Opcode.STEP_ERROR, error=body)], retry_after=retry_after)

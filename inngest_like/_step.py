@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from . import wire
 from ._engine import MISSING, Dispatch, StepInfo
 from ._errors import _Interrupt
 from ._event import Event
@@ -58,14 +59,6 @@ def render_duration(duration: Duration) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def _iso(moment: datetime.datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 def _events_of(
     first: str, events: Event | Sequence[Event] | None, data: dict[str, Any] | None
 ) -> tuple[str, list[Event]]:
@@ -97,14 +90,14 @@ class _StepBase:
         info = self._dispatch.begin(step_id)
         if self._dispatch.memo(info) is not MISSING:
             return
-        self._dispatch.report(info, "Sleep", name=_iso(until), opts={"until": _iso(until)})
+        self._dispatch.report(info, wire.Opcode.SLEEP, name=wire.rfc3339(until), opts={"until": wire.rfc3339(until)})
 
     def _sleep(self, step_id: str, duration: Duration) -> None:
         info = self._dispatch.begin(step_id)
         if self._dispatch.memo(info) is not MISSING:
             return
         rendered = render_duration(duration)
-        self._dispatch.report(info, "Sleep", name=rendered, opts={"duration": rendered})
+        self._dispatch.report(info, wire.Opcode.SLEEP, name=rendered, opts={"duration": rendered})
 
     def _wait_for_event(
         self, step_id: str, event: str, if_exp: str | None, timeout: Duration,
@@ -119,7 +112,7 @@ class _StepBase:
             opts["if"] = if_exp
         if lookback is not None:
             opts["lookback"] = render_duration(lookback)  # ours: Inngest has no lookback
-        self._dispatch.report(info, "WaitForEvent", name=event, opts=opts)
+        self._dispatch.report(info, wire.Opcode.WAIT_FOR_EVENT, name=event, opts=opts)
 
     def _invoke(
         self, step_id: str, function_id: str, data: dict[str, Any] | None, timeout: Duration | None
@@ -131,7 +124,7 @@ class _StepBase:
         opts: dict[str, Any] = {"function_id": function_id, "payload": {"data": data or {}}}
         if timeout is not None:
             opts["timeout"] = render_duration(timeout)
-        self._dispatch.report(info, "InvokeFunction", opts=opts)
+        self._dispatch.report(info, wire.Opcode.INVOKE_FUNCTION, opts=opts)
 
     def _memo_or_gate(self, step_id: str, handler: Callable[..., Any]) -> tuple[StepInfo, Any]:
         info = self._dispatch.begin(step_id)

@@ -40,7 +40,7 @@ async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterato
         client: Redis = fakeredis.FakeAsyncRedis()
     else:
         if real_redis is None:
-            pytest.skip("redis-server not installed")
+            pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
         client = Redis.from_url(real_redis.url)
         await client.flushdb()
     yield client

@@ -413,7 +413,7 @@ def test_view_helpers() -> None:
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server not installed")
+        pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
     server = RedisServer(tmp_path_factory.mktemp("readmodel"))
     server.start()
     yield server

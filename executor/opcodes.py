@@ -97,7 +97,7 @@ class Opcodes:
                 now + backoff.delay_ms(item.attempt, self.retry_interval_s))
             record = (StepRecord.of_op(op, "Retrying", attempts, now, now, error=error.error,
                                        retry_at=due) if op else None)
-            if not await self.state.retry(item, token, due, error.message, record):
+            if await self.state.retry(item, token, due, error.message, record) == 0:
                 log.warning("lease on %s lost before its retry was recorded", item.id)
             return
         record = StepRecord.of_op(op, "Failed", attempts, now, now, error=error.error) \

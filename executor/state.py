@@ -162,7 +162,9 @@ class RunState:
         due_ms: int,
         last_error: str,
         record: StepRecord | None = None,
-    ) -> bool:
+    ) -> int:
+        """Put the item back for its next attempt: 1 rescheduled, 0 lease lost, 3 the run
+        has ended (the item is dropped)."""
         again = dataclasses.replace(item, attempt=item.attempt + 1)
         ok = await self.scripts(
             "retry",
@@ -170,7 +172,7 @@ class RunState:
             [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
              encode(record)],
         )
-        return bool(ok)
+        return int(ok)
 
     async def finish(
         self,

@@ -17,6 +17,7 @@ from executor.ingest import INGEST_KEYS
 from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
 from executor.state import RunState
+from executor.step_record import StepRecord
 
 from ..procs import RedisServer
 
@@ -107,8 +108,8 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     queue, state = Queue(redis, scripts), RunState(redis, scripts)
     await _enqueue(redis, scripts)
     (item,), token, _ = await queue.lease(NOW, 1000, 10)
-    assert await state.retry(item, "stale", NOW + 100, "err") is False
-    assert await state.retry(item, token, NOW + 100, "err") is True
+    assert await state.retry(item, "stale", NOW + 100, "err") == 0
+    assert await state.retry(item, token, NOW + 100, "err") == 1
     (again,), token2, _ = await queue.lease(NOW + 100, 1000, 10)
     assert again.attempt == 1
     assert await state.finish(again, "stale", NOW, "Completed", 1) == 0
@@ -176,3 +177,112 @@ async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: 
     state = RunState(redis, scripts)
     assert await state.cancel("r1", NOW, {"message": "stop"}) == 1
     assert await redis.hget(pause_key, "r1:h") is None
+
+
+# -- the return codes the tests above leave out: every code of every script is pinned -------
+async def _leased(redis: Redis, scripts: Scripts, run_id: str = "r1") -> tuple[QueueItem, str]:
+    await _enqueue(redis, scripts, run_id)
+    items, token, _ = await Queue(redis, scripts).lease(NOW, 1000, 10)
+    return next(i for i in items if i.run_id == run_id), token
+
+
+def _record(step: str = "h") -> StepRecord:
+    return StepRecord(step, step, "StepRun", "Completed", 1, NOW, NOW)
+
+
+async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Redis) -> None:
+    """complete {3}, retry 3, plan -3, pause 3: a cancel landed while the call was in flight."""
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    for run_id, act in (
+        ("c", lambda item, token: state.complete(item, token, NOW, step_hash="h",
+                                                 memo=b'{"data":1}')),
+        ("r", lambda item, token: state.retry(item, token, NOW, "err")),
+        ("p", lambda item, token: state.plan(item, token, NOW, [("a", "call", NOW, "a")])),
+        ("w", lambda item, token: state.pause(item, token, NOW, pause_key=keys.pauses("x"),
+                                              pause={"id": "w:h"}, timeout_due=NOW + 1000,
+                                              record=_record())),
+    ):
+        item, token = await _leased(redis, scripts, run_id)
+        assert await state.cancel(run_id, NOW, {"message": "stop"}) == 1
+        out = await act(item, token)
+        code = out[0] if isinstance(out, tuple) else out
+        assert code in (3, -3), (run_id, out)
+        assert not await redis.hexists(keys.QUEUE_ITEMS, item.id)
+        assert await redis.hget(keys.run_memos(run_id), "h") is None
+        assert not await redis.hexists(keys.pauses("x"), "w:h")
+
+
+async def test_pause_and_resume_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    item, token = await _leased(redis, scripts)
+    pause = {"id": "r1:h", "run_id": "r1", "fn_id": "f", "step": "h"}
+    kw: dict[str, Any] = {"pause_key": keys.pauses("ev"), "pause": pause,
+                          "timeout_due": NOW + 1000, "record": _record()}
+    assert await state.pause(item, "stale", NOW, **kw) == 0
+    assert await state.pause(item, token, NOW, **kw) == 1
+    stored = orjson.loads(await redis.hget(keys.pauses("ev"), "r1:h"))
+    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 1
+    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 0  # once
+    # a pause of a run that ended meanwhile is consumed, nothing scheduled
+    item2, token2 = await _leased(redis, scripts, "r2")
+    pause2 = {**pause, "id": "r2:h", "run_id": "r2"}
+    assert await state.pause(item2, token2, NOW, **{**kw, "pause": pause2}) == 1
+    stored2 = orjson.loads(await redis.hget(keys.pauses("ev"), "r2:h"))
+    await redis.hset(keys.run("r2"), "status", "Cancelled")  # ended without its cleanup
+    assert await state.resume(keys.pauses("ev"), stored2, b"{}", NOW, _record()) == 2
+
+
+async def test_cancel_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts, "r1")
+    await _enqueue(redis, scripts, "r2")
+    await Queue(redis, scripts).lease(NOW, 1000, 1)  # r1's first item is leased: started
+    assert await state.cancel("r1", NOW, {"m": 1}, unless_started="r1:1") == 4
+    assert await redis.hget(keys.run("r1"), "status") == b"Running"
+    assert await state.cancel("r2", NOW, {"m": 1}, unless_started="r2:1") == 1
+    assert await state.cancel("r2", NOW, {"m": 1}) == 0  # not running any more
+    assert await state.cancel("nobody", NOW, {"m": 1}) == 0
+    assert await redis.zscore(keys.RUNS_RUNNING, "r2") is None
+
+
+async def test_checkpoint_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    steps = [("a", b'{"data":1}', _record("a")), ("b", b'{"data":2}', _record("b"))]
+    assert await state.checkpoint("r1", NOW, steps) == 2
+    assert await state.checkpoint("r1", NOW, steps) == 0  # first values kept
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"a", b"b"]
+    assert await state.checkpoint("nobody", NOW, steps) == -1
+
+
+async def test_strand_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 0  # has its item
+    await redis.hdel(keys.QUEUE_ITEMS, "r1:1")
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 1
+    assert await redis.hget(keys.run("r1"), "status") == b"Failed"
+    await redis.zadd(keys.RUNS_RUNNING, {"r1": NOW})  # a stale index entry
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 2
+    assert await redis.zscore(keys.RUNS_RUNNING, "r1") is None
+
+
+async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    item, token = await _leased(redis, scripts)
+    codes = []
+    for _ in range(4):  # discovery calls that report nothing new
+        code, leased, _ = await state.complete(
+            item, token, NOW, next_due=NOW, next_template=item.template(),
+            lease_expiry=NOW + 1000, max_idle_calls=2)
+        codes.append(code)
+        item = leased or item
+    assert codes == [1, 1, 4, 4]  # the third would be one too many: nothing written
+    assert await redis.hget(keys.run("r1"), "idle_calls") == b"2"
+    assert queue is not None

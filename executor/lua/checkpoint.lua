@@ -13,4 +13,7 @@ for i = 2, #ARGV, 3 do
     saved = saved + 1
   end
 end
+-- steps saved here are progress: the call that carries them may end with a DiscoveryRequest
+-- without counting toward complete.lua's cap on calls that make no progress
+if saved > 0 then redis.call('HSET', KEYS[1], 'idle_calls', 0) end
 return saved

@@ -285,4 +285,9 @@ async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
         item = leased or item
     assert codes == [1, 1, 4, 4]  # the third would be one too many: nothing written
     assert await redis.hget(keys.run("r1"), "idle_calls") == b"2"
-    assert queue is not None
+    # steps checkpointed during a call are progress: the count starts again
+    assert await state.checkpoint("r1", NOW, [("c", b'{"data":1}', _record("c"))]) == 1
+    code, _, _ = await state.complete(item, token, NOW, next_due=NOW,
+                                      next_template=item.template(), lease_expiry=NOW + 1000,
+                                      max_idle_calls=2)
+    assert code == 1 and queue is not None

@@ -169,7 +169,29 @@ class Dispatch:
         raise _Interrupt([info.op(opcode, **fields)])
 
     def ran(self, info: StepInfo, output: Any) -> NoReturn:
-        raise _Interrupt([info.op(Opcode.STEP_RUN, data=to_json(output))])
+        raise _Interrupt([self.run_op(info, output)])
+
+    def run_op(self, info: StepInfo, output: Any) -> dict[str, Any]:
+        return info.op(Opcode.STEP_RUN, data=to_json(output))
+
+    def may_checkpoint(self) -> bool:
+        """A step that just ran may be checkpointed (and the function go on in this request)
+        only in a discovery call outside a parallel group, as JS v4 does; a retried call
+        (attempt > 0) answers after its step so the next one starts at attempt 0."""
+        return (self.target_step == DISCOVERY_STEP and not self.in_parallel
+                and not self.disable_immediate_execution and self.attempt == 0)
+
+    def checkpointed(self, op: dict[str, Any],
+                     model: type[pydantic.BaseModel] | None) -> Any:
+        """A step was persisted mid-request: it is settled (the next step to arrive is a new
+        arrival, not its sibling), and the function goes on with the value a later replay
+        would give (JSON, or the pydantic model), so it sees the same either way."""
+        self.arrivals.clear()
+        self.reported = False
+        value = op.get("data")
+        if model is not None and value is not None:
+            return model.model_validate(value)
+        return value
 
     def failed(self, info: StepInfo, exc: BaseException) -> NoReturn:
         body = error_body(exc)

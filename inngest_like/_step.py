@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from . import wire
+from ._checkpoint import Checkpointer
 from ._engine import MISSING, Dispatch, StepInfo
 from ._errors import _Interrupt
 from ._event import Event
@@ -81,9 +82,11 @@ def _with_ids(events: list[Event], run_id: str, hashed_step: str) -> list[Event]
 
 
 class _StepBase:
-    def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any]) -> None:
+    def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any],
+                 checkpoint: Checkpointer | None = None) -> None:
         self._dispatch = dispatch
         self._send = send
+        self._checkpoint = checkpoint  # async functions only: the save is I/O
 
     # Non-run steps only ever replay a memo or report an opcode: no I/O, shared by both kinds.
     def _sleep_until(self, step_id: str, until: datetime.datetime) -> None:
@@ -159,6 +162,11 @@ class Step(_StepBase):
             raise
         except Exception as exc:
             self._dispatch.failed(info, exc)
+        if self._checkpoint is not None and dispatch.may_checkpoint():
+            op = dispatch.run_op(info, output)
+            if await self._checkpoint.save(op):
+                return dispatch.checkpointed(op, _return_model(handler))
+            raise _Interrupt([op])  # not persisted: the plain protocol saves it
         self._dispatch.ran(info, output)
 
     async def _settle(self, info: StepInfo) -> None:

@@ -126,7 +126,7 @@ def _timed(inner: ASGIApp) -> ASGIApp:
 
 fastapi_app = FastAPI(title="inngest_like benchmark app")
 inngest_like.fast_api.serve(
-    fastapi_app, client, [noop, noop0, three, three_limited, three_flow]
+    fastapi_app, client, [noop, noop0, big, three, three_limited, three_flow]
 )
 
 

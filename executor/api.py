@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import control
+from . import control, gql
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -71,12 +71,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             response: Response = await call_next(request)
             return response
         bearer = auth.bearer_ok(request.headers.get("authorization"))
-        if path.startswith(("/fn/", "/v0/")):
+        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
             if not bearer:
                 return _error(401, "a valid Authorization: Bearer <signing key> is required")
         elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
             pass
-        elif path.startswith("/v1/"):
+        elif path.startswith("/v1/") or path == gql.PATH:
             return _error(401, "log in, or send Authorization: Bearer <signing key>")
         else:
             return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
@@ -256,6 +256,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/v1/functions")
     async def list_functions() -> Response:
         return ORJSONResponse({"data": await executor.read.functions()})
+
+    app.include_router(gql.router(executor.read))  # POST /v0/gql, for tooling
 
     @app.get("/v0/runs/{run_id}/batch")
     async def run_batch(run_id: str) -> Response:

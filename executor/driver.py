@@ -40,6 +40,9 @@ class CallError:
     retriable: bool = True
     retry_after: str | None = None
     status: int | None = None
+    # the SDK's error body as sent (name, message, stack, code...): the run's output if this
+    # error fails the run; `error` is the normalized form the end events carry
+    body: dict[str, Any] | None = None
 
 
 Outcome = Completed | Ops | CallError
@@ -132,7 +135,8 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
         message = f"invalid status code: {status}" + (f": {text}" if text.strip() else "")
         error = {"error": f"invalid status code: {status}", "name": "Error", "message": message}
     retriable = not no_retry if no_retry_header is not None else True
-    return CallError(message, error, retriable, retry_after, status)
+    body_as_sent = parsed_error if from_sdk and isinstance(parsed_error, dict) else None
+    return CallError(message, error, retriable, retry_after, status, body_as_sent)
 
 
 class Driver:

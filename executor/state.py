@@ -174,7 +174,11 @@ class RunState:
         status: str,
         output: Any = None,
         record: dict[str, Any] | None = None,
+        *,
+        event_error: Any = None,
     ) -> int:
+        """End the run with `output`; a failed run's end events carry `event_error` when
+        given (the normalized error), else the output."""
         return int(
             await self.scripts(
                 "finish",
@@ -182,7 +186,8 @@ class RunState:
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
                  keys.QUEUE_READY, keys.QUEUE_WAKE],
                 [item.id, token, now_ms, status, orjson.dumps(output),
-                 orjson.dumps(record) if record else b""],
+                 orjson.dumps(record) if record else b"",
+                 b"" if event_error is None else orjson.dumps(event_error)],
             )
         )
 

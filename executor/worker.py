@@ -305,7 +305,8 @@ class Worker:
                 log.warning("lease on %s lost before its retry was recorded", item.id)
             return
         record = _record(op, "Failed", attempts, now, now, error=error.error) if op else None
-        await self._end(item, token, now, "Failed", error.error, record)
+        output = error.body if error.body is not None else error.error  # the SDK's, as sent
+        await self._end(item, token, now, "Failed", output, record, event_error=error.error)
 
     async def _next(
         self, item: QueueItem, token: str, now: int, *, op: dict[str, Any] | None = None,
@@ -416,9 +417,10 @@ class Worker:
         return None, None
 
     async def _end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
-                   record: dict[str, Any] | None = None) -> None:
+                   record: dict[str, Any] | None = None, *, event_error: Any = None) -> None:
         """End the run, then emit its end events (which on_failure and invoke wait for)."""
-        if await self.state.finish(item, token, now, status, output, record) == 1:
+        if await self.state.finish(item, token, now, status, output, record,
+                                   event_error=event_error) == 1:
             await self.ingest.run_ended(item.run_id)
 
     # -- waits, invokes and timers ---------------------------------------------------------

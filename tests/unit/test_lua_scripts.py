@@ -12,7 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from executor import keys
+from executor import keys, lifecycle
 from executor.queue import QUEUE_KEYS, Queue, QueueItem
 from executor.scripts import Scripts
 from executor.state import RunState
@@ -119,6 +119,27 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     fake = QueueItem(id="r1:x", run_id="r1", fn_id="f")
     assert await state.finish(fake, "", NOW, "Failed", 0) == 2
     assert await redis.hget(keys.run("r1"), "status") == b"Completed"
+
+
+async def test_finish_keeps_the_sdk_error_as_output_and_the_event_error_beside_it(
+        redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    sent = {"code": "step_unexpected", "name": "StepUnexpectedError", "message": "m",
+            "stack": None}
+    normalized = {"error": "invalid status code: 500", "name": "StepUnexpectedError",
+                  "message": "m", "stack": ""}
+    assert await state.finish(item, token, NOW, "Failed", sent, event_error=normalized) == 1
+    fields = await redis.hgetall(keys.run("r1"))
+    assert orjson.loads(fields[b"output"]) == sent
+    assert orjson.loads(fields[b"error"]) == normalized
+    # the end events carry the normalized error, as on_failure handlers expect
+    fields[b"events"] = fields[b"event"] = orjson.dumps({"name": "x", "data": {}})
+    fields[b"function_id"] = b"f"
+    finished, failed = lifecycle.end_events(fields, NOW)
+    assert finished.wire["data"]["error"] == failed.wire["data"]["error"] == normalized
 
 
 async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:

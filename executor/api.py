@@ -104,7 +104,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         now = executor.clock()
         body = await request.body()
         try:
-            incoming = event_in.parse_request(
+            incoming, problem = event_in.parse_batch(
                 body,
                 executor.settings.limits,
                 now,
@@ -112,8 +112,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             )
         except event_in.EventError as exc:
             return _error(400, str(exc), ids=[])
-        await executor.ingest.accept(incoming)
-        return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
+        if incoming:  # a batch's valid events before its first invalid one are accepted
+            await executor.ingest.accept(incoming)
+        ids = [e.internal_id for e in incoming]
+        if problem is not None:
+            return _error(400, str(problem), ids=ids)
+        return ORJSONResponse({"ids": ids, "status": 200})
 
     @app.post("/fn/register")
     async def register(request: Request) -> Response:

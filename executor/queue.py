@@ -24,9 +24,10 @@ class QueueItem:
     """One thing to do for run `run_id` of `fn_id`. Kind "call" calls the app, targeting
     `step_id` ("step" = discovery); the other kinds are handled without a call:
     "pause-timeout" (`ref` = "<pause hash key>|<pause id>"), "timeout-start",
-    "timeout-finish", "sleep" (a sleep inside a parallel group), and the follow-ups stored
-    with a pause: "emit-invoke" (send the invoke's event) and "scan-wait" (offer a new wait
-    the events that arrived while its call was in flight).
+    "timeout-finish", "sleep" (a sleep inside a parallel group), "pause" (start a wait or
+    invoke of a parallel group: `ref` holds its opcode), and the follow-ups stored with a
+    pause: "emit-invoke" (send the invoke's event) and "scan-wait" (offer a new wait the
+    events that arrived while its call was in flight). Only calls take concurrency slots.
     """
 
     id: str

@@ -226,7 +226,7 @@ class RunState:
             await self.scripts(
                 "resume",
                 [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
-                 keys.run_listeners(run_id)],
+                 keys.run_listeners(run_id), keys.run_pending(run_id)],
                 [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
                  orjson.dumps(record), template],
             )

@@ -28,6 +28,10 @@ log = logging.getLogger("inngest_like.executor")
 
 MAX_SLEEP_MS = 366 * 24 * 3600 * 1000
 MAX_STEPS = 1000  # Inngest's limit of ops per run: also stops an SDK that loops
+# what each opcode of a parallel group becomes: a targeted call (an AIGateway is made when
+# the SDK reports it for its own call), a timer, or a pause started by its own queue item
+GROUP_ITEM_KINDS = {"stepplanned": "call", "aigateway": "call", "sleep": "sleep",
+                    "waitforevent": "pause", "invokefunction": "pause"}
 _STEP_ID = re.compile(r"([?&])stepId=[^&]*")
 
 
@@ -383,9 +387,10 @@ class Worker:
     async def _plan(
         self, item: QueueItem, token: str, ops: list[dict[str, Any]], now: int
     ) -> tuple[None, None]:
-        """Several steps at once (a parallel group): each StepPlanned becomes its own targeted
-        call, each Sleep a timer; the run resumes when all are done (or each, racing)."""
-        odd = [op["op"] for op in ops if op["op"].lower() not in ("stepplanned", "sleep")]
+        """Several steps at once (a parallel group): each StepPlanned (or AIGateway) becomes
+        its own targeted call, each Sleep a timer, each WaitForEvent or InvokeFunction its own
+        pause; the run resumes when all are done (or each, racing)."""
+        odd = [op["op"] for op in ops if op["op"].lower() not in GROUP_ITEM_KINDS]
         if odd:
             await self._unsupported(item, token, now, f"{', '.join(odd)} inside a parallel group")
             return None, None
@@ -401,6 +406,10 @@ class Worker:
                     await self._unsupported(item, token, now, str(exc))
                     return None, None
                 planned.append((str(op["id"]), "sleep", wake, _name(op)))
+            elif GROUP_ITEM_KINDS[op["op"].lower()] == "pause":
+                # started by its own queue item, stored with the group (see _start_pause)
+                ref = orjson.dumps({"op": op, "started": now}).decode()
+                planned.append((str(op["id"]), "pause", now, ref))
             else:
                 planned.append((str(op["id"]), "call", now, _name(op)))
         race = any((op.get("opts") or {}).get("parallelMode") == "race" for op in ops)
@@ -519,7 +528,29 @@ class Worker:
                 return str(raw.decode())
         return None
 
+    async def _start_pause(self, item: QueueItem, token: str, now: int) -> None:
+        """A wait or invoke of a parallel group begins as if it had been reported alone, at
+        the time the group was reported (a wait matches the events since then)."""
+        spec = orjson.loads(item.ref)
+        op, started = spec["op"], int(spec["started"])
+        state = await self.state.load(item.run_id)
+        if state is None or state.status != "Running":
+            await self.state.finish(item, token, now, "")
+            return
+        try:
+            if op["op"].lower() == "invokefunction":
+                await self._invoke(item, token, op, started, now)
+            else:
+                await self._wait_for_event(item, token, state, op, started, now)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            message = f"cannot act on the SDK's answer: {exc.__class__.__name__}: {exc}"
+            await self._end(item, token, now, "Failed",
+                            {"name": "Error", "message": message, "error": message})
+
     async def _timer(self, item: QueueItem, token: str, now: int) -> None:
+        if item.kind == "pause":
+            await self._start_pause(item, token, now)  # pause.lua releases the item
+            return
         if item.kind == "emit-invoke":
             await self._emit_invoke(item, now)
             await self.state.finish(item, token, now, "")

@@ -3,6 +3,7 @@ in-memory fake otherwise (both when both are there)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -192,3 +193,79 @@ async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: 
     state = RunState(redis, scripts)
     assert await state.cancel("r1", NOW, {"message": "stop"}) is True
     assert await redis.hget(pause_key, "r1:h") is None
+
+
+async def test_group_pauses_resume_the_run_when_the_last_pending_step_ends(
+        redis: Redis) -> None:
+    """A wait of a parallel group: plan.lua stores a pause-start item, pause.lua parks it,
+    resume.lua schedules no discovery while a sibling is pending (code 1, nothing queued),
+    and the sibling's completion is the one that resumes the run."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    ref = orjson.dumps({"op": {"id": "w", "op": "WaitForEvent"}, "started": NOW}).decode()
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, ref)]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    assert by_step["w"].kind == "pause" and by_step["w"].ref == ref
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"),
+                             pause=pause, timeout_due=NOW + 60_000,
+                             record={"id": "w", "name": "w", "status": "Waiting"}) == 1
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b'{"name":"x"}', NOW,
+                              {"id": "w", "name": "w", "status": "Completed"}) == 1
+    assert await redis.smembers(keys.run_pending("r1")) == {b"a"}
+    assert (await queue.lease(NOW, 1000, 10))[0] == []  # no discovery while `a` is pending
+    code, nxt, _ = await state.complete(
+        by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert code == 1 and nxt is not None and nxt.step_id == "step"
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"w", b"a"]
+
+
+async def test_a_group_wait_resumed_last_schedules_the_discovery(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    await redis.hset(keys.run("r1"), "version", "2")
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, "{}")]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    await state.complete(by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}',
+                         next_due=NOW, next_template=item.template())
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"), pause=pause,
+                      timeout_due=NOW + 60_000, record={"id": "w", "name": "w"})
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b"null", NOW,
+                              {"id": "w", "name": "w"}) == 1
+    (discovery,), _, _ = await queue.lease(NOW, 1000, 10)
+    assert discovery.step_id == "step" and discovery.kind == "call"
+    assert await redis.hget(keys.run("r1"), "disable_immediate") == b"0"  # version 2
+
+
+async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
+    """Timers and pause starts carry the run's slots for the call after them, but take none:
+    a full key holds back calls only."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    slot = {"key": "il:conc:test", "wait": "il:conc-wait:test", "limit": 1, "label": "full"}
+    await redis.zadd(slot["key"], {"someone-else": NOW + 60_000})  # the key is full
+    held = dataclasses.replace(item, ck=[slot])
+    assert await state.plan(held, token, NOW, [("s", "sleep", NOW, "s"),
+                                               ("w", "pause", NOW, "{}"),
+                                               ("a", "call", NOW, "a")]) == 3
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    assert sorted(i.kind for i in leased) == ["pause", "sleep"]  # the call waits for the key
+    assert all(i.ck == [slot] for i in leased)  # kept for the discovery that follows them
+    assert await redis.zcard(slot["wait"]) == 1
+    sleep = next(i for i in leased if i.kind == "sleep")
+    await state.complete(sleep, token2, NOW, step_hash="s", memo=b"null")
+    assert await redis.zcard(slot["wait"]) == 1  # releasing a timer frees no one

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from . import backoff, durations, keys
+from . import ai_gateway, backoff, durations, keys
 from .clock import Clock, system_ms
 from .driver import CallError, Completed, Driver, Ops, Outcome
 from .ingest import INVOKED, Ingest, internal_event
@@ -121,7 +121,9 @@ class Worker:
         slots: int = 64,
         lease_ms: int = 20_000,
         retry_interval_s: float | None = None,
+        gateway: ai_gateway.AIGateway | None = None,
     ) -> None:
+        self.gateway = gateway or ai_gateway.AIGateway()  # step.ai.infer's provider calls
         self.queue = queue
         self.state = state
         self.registry = registry
@@ -382,6 +384,8 @@ class Worker:
         if kind == "invokefunction":
             await self._invoke(item, token, op, started, now)
             return None, None
+        if kind == "aigateway":
+            return await ai_gateway.infer(self, item, token, op, started)
         return await self._unsupported(item, token, now, f"the {op['op']} opcode")
 
     async def _plan(

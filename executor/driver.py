@@ -70,6 +70,22 @@ def _op_problem(op: dict[str, Any]) -> str | None:
     for field in ("displayName", "name"):
         if op.get(field) is not None and not isinstance(op[field], str):
             return f"'{field}' must be a string"
+    return _pause_problem(op)
+
+
+def _pause_problem(op: dict[str, Any]) -> str | None:
+    """What a wait or an invoke lacks to become a pause (alone or in a parallel group)."""
+    kind, opts = op["op"].lower(), op.get("opts") or {}
+    if kind == "waitforevent" and not isinstance(opts.get("event") or op.get("name"), str):
+        return "'opts.event' (or 'name') must be the name of the event to wait for"
+    if kind == "invokefunction":
+        if not isinstance(opts.get("function_id"), str) or not opts["function_id"]:
+            return "'opts.function_id' must be the id of the function to invoke"
+        payload = opts.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            return "'opts.payload' must be an object"
+        if isinstance(payload, dict) and not isinstance(payload.get("data") or {}, dict):
+            return "'opts.payload.data' must be an object"
     return None
 
 

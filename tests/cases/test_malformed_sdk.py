@@ -24,6 +24,8 @@ BAD = {
     "bad-unknown-op": ("bad/unknown-op", ["unknown op", "TeleportStep"]),
     "bad-no-header": ("bad/no-header", ["X-Inngest-SDK", "not an Inngest SDK"]),
     "bad-html-502": ("bad/html-502", ["invalid status code: 502", "Bad Gateway"]),
+    "bad-group-invoke": ("bad/group-invoke", ["InvokeFunction", "opts.payload"]),
+    "bad-ai-url": ("bad/ai-url", ["AIGateway", "opts.url", "http(s)"]),
 }
 
 

@@ -295,6 +295,12 @@ def test_retry_after_unreadable_is_none(value: str | None) -> None:
     (b'[{"op": "WaitForEvent", "name": "a/b"}]', "'id' must be a non-empty string"),
     (b'[{"op": "Sleep", "id": "h", "opts": "1s"}]', "'opts' must be an object"),
     (b'[{"op": "StepRun", "data": 1}]', "'id' must be a non-empty string"),
+    (b'[{"op": "WaitForEvent", "id": "h", "opts": {"timeout": "1s"}}]', "'opts.event'"),
+    (b'[{"op": "InvokeFunction", "id": "h", "opts": {}}]', "'opts.function_id'"),
+    (b'[{"op": "InvokeFunction", "id": "h", "opts": {"function_id": "f", "payload": 1}}]',
+     "'opts.payload' must be an object"),
+    (b'[{"op": "StepPlanned", "id": "a"}, {"op": "InvokeFunction", "id": "h", "opts": '
+     b'{"function_id": "f", "payload": {"data": [1]}}}]', "'opts.payload.data'"),
 ])
 def test_206_op_shapes_the_worker_relies_on(body: bytes, problem: str) -> None:
     """Ops the worker could not act on fail the attempt here, with a readable message

@@ -22,7 +22,6 @@ from fastapi.responses import Response
 from graphql import (
     ExecutionResult,
     GraphQLError,
-    GraphQLResolveInfo,
     build_schema,
     execute,
     parse,
@@ -32,6 +31,7 @@ from graphql import (
 from .read_model import ReadModel
 
 PATH = "/v0/gql"
+Info = Any  # graphql-core's GraphQLResolveInfo, generic from 3.3 on: the resolvers ignore it
 
 SDL = '''
 "RFC 3339 time"
@@ -184,7 +184,7 @@ class Root:
     def __init__(self, read: ReadModel) -> None:
         self.read = read
 
-    async def run(self, info: GraphQLResolveInfo, runID: str) -> dict[str, Any] | None:
+    async def run(self, info: Info, runID: str) -> dict[str, Any] | None:
         found = await self.read.run(runID)
         if found is None:
             return None
@@ -195,19 +195,19 @@ class Root:
         status = _RUN_STATUS.get(run["status"], "RUNNING")
         ended = status != "RUNNING"
 
-        async def trigger(info: GraphQLResolveInfo) -> Any:
+        async def trigger(info: Info) -> Any:
             return await self.runTrigger(info, run_id)
 
-        async def event_name(info: GraphQLResolveInfo) -> Any:
+        async def event_name(info: Info) -> Any:
             return (await trigger(info))["eventName"]
 
-        async def trigger_ids(info: GraphQLResolveInfo) -> Any:
+        async def trigger_ids(info: Info) -> Any:
             return (await trigger(info))["IDs"]
 
-        async def is_batch(info: GraphQLResolveInfo) -> Any:
+        async def is_batch(info: Info) -> Any:
             return (await trigger(info))["isBatch"]
 
-        async def trace(info: GraphQLResolveInfo) -> dict[str, Any]:
+        async def trace(info: Info) -> dict[str, Any]:
             steps = await self.read.steps(run_id) or []
             return {
                 "runID": run_id, "spanID": run_id, "traceID": run_id,
@@ -254,7 +254,7 @@ class Root:
             "stepID": hashed, "isRoot": False, "parentSpanID": run_id,
         }
 
-    async def runTrigger(self, info: GraphQLResolveInfo, runID: str) -> dict[str, Any]:
+    async def runTrigger(self, info: Info, runID: str) -> dict[str, Any]:
         batch = await self.read.run_batch(runID)
         if batch is None:
             raise GraphQLError(f"run {runID} not found")
@@ -274,7 +274,7 @@ class Root:
             "cron": cron,
         }
 
-    async def runTraceSpanOutputByID(self, info: GraphQLResolveInfo,
+    async def runTraceSpanOutputByID(self, info: Info,
                                      outputID: str) -> dict[str, Any]:
         run_id, _, step_hash = outputID.partition(":")
         if not step_hash:
@@ -294,14 +294,14 @@ class Root:
         # unwrapped memos: a sleep (null) or the event that ended a wait
         return {"input": None, "data": None if memo is None else _json(memo), "error": None}
 
-    async def event(self, info: GraphQLResolveInfo, query: dict[str, Any]) -> Any:
+    async def event(self, info: Info, query: dict[str, Any]) -> Any:
         event_id = str(query["eventId"])
         found = await self.read.event(event_id)
         if found is None:
             return None
         read = self.read
 
-        async def function_runs(info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+        async def function_runs(info: Info) -> list[dict[str, Any]]:
             runs = await read.event_runs(event_id)
             return [{
                 "id": r["run_id"], "functionID": r["function_id"], "eventID": event_id,
@@ -310,7 +310,7 @@ class Root:
                 "startedAt": r["run_started_at"], "finishedAt": r["ended_at"],
             } for r in runs if r["status"] != "Skipped"]
 
-        async def total_runs(info: GraphQLResolveInfo) -> int:
+        async def total_runs(info: Info) -> int:
             return len(await function_runs(info))
 
         return {

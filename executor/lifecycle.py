@@ -45,6 +45,10 @@ def end_events(fields: dict[bytes, bytes], now_ms: int) -> list[Any]:
         data["correlation_id"] = correlation
     if status == "Completed":
         data["result"] = output
+    elif fields.get(b"error"):
+        # the output is the SDK's error body as sent; the events keep the normalized error
+        # ({error, name, message, stack}) that on_failure handlers and invokers expect
+        data["error"] = orjson.loads(fields[b"error"])
     else:
         data["error"] = output
     events = [internal_event(FINISHED, data, f"{run_id}-finished", now_ms)]

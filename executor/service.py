@@ -110,6 +110,7 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.driver.close()
+        await self.worker.opcodes.gateway.close()
 
     async def sync_app(self, url: str) -> str | None:
         """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""

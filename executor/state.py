@@ -182,16 +182,20 @@ class RunState:
         status: str,
         output: Any = None,
         record: StepRecord | None = None,
+        *,
+        event_error: Any = None,
     ) -> int:
         """End the run with `status` and drop the item; 1 ended, 2 the run had ended
-        already, 0 lease lost."""
+        already, 0 lease lost. A failed run's end events carry `event_error` when given
+        (the normalized error), else the output (the SDK's error body as sent)."""
         return int(
             await self.scripts(
                 "finish",
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
                  keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING],
-                [item.id, token, now_ms, status, orjson.dumps(output), encode(record)],
+                [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
+                 b"" if event_error is None else orjson.dumps(event_error)],
             )
         )
 
@@ -234,7 +238,7 @@ class RunState:
             await self.scripts(
                 "resume",
                 [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
-                 keys.run_listeners(run_id)],
+                 keys.run_listeners(run_id), keys.run_pending(run_id)],
                 [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
                  record.to_json(), template],
             )

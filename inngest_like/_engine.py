@@ -100,6 +100,9 @@ class Dispatch:
         # asyncio.gather of steps: the new steps reached together, and whether they were
         # reported; the Step API fills these in, the engine only decides
         self.arrivals: list[StepInfo] = []
+        # the opcode each arrival is reported with in a group: StepPlanned for a step.run,
+        # its own opcode for a sleep, wait or invoke
+        self.arrival_ops: dict[str, dict[str, Any]] = {}
         self.reported = False
         self.parked: list[Any] = []  # tasks waiting for the call to end, cancelled after it
 
@@ -162,10 +165,19 @@ class Dispatch:
         if self.reported:
             return False
         self.reported = True
-        raise _Interrupt([a.op(Opcode.STEP_PLANNED) for a in self.arrivals])
+        raise _Interrupt([self.arrival_ops.get(a.hashed) or a.op(Opcode.STEP_PLANNED)
+                          for a in self.arrivals])
 
     def report(self, info: StepInfo, opcode: Opcode, **fields: Any) -> NoReturn:
-        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
+        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction). While the
+        executor targets another step, a sibling in a group is skipped, like a step.run."""
+        if self.target_step not in (DISCOVERY_STEP, info.hashed):
+            if self.in_parallel:
+                raise _Interrupt([])
+            raise StepUnexpectedError(
+                f"step {info.user_id!r} was reached while the executor targeted step "
+                f"{self.target_step}; is the function deterministic?"
+            )
         raise _Interrupt([info.op(opcode, **fields)])
 
     def ran(self, info: StepInfo, output: Any) -> NoReturn:

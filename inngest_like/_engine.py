@@ -199,6 +199,7 @@ class Dispatch:
         arrival, not its sibling), and the function goes on with the value a later replay
         would give (JSON, or the pydantic model), so it sees the same either way."""
         self.arrivals.clear()
+        self.arrival_ops.clear()
         self.reported = False
         value = op.get("data")
         if model is not None and value is not None:

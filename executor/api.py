@@ -218,7 +218,13 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                 return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
             record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
             saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
-        if await executor.state.checkpoint(run_id, now, saved) < 0:
+        code = await executor.state.checkpoint(
+            run_id, now, saved, item_id=str(body.get("qi_id") or ""),
+            generation=str(body.get("generation_id") or ""))
+        if code == -2:
+            return _error(409, "generation_id: this call no longer holds its lease; answer "
+                               "the call instead (its outcome will be dropped)")
+        if code < 0:
             return _error(404, f"run {run_id} is not running")
         return ORJSONResponse({"status": 200})
 

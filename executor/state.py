@@ -245,15 +245,17 @@ class RunState:
         )
 
     async def checkpoint(self, run_id: str, now_ms: int,
-                         steps: list[tuple[str, bytes, StepRecord]]) -> int:
-        """Save checkpointed steps (hash, memo, record); -1 when the run is not running."""
-        args: list[Any] = [now_ms]
+                         steps: list[tuple[str, bytes, StepRecord]], *,
+                         item_id: str = "", generation: str = "") -> int:
+        """Save checkpointed steps (hash, memo, record); -1 when the run is not running, -2
+        when the call (`item_id`, `generation`) no longer holds its lease."""
+        args: list[Any] = [now_ms, item_id, generation]
         for hashed, memo, record in steps:
             args += [hashed, memo, record.to_json()]
         return int(await self.scripts(
             "checkpoint",
             [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
-             keys.run_steps(run_id)],
+             keys.run_steps(run_id), keys.QUEUE_LEASES],
             args,
         ))
 

@@ -193,7 +193,10 @@ class Worker:
                 url,
                 body,
                 {"Content-Type": "application/json", "X-Inngest-Req-Version": "2",
-                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id, **signature},
+                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id,
+                 # checkpoints of this call name it by its lease (checkpoint.lua)
+                 "X-Inngest-Generation-Id": token,
+                 **signature},
             )
         finally:
             renewer.cancel()

@@ -59,12 +59,15 @@ class Sessions:
 class Checkpointer:
     """The checkpoints of one call request."""
 
-    def __init__(self, client: Inngest, sessions: Sessions, ctx: dict[str, Any]) -> None:
+    def __init__(self, client: Inngest, sessions: Sessions, ctx: dict[str, Any],
+                 generation: str = "") -> None:
         self.client = client
         self.sessions = sessions
         self.run_id = str(ctx["run_id"])
+        # the queue item and its lease's generation: the executor refuses checkpoints of a
+        # call that lost its lease (another call of the run may have begun)
         self.body = {"run_id": self.run_id, "fn_id": str(ctx.get("fn_id") or ""),
-                     "qi_id": str(ctx.get("qi_id") or "")}
+                     "qi_id": str(ctx.get("qi_id") or ""), "generation_id": generation}
         self.deadline = time.monotonic() + MAX_RUNTIME_S
 
     async def save(self, op: dict[str, Any]) -> bool:

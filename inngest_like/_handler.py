@@ -217,7 +217,8 @@ class Handler:
         )
         step: Step | StepSync
         if fn.is_async:
-            checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in)
+            checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
+                                       request.headers.get("x-inngest-generation-id", ""))
                           if self.client.checkpointing and ctx_in.get("fn_id") and run_id
                           else None)
             step = Step(dispatch, self.client.send, checkpoint)

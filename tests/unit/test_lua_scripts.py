@@ -279,6 +279,15 @@ async def test_checkpoint_codes(redis: Redis) -> None:
     assert await state.checkpoint("r1", NOW, steps) == 0  # first values kept
     assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"a", b"b"]
     assert await state.checkpoint("nobody", NOW, steps) == -1
+    # a checkpoint names its call: refused once that call no longer holds its lease
+    item, token = await _leased(redis, scripts, "r9")
+    generation = token
+    more = [("c", b'{"data":3}', _record("c"))]
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation="0" * 40) == -2
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation=generation) == 1
+    assert await Queue(redis, scripts).reap(NOW + 10_000) >= 1  # the lease expired
+    assert await state.checkpoint("r9", NOW, [("d", b"1", _record("d"))], item_id=item.id,
+                                  generation=generation) == -2
 
 
 async def test_strand_codes(redis: Redis) -> None:

@@ -13,6 +13,7 @@ possible so that the clients' own costs show.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,7 +32,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SERVE_PATH = "/api/inngest"
 
-client = inngest.Inngest(app_id="bench")
+# BENCH_CHECKPOINTING=0 serves the same functions without checkpointing (one call per step),
+# so a benchmark can show both in one run
+client = inngest.Inngest(app_id="bench",
+                         checkpointing=os.environ.get("BENCH_CHECKPOINTING", "1") != "0")
 
 
 @client.create_function(fn_id="noop", trigger=inngest.TriggerEvent(event="bench/noop"), retries=0)
@@ -39,6 +43,15 @@ async def noop(ctx: inngest.Context, step: inngest.Step) -> int:
     n = int(ctx.event.data.get("n", 1))
     for i in range(n):
         await step.run(f"s{i}", lambda i=i: i)
+    return n
+
+
+@client.create_function(fn_id="big", trigger=inngest.TriggerEvent(event="bench/big"), retries=0)
+async def big(ctx: inngest.Context, step: inngest.Step) -> int:
+    """`n` steps that each return `size` bytes: the state a long LLM agent accumulates."""
+    n, size = int(ctx.event.data.get("n", 1)), int(ctx.event.data.get("size", 10_240))
+    for i in range(n):
+        await step.run(f"s{i}", lambda i=i: f"{i:08d}" + "x" * (size - 8))
     return n
 
 
@@ -113,7 +126,7 @@ def _timed(inner: ASGIApp) -> ASGIApp:
 
 fastapi_app = FastAPI(title="inngest_like benchmark app")
 inngest_like.fast_api.serve(
-    fastapi_app, client, [noop, noop0, three, three_limited, three_flow]
+    fastapi_app, client, [noop, noop0, big, three, three_limited, three_flow]
 )
 
 

@@ -8,10 +8,11 @@ is built in Python, so nothing user-supplied can bypass escaping.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from typing import Any
 
 import orjson
+
+from executor import times
 
 PREVIEW_CHARS = 4000  # a step output / error shown inline; the rest behind "see all"
 
@@ -37,17 +38,11 @@ def duration(ms: int | float | None) -> str:
 
 def clock(ms: int | None) -> str:
     """A UTC time as `2024-05-01 12:00:03`."""
-    if not ms:
-        return ""
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return times.display(ms) if ms else ""
 
 
 def iso(ms: int | None) -> str:
-    if not ms:
-        return ""
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return times.rfc3339(ms) if ms else ""
 
 
 def size(n: int | None) -> str:

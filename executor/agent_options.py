@@ -127,6 +127,9 @@ def step_limits(ops: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for op in ops:
         opts = op.get("opts")
+        # only a planned step's opts are its limits (a wait's `timeout` is something else)
+        if wire.Opcode.parse(op.get("op")) is not wire.Opcode.STEP_PLANNED:
+            continue
         if not isinstance(opts, dict) or not op.get("id"):
             continue
         limits = StepLimits(step_name(op), _opt_ms(opts, wire.TIMEOUT_OPT),

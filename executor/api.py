@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import control, ops_routes
+from . import control, gql, ops_routes
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -72,12 +72,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             response: Response = await call_next(request)
             return response
         bearer = auth.bearer_ok(request.headers.get("authorization"))
-        if path.startswith(("/fn/", "/v0/")):
+        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
             if not bearer:
                 return _error(401, "a valid Authorization: Bearer <signing key> is required")
         elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
             pass
-        elif path.startswith("/v1/"):
+        elif path.startswith("/v1/") or path == gql.PATH:
             return _error(401, "log in, or send Authorization: Bearer <signing key>")
         else:
             return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
@@ -105,7 +105,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         now = executor.clock()
         body = await request.body()
         try:
-            incoming = event_in.parse_request(
+            incoming, problem = event_in.parse_batch(
                 body,
                 executor.settings.limits,
                 now,
@@ -113,8 +113,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             )
         except event_in.EventError as exc:
             return _error(400, str(exc), ids=[])
-        await executor.ingest.accept(incoming)
-        return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
+        if incoming:  # a batch's valid events before its first invalid one are accepted
+            await executor.ingest.accept(incoming)
+        ids = [e.internal_id for e in incoming]
+        if problem is not None:
+            return _error(400, str(problem), ids=ids)
+        return ORJSONResponse({"ids": ids, "status": 200})
 
     @app.post("/fn/register")
     async def register(request: Request) -> Response:
@@ -214,7 +218,13 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                 return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
             record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
             saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
-        if await executor.state.checkpoint(run_id, now, saved) < 0:
+        code = await executor.state.checkpoint(
+            run_id, now, saved, item_id=str(body.get("qi_id") or ""),
+            generation=str(body.get("generation_id") or ""))
+        if code == -2:
+            return _error(409, "generation_id: this call no longer holds its lease; answer "
+                               "the call instead (its outcome will be dropped)")
+        if code < 0:
             return _error(404, f"run {run_id} is not running")
         return ORJSONResponse({"status": 200})
 
@@ -256,6 +266,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def list_functions() -> Response:
         return ORJSONResponse({"data": await executor.read.functions()})
 
+    app.include_router(gql.router(executor.read))  # POST /v0/gql, for tooling
     ops_routes.mount(app, executor)  # heartbeats, function usage, /metrics
 
     @app.get("/v0/runs/{run_id}/batch")

@@ -6,6 +6,8 @@ import datetime
 import email.utils
 import random
 
+from . import times
+
 # Inngest's table: wait after the k-th failure (0-based), then 2 h for every later one.
 TABLE_S = (15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200)
 JITTER_S = 30
@@ -31,14 +33,14 @@ def retry_after_ms(value: str | None, now_ms: int) -> int | None:
         due = now_ms + int(value) * 1000
     else:
         try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            due = times.parse_ms(value)
         except ValueError:
             try:
                 moment = email.utils.parsedate_to_datetime(value)
             except (TypeError, ValueError):
                 return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        due = int(moment.timestamp() * 1000)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.UTC)
+            due = int(moment.timestamp() * 1000)
     lo, hi = now_ms + RETRY_AFTER_MIN_S * 1000, now_ms + RETRY_AFTER_MAX_S * 1000
     return max(lo, min(hi, due))

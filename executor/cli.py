@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="seconds between re-syncs of -u apps")
         cmd.add_argument("--data-dir", default=".inngest-like",
                          help="embedded redis-server data folder (dev without --redis-url)")
-        cmd.add_argument("--max-event-bytes", type=int, default=512 * 1024)
+        cmd.add_argument("--max-event-bytes", type=int, default=None,
+                         help="per event (default: 3 MiB in dev, 512 KiB in production)")
         cmd.add_argument("--no-worker", action="store_true", help="serve the API only")
         cmd.add_argument("--signing-key", default=None,
                          help="signs calls, guards the API (default: $INNGEST_SIGNING_KEY)")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         call_timeout_s=args.call_timeout,
         slots=args.workers,
         poll_interval_s=args.poll_interval,
-        limits=Limits(max_event_bytes=args.max_event_bytes),
+        limits=Limits.for_mode(args.command != "dev", args.max_event_bytes),
         run_worker=not args.no_worker,
         signing_key=signing_key,
         signing_key_fallback=(args.signing_key_fallback

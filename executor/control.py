@@ -7,13 +7,12 @@ Both go through the same paths as everything else: a rerun is a new run started 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from ulid import ULID
 
-from . import expressions, keys
+from . import expressions, keys, times
 from .events import IncomingEvent
 
 if TYPE_CHECKING:
@@ -87,12 +86,9 @@ def _time_ms(body: dict[str, Any], field: str, default: int) -> int:
         return value
     if isinstance(value, str):
         try:
-            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return times.parse_ms(value)
         except ValueError:
             raise ValueError(f"{field}: must be RFC 3339 time or unix ms") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        return int(moment.timestamp() * 1000)
     raise ValueError(f"{field}: must be RFC 3339 time or unix ms")
 
 

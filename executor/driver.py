@@ -13,11 +13,9 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-KNOWN_OPS = {
-    "steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep", "waitforevent",
-    "invokefunction", "runcomplete", "discoveryrequest", "aigateway", "gateway",
-    "waitforsignal", "stepnotfound", "none",
-}
+from inngest_like.wire import STEP_OPS, Opcode
+
+KNOWN_OPS = {op.value.lower() for op in Opcode}
 
 
 @dataclasses.dataclass
@@ -40,6 +38,9 @@ class CallError:
     retriable: bool = True
     retry_after: str | None = None
     status: int | None = None
+    # the SDK's error body as sent (name, message, stack, code...): the run's output if this
+    # error fails the run; `error` is the normalized form the end events carry
+    body: dict[str, Any] | None = None
 
 
 Outcome = Completed | Ops | CallError
@@ -49,9 +50,7 @@ def _error(message: str, status: int | None = None, **kw: Any) -> CallError:
     return CallError(message, {"name": "Error", "message": message, "error": message}, status=status, **kw)
 
 
-# ops that act on one step and so must name it
-_STEP_OPS = {"steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep",
-             "waitforevent", "invokefunction", "aigateway", "gateway", "waitforsignal"}
+_STEP_OPS = {op.value.lower() for op in STEP_OPS}  # ops that act on one step: must name it
 
 
 def _op_problem(op: dict[str, Any]) -> str | None:
@@ -67,6 +66,22 @@ def _op_problem(op: dict[str, Any]) -> str | None:
     for field in ("displayName", "name"):
         if op.get(field) is not None and not isinstance(op[field], str):
             return f"'{field}' must be a string"
+    return _pause_problem(op)
+
+
+def _pause_problem(op: dict[str, Any]) -> str | None:
+    """What a wait or an invoke lacks to become a pause (alone or in a parallel group)."""
+    kind, opts = op["op"].lower(), op.get("opts") or {}
+    if kind == "waitforevent" and not isinstance(opts.get("event") or op.get("name"), str):
+        return "'opts.event' (or 'name') must be the name of the event to wait for"
+    if kind == "invokefunction":
+        if not isinstance(opts.get("function_id"), str) or not opts["function_id"]:
+            return "'opts.function_id' must be the id of the function to invoke"
+        payload = opts.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            return "'opts.payload' must be an object"
+        if isinstance(payload, dict) and not isinstance(payload.get("data") or {}, dict):
+            return "'opts.payload.data' must be an object"
     return None
 
 
@@ -132,7 +147,8 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
         message = f"invalid status code: {status}" + (f": {text}" if text.strip() else "")
         error = {"error": f"invalid status code: {status}", "name": "Error", "message": message}
     retriable = not no_retry if no_retry_header is not None else True
-    return CallError(message, error, retriable, retry_after, status)
+    body_as_sent = parsed_error if from_sdk and isinstance(parsed_error, dict) else None
+    return CallError(message, error, retriable, retry_after, status, body_as_sent)
 
 
 class Driver:

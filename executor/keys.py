@@ -73,7 +73,8 @@ RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}
 
 
 def run(run_id: str) -> str:
-    """Hash: run metadata (function, status, output, times, events, version, seq)."""
+    """Hash: run metadata (function, status, output, times, events, version, seq; `error`:
+    a failed run's normalized error for its end events, beside the SDK's body in `output`)."""
     return f"{RUN_PREFIX}{run_id}}}"
 
 

@@ -128,6 +128,7 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.driver.close()
+        await self.worker.opcodes.gateway.close()
         self.operations.shutdown()  # flushes spans not yet exported
 
     async def sync_app(self, url: str) -> str | None:

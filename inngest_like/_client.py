@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from . import signing
+from ._checkpoint import Sessions
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
 from ._function import (
@@ -84,6 +85,7 @@ class Inngest:
         api_base_url: str | None = None,
         event_api_base_url: str | None = None,
         logger: logging.Logger | None = None,
+        checkpointing: bool = True,
     ) -> None:
         if not app_id:
             raise ConfigError("Inngest: app_id must be a non-empty string")
@@ -118,6 +120,10 @@ class Inngest:
         )
         self.logger = logger or logging.getLogger("inngest_like")
         self.functions: dict[str, Function] = {}
+        # consecutive steps of an async function run in one request, each persisted through
+        # the executor's checkpoint API (see _checkpoint.py); False: one call per step
+        self.checkpointing = checkpointing
+        self.checkpoint_sessions = Sessions()
 
     def create_function(
         self,

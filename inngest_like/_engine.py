@@ -23,8 +23,7 @@ from ._errors import (
     StepUnexpectedError,
     _Interrupt,
 )
-
-DISCOVERY_STEP = "step"  # the stepId of a call that is not targeted at one step
+from .wire import DISCOVERY_STEP, Opcode
 
 
 def hash_step_id(user_id: str, index: int) -> str:
@@ -62,7 +61,7 @@ class StepInfo:
     # "heartbeatTimeout": "10s"}): such a step is planned, so its call is made knowing them
     limits: dict[str, str] | None = None
 
-    def op(self, opcode: str, **fields: Any) -> dict[str, Any]:
+    def op(self, opcode: Opcode, **fields: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.hashed,
             "op": opcode,
@@ -75,7 +74,7 @@ class StepInfo:
 
     def planned(self) -> dict[str, Any]:
         """The StepPlanned op of this step (with its limits as `opts`, if any)."""
-        return self.op("StepPlanned", **({"opts": self.limits} if self.limits else {}))
+        return self.op(Opcode.STEP_PLANNED, **({"opts": self.limits} if self.limits else {}))
 
 
 class _Missing:
@@ -112,6 +111,9 @@ class Dispatch:
         # asyncio.gather of steps: the new steps reached together, and whether they were
         # reported; the Step API fills these in, the engine only decides
         self.arrivals: list[StepInfo] = []
+        # the opcode each arrival is reported with in a group: StepPlanned for a step.run,
+        # its own opcode for a sleep, wait or invoke
+        self.arrival_ops: dict[str, dict[str, Any]] = {}
         self.reported = False
         self.parked: list[Any] = []  # tasks waiting for the call to end, cancelled after it
 
@@ -182,16 +184,49 @@ class Dispatch:
         if self.reported:
             return False
         self.reported = True
-        raise _Interrupt([a.planned() for a in self.arrivals])
+        raise _Interrupt([self.arrival_ops.get(a.hashed) or a.planned()
+                          for a in self.arrivals])
 
-    def report(self, info: StepInfo, opcode: str, **fields: Any) -> NoReturn:
-        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
+    def report(self, info: StepInfo, opcode: Opcode, **fields: Any) -> NoReturn:
+        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction). While the
+        executor targets another step, a sibling in a group is skipped, like a step.run."""
+        if self.target_step not in (DISCOVERY_STEP, info.hashed):
+            if self.in_parallel:
+                raise _Interrupt([])
+            raise StepUnexpectedError(
+                f"step {info.user_id!r} was reached while the executor targeted step "
+                f"{self.target_step}; is the function deterministic?"
+            )
         raise _Interrupt([info.op(opcode, **fields)])
 
     def ran(self, info: StepInfo, output: Any, usage: dict[str, Any] | None = None) -> NoReturn:
+        raise _Interrupt([self.run_op(info, output, usage)])
+
+    def run_op(self, info: StepInfo, output: Any,
+               usage: dict[str, Any] | None = None) -> dict[str, Any]:
         """`usage`: what the body reported (`inngest_like.usage`), an extra field."""
         extra = {wire.USAGE_FIELD: usage} if usage else {}
-        raise _Interrupt([info.op("StepRun", data=to_json(output), **extra)])
+        return info.op(Opcode.STEP_RUN, data=to_json(output), **extra)
+
+    def may_checkpoint(self) -> bool:
+        """A step that just ran may be checkpointed (and the function go on in this request)
+        only in a discovery call outside a parallel group, as JS v4 does; a retried call
+        (attempt > 0) answers after its step so the next one starts at attempt 0."""
+        return (self.target_step == DISCOVERY_STEP and not self.in_parallel
+                and not self.disable_immediate_execution and self.attempt == 0)
+
+    def checkpointed(self, op: dict[str, Any],
+                     model: type[pydantic.BaseModel] | None) -> Any:
+        """A step was persisted mid-request: it is settled (the next step to arrive is a new
+        arrival, not its sibling), and the function goes on with the value a later replay
+        would give (JSON, or the pydantic model), so it sees the same either way."""
+        self.arrivals.clear()
+        self.arrival_ops.clear()
+        self.reported = False
+        value = op.get("data")
+        if model is not None and value is not None:
+            return model.model_validate(value)
+        return value
 
     def failed(self, info: StepInfo, exc: BaseException,
                usage: dict[str, Any] | None = None) -> NoReturn:
@@ -199,6 +234,7 @@ class Dispatch:
         extra = {wire.USAGE_FIELD: usage} if usage else {}  # a failed attempt's spend counts
         last = self.max_attempts is not None and self.attempt + 1 >= self.max_attempts
         if isinstance(exc, NonRetriableError) or last:
-            raise _Interrupt([info.op("StepFailed", error=body, **extra)])
+            raise _Interrupt([info.op(Opcode.STEP_FAILED, error=body, **extra)])
         retry_after = exc.retry_after_header() if isinstance(exc, RetryAfterError) else None
-        raise _Interrupt([info.op("StepError", error=body, **extra)], retry_after=retry_after)
+        raise _Interrupt([info.op(Opcode.STEP_ERROR, error=body, **extra)],
+                         retry_after=retry_after)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from . import wire
+
 
 class Error(Exception):
     """Base class of every inngest_like error."""
@@ -55,8 +57,7 @@ class RetryAfterError(Error):
             )
 
     def retry_after_header(self) -> str:
-        moment = self.retry_after.astimezone(datetime.UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        return wire.rfc3339(self.retry_after)
 
 
 class StepError(Error):

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ._checkpoint import Checkpointer
 from ._client import Inngest, http_client
 from ._context import Context, Group
 from ._engine import Dispatch, error_body, to_json
@@ -220,7 +221,11 @@ class Handler:
         )
         step: Step | StepSync
         if fn.is_async:
-            step = Step(dispatch, self.client.send)
+            checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
+                                       request.headers.get("x-inngest-generation-id", ""))
+                          if self.client.checkpointing and ctx_in.get("fn_id") and run_id
+                          else None)
+            step = Step(dispatch, self.client.send, checkpoint)
         else:
             step = StepSync(dispatch, self.client.send_sync)
         ctx = Context(

@@ -57,11 +57,11 @@ class Proc:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT,
+                start_new_session=True,
+            )
 
     def kill9(self) -> None:
         if self.process and self.process.poll() is None:

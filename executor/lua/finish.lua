@@ -5,7 +5,7 @@
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset
 -- ARGV: 1 item id ('' = no item), 2 lease token ('' = not leased, e.g. cancellation),
 --       3 now_ms, 4 status ('' = only drop the item), 5 output JSON,
---       6 step record JSON ('' = none)
+--       6 step record JSON ('' = none), 7 the error the end events carry ('' = the output)
 -- returns: 1 finished; 2 item dropped, run already ended (or status ''); 0 lease lost
 --          (nothing written)
 --#include release
@@ -25,5 +25,6 @@ save_record(KEYS[5], ARGV[6])
 if ARGV[4] == '' then return 2 end
 if redis.call('HGET', KEYS[4], 'status') ~= 'Running' then return 2 end
 redis.call('HSET', KEYS[4], 'status', ARGV[4], 'output', ARGV[5], 'ended_at', ARGV[3])
+if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'error', ARGV[7]) end
 end_run(KEYS[4], KEYS[6], KEYS[7], KEYS[10], ARGV[3])
 return 1

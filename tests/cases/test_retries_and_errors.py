@@ -120,12 +120,12 @@ def test_retry_after_is_honoured_to_the_millisecond(ready: Stack) -> None:
         wait_for(lambda: 0.3 <= time.time() % 1 <= 0.45, 2, "the start of a second", 0.005)
         run = ex.wait_run(ex.send("test/retry-after"), timeout=20)
         gap, fraction = retry_after_gap(ready, run["run_id"])
+        # a correct header gives >= 2 s wherever the attempt lands; where it landed in the
+        # window, a header truncated to whole seconds would have shown as a shorter gap
+        assert gap >= 2.0 - 0.2, f"second attempt only {gap:.3f}s after the first"
         if 0.35 <= fraction <= 0.8:
             break
-    else:
-        pytest.skip("could not place the first attempt in the measuring window")
     print(f"first attempt at .{fraction:.3f}s, gap {gap:.3f}s")
-    assert gap >= 2.0 - 0.2, f"second attempt only {gap:.3f}s after the first"
 
 
 def test_pydantic_models_round_trip(ready: Stack) -> None:

@@ -246,3 +246,22 @@ async def test_concurrent_syncs_never_resurrect_a_removed_function(engine: Engin
         stored = {k.decode() for k in await redis.hkeys(keys.FUNCTIONS)}
         assert stored == {f"app-{f}" for f in app["functions"]} or stored == set(
             app["functions"]), (round_, stored, app["functions"])
+
+
+async def test_priority_orders_runs_due_at_the_same_time(engine: Engine) -> None:
+    await engine.sync({"id": "f", "priority": {"run": "event.data.boost"}})
+    order: list[int] = []
+
+    def answer(call: Call) -> Outcome:
+        order.append(int(call.event["data"]["boost"]))
+        return Completed(None)
+
+    engine.answer(answer)
+    engine.executor.worker.slots = 1  # one call at a time: the order of leasing shows
+    for boost in (0, 60, -60, 30):
+        await engine.send({"boost": boost})
+    await engine.run_until_idle()
+    assert order == [60, 30, 0]  # a negative priority is a delay: not due yet
+    engine.clock.advance(60_000)
+    await engine.run_until_idle()
+    assert order == [60, 30, 0, -60]

@@ -75,3 +75,15 @@ def test_10_bearer_tokens_with_or_without_prefix() -> None:
     key = "signkey-prod-123abc"
     assert signing.bearer_matches(signing.bearer(key), [key])
     assert signing.bearer_matches("signkey-prod-" + signing.bearer(key), [key])
+
+
+def test_retry_after_keeps_milliseconds() -> None:
+    """A Retry-After date with milliseconds (the SDK sends RFC 3339 with ms) is honoured to
+    the millisecond; whole seconds work too."""
+    from executor import backoff, times
+
+    stamp = "2027-01-15T08:00:02.750Z"
+    target = times.parse_ms(stamp)
+    assert target % 1000 == 750
+    assert backoff.retry_after_ms(stamp, target - 2_000) == target
+    assert backoff.retry_after_ms("3", target) == target + 3_000

@@ -3,6 +3,7 @@ in-memory fake otherwise (both when both are there)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,11 +13,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from executor import keys
+from executor import keys, lifecycle
 from executor.ingest import INGEST_KEYS
 from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
 from executor.state import RunState
+from executor.step_record import StepRecord
 
 from ..procs import RedisServer
 
@@ -40,7 +42,7 @@ async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterato
         client: Redis = fakeredis.FakeAsyncRedis()
     else:
         if real_redis is None:
-            pytest.skip("redis-server not installed")
+            pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
         client = Redis.from_url(real_redis.url)
         await client.flushdb()
     yield client
@@ -107,8 +109,8 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     queue, state = Queue(redis, scripts), RunState(redis, scripts)
     await _enqueue(redis, scripts)
     (item,), token, _ = await queue.lease(NOW, 1000, 10)
-    assert await state.retry(item, "stale", NOW + 100, "err") is False
-    assert await state.retry(item, token, NOW + 100, "err") is True
+    assert await state.retry(item, "stale", NOW + 100, "err") == 0
+    assert await state.retry(item, token, NOW + 100, "err") == 1
     (again,), token2, _ = await queue.lease(NOW + 100, 1000, 10)
     assert again.attempt == 1
     assert await state.finish(again, "stale", NOW, "Completed", 1) == 0
@@ -119,6 +121,27 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     fake = QueueItem(id="r1:x", run_id="r1", fn_id="f")
     assert await state.finish(fake, "", NOW, "Failed", 0) == 2
     assert await redis.hget(keys.run("r1"), "status") == b"Completed"
+
+
+async def test_finish_keeps_the_sdk_error_as_output_and_the_event_error_beside_it(
+        redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    sent = {"code": "step_unexpected", "name": "StepUnexpectedError", "message": "m",
+            "stack": None}
+    normalized = {"error": "invalid status code: 500", "name": "StepUnexpectedError",
+                  "message": "m", "stack": ""}
+    assert await state.finish(item, token, NOW, "Failed", sent, event_error=normalized) == 1
+    fields = await redis.hgetall(keys.run("r1"))
+    assert orjson.loads(fields[b"output"]) == sent
+    assert orjson.loads(fields[b"error"]) == normalized
+    # the end events carry the normalized error, as on_failure handlers expect
+    fields[b"events"] = fields[b"event"] = orjson.dumps({"name": "x", "data": {}})
+    fields[b"function_id"] = b"f"
+    finished, failed = lifecycle.end_events(fields, NOW)
+    assert finished.wire["data"]["error"] == failed.wire["data"]["error"] == normalized
 
 
 async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
@@ -176,3 +199,200 @@ async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: 
     state = RunState(redis, scripts)
     assert await state.cancel("r1", NOW, {"message": "stop"}) == 1
     assert await redis.hget(pause_key, "r1:h") is None
+
+
+# -- the return codes the tests above leave out: every code of every script is pinned -------
+async def _leased(redis: Redis, scripts: Scripts, run_id: str = "r1") -> tuple[QueueItem, str]:
+    await _enqueue(redis, scripts, run_id)
+    items, token, _ = await Queue(redis, scripts).lease(NOW, 1000, 10)
+    return next(i for i in items if i.run_id == run_id), token
+
+
+def _record(step: str = "h") -> StepRecord:
+    return StepRecord(step, step, "StepRun", "Completed", 1, NOW, NOW)
+
+
+async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Redis) -> None:
+    """complete {3}, retry 3, plan -3, pause 3: a cancel landed while the call was in flight."""
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    for run_id, act in (
+        ("c", lambda item, token: state.complete(item, token, NOW, step_hash="h",
+                                                 memo=b'{"data":1}')),
+        ("r", lambda item, token: state.retry(item, token, NOW, "err")),
+        ("p", lambda item, token: state.plan(item, token, NOW, [("a", "call", NOW, "a")])),
+        ("w", lambda item, token: state.pause(item, token, NOW, pause_key=keys.pauses("x"),
+                                              pause={"id": "w:h"}, timeout_due=NOW + 1000,
+                                              record=_record())),
+    ):
+        item, token = await _leased(redis, scripts, run_id)
+        assert await state.cancel(run_id, NOW, {"message": "stop"}) == 1
+        out = await act(item, token)
+        code = out[0] if isinstance(out, tuple) else out
+        assert code in (3, -3), (run_id, out)
+        assert not await redis.hexists(keys.QUEUE_ITEMS, item.id)
+        assert await redis.hget(keys.run_memos(run_id), "h") is None
+        assert not await redis.hexists(keys.pauses("x"), "w:h")
+
+
+async def test_pause_and_resume_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    item, token = await _leased(redis, scripts)
+    pause = {"id": "r1:h", "run_id": "r1", "fn_id": "f", "step": "h"}
+    kw: dict[str, Any] = {"pause_key": keys.pauses("ev"), "pause": pause,
+                          "timeout_due": NOW + 1000, "record": _record()}
+    assert await state.pause(item, "stale", NOW, **kw) == 0
+    assert await state.pause(item, token, NOW, **kw) == 1
+    stored = orjson.loads(await redis.hget(keys.pauses("ev"), "r1:h"))
+    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 1
+    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 0  # once
+    # a pause of a run that ended meanwhile is consumed, nothing scheduled
+    item2, token2 = await _leased(redis, scripts, "r2")
+    pause2 = {**pause, "id": "r2:h", "run_id": "r2"}
+    assert await state.pause(item2, token2, NOW, **{**kw, "pause": pause2}) == 1
+    stored2 = orjson.loads(await redis.hget(keys.pauses("ev"), "r2:h"))
+    await redis.hset(keys.run("r2"), "status", "Cancelled")  # ended without its cleanup
+    assert await state.resume(keys.pauses("ev"), stored2, b"{}", NOW, _record()) == 2
+
+
+async def test_cancel_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts, "r1")
+    await _enqueue(redis, scripts, "r2")
+    await Queue(redis, scripts).lease(NOW, 1000, 1)  # r1's first item is leased: started
+    assert await state.cancel("r1", NOW, {"m": 1}, unless_started="r1:1") == 4
+    assert await redis.hget(keys.run("r1"), "status") == b"Running"
+    assert await state.cancel("r2", NOW, {"m": 1}, unless_started="r2:1") == 1
+    assert await state.cancel("r2", NOW, {"m": 1}) == 0  # not running any more
+    assert await state.cancel("nobody", NOW, {"m": 1}) == 0
+    assert await redis.zscore(keys.RUNS_RUNNING, "r2") is None
+
+
+async def test_checkpoint_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    steps = [("a", b'{"data":1}', _record("a")), ("b", b'{"data":2}', _record("b"))]
+    assert await state.checkpoint("r1", NOW, steps) == 2
+    assert await state.checkpoint("r1", NOW, steps) == 0  # first values kept
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"a", b"b"]
+    assert await state.checkpoint("nobody", NOW, steps) == -1
+    # a checkpoint names its call: refused once that call no longer holds its lease
+    item, token = await _leased(redis, scripts, "r9")
+    generation = token
+    more = [("c", b'{"data":3}', _record("c"))]
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation="0" * 40) == -2
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation=generation) == 1
+    assert await Queue(redis, scripts).reap(NOW + 10_000) >= 1  # the lease expired
+    assert await state.checkpoint("r9", NOW, [("d", b"1", _record("d"))], item_id=item.id,
+                                  generation=generation) == -2
+
+
+async def test_strand_codes(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 0  # has its item
+    await redis.hdel(keys.QUEUE_ITEMS, "r1:1")
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 1
+    assert await redis.hget(keys.run("r1"), "status") == b"Failed"
+    await redis.zadd(keys.RUNS_RUNNING, {"r1": NOW})  # a stale index entry
+    assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 2
+    assert await redis.zscore(keys.RUNS_RUNNING, "r1") is None
+
+
+async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    item, token = await _leased(redis, scripts)
+    codes = []
+    for _ in range(4):  # discovery calls that report nothing new
+        code, leased, _ = await state.complete(
+            item, token, NOW, next_due=NOW, next_template=item.template(),
+            lease_expiry=NOW + 1000, max_idle_calls=2)
+        codes.append(code)
+        item = leased or item
+    assert codes == [1, 1, 4, 4]  # the third would be one too many: nothing written
+    assert await redis.hget(keys.run("r1"), "idle_calls") == b"2"
+    # steps checkpointed during a call are progress: the count starts again
+    assert await state.checkpoint("r1", NOW, [("c", b'{"data":1}', _record("c"))]) == 1
+    code, _, _ = await state.complete(item, token, NOW, next_due=NOW,
+                                      next_template=item.template(), lease_expiry=NOW + 1000,
+                                      max_idle_calls=2)
+    assert code == 1 and queue is not None
+async def test_group_pauses_resume_the_run_when_the_last_pending_step_ends(
+        redis: Redis) -> None:
+    """A wait of a parallel group: plan.lua stores a pause-start item, pause.lua parks it,
+    resume.lua schedules no discovery while a sibling is pending (code 1, nothing queued),
+    and the sibling's completion is the one that resumes the run."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    ref = orjson.dumps({"op": {"id": "w", "op": "WaitForEvent"}, "started": NOW}).decode()
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, ref)]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    assert by_step["w"].kind == "pause" and by_step["w"].payload == {"spec": ref}
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"),
+                             pause=pause, timeout_due=NOW + 60_000,
+                             record=_record("w")) == 1
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b'{"name":"x"}', NOW,
+                              _record("w")) == 1
+    assert await redis.smembers(keys.run_pending("r1")) == {b"a"}
+    assert (await queue.lease(NOW, 1000, 10))[0] == []  # no discovery while `a` is pending
+    code, nxt, _ = await state.complete(
+        by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert code == 1 and nxt is not None and nxt.step_id == "step"
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"w", b"a"]
+
+
+async def test_a_group_wait_resumed_last_schedules_the_discovery(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    await redis.hset(keys.run("r1"), "version", "2")
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, "{}")]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    await state.complete(by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}',
+                         next_due=NOW, next_template=item.template())
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"), pause=pause,
+                      timeout_due=NOW + 60_000, record=_record("w"))
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b"null", NOW,
+                              _record("w")) == 1
+    (discovery,), _, _ = await queue.lease(NOW, 1000, 10)
+    assert discovery.step_id == "step" and discovery.kind == "call"
+    assert await redis.hget(keys.run("r1"), "disable_immediate") == b"0"  # version 2
+
+
+async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
+    """Timers and pause starts carry the run's slots for the call after them, but take none:
+    a full key holds back calls only."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    slot = {"key": "il:conc:test", "wait": "il:conc-wait:test", "limit": 1, "label": "full"}
+    await redis.zadd(slot["key"], {"someone-else": NOW + 60_000})  # the key is full
+    held = dataclasses.replace(item, ck=[slot])
+    assert await state.plan(held, token, NOW, [("s", "sleep", NOW, "s"),
+                                               ("w", "pause", NOW, "{}"),
+                                               ("a", "call", NOW, "a")]) == 3
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    assert sorted(i.kind for i in leased) == ["pause", "sleep"]  # the call waits for the key
+    assert all(i.ck == [slot] for i in leased)  # kept for the discovery that follows them
+    assert await redis.zcard(slot["wait"]) == 1
+    sleep = next(i for i in leased if i.kind == "sleep")
+    await state.complete(sleep, token2, NOW, step_hash="s", memo=b"null")
+    assert await redis.zcard(slot["wait"]) == 1  # releasing a timer frees no one

@@ -15,8 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from dashboard import view
-from executor import keys, read_model
-from executor.read_model import ReadModel, RunQuery, event_head, parse_search
+from executor import keys
+from executor.read_model import ReadModel, RunQuery, event_head, parse_search, run_list, views
 
 from ..procs import RedisServer
 
@@ -175,8 +175,8 @@ async def test_search_by_event_field_and_free_text(redis: Redis) -> None:
 
 async def test_a_filtered_scan_stops_at_its_budget_and_continues(
         redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(read_model, "SCAN_BUDGET", 100)
-    monkeypatch.setattr(read_model, "SCAN_BATCH", 30)
+    monkeypatch.setattr(run_list, "SCAN_BUDGET", 100)
+    monkeypatch.setattr(run_list, "SCAN_BATCH", 30)
     await seed(redis, 400, data=lambda i: {"rare": i in (5, 10, 250)})
     read = ReadModel(redis)
     query = RunQuery(search=parse_search("data.rare = true"))
@@ -198,7 +198,7 @@ async def test_a_filtered_scan_stops_at_its_budget_and_continues(
 
 async def test_a_full_page_of_matches_gives_an_exact_cursor(redis: Redis,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(read_model, "SCAN_BATCH", 7)
+    monkeypatch.setattr(run_list, "SCAN_BATCH", 7)
     seeded = await seed(redis, 100, status=lambda i: "Failed" if i % 2 else "Completed")
     got = await walk(ReadModel(redis), RunQuery(status="Failed"), 6)
     assert got == [r for r in newest_first(seeded) if int(r[3:]) % 2]
@@ -235,7 +235,7 @@ def test_event_head_parses_name_and_data_from_the_first_bytes() -> None:
     raw = orjson.dumps({"name": 'odd "name" ü', "data": {"a": [1, 2]}, "id": "e1", "ts": 1})
     assert event_head(raw) == ('odd "name" ü', '{"a":[1,2]}', True)
     big = orjson.dumps({"name": "big", "data": {"blob": "é" * 5000}})
-    name, preview, complete = event_head(big[:read_model.EVENT_HEAD_BYTES])
+    name, preview, complete = event_head(big[:views.EVENT_HEAD_BYTES])
     assert name == "big" and preview.startswith('{"blob":"éé') and not complete
     assert event_head(None) == (None, "", True)
     assert event_head(b'{"data":{}}') == (None, "", True)
@@ -415,7 +415,7 @@ def test_view_helpers() -> None:
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server not installed")
+        pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
     server = RedisServer(tmp_path_factory.mktemp("readmodel"))
     server.start()
     yield server
@@ -474,9 +474,9 @@ async def test_paging_cost_is_flat_with_100k_runs(real_server: RedisServer) -> N
         page = await read.runs_page(RunQuery(search=parse_search("data.i = 12")), None, 50)
         elapsed = time.perf_counter() - started
         spent = await _commands(client) - before - 1
-        assert page.rows == [] and page.partial and page.examined == read_model.SCAN_BUDGET
-        assert spent <= 2 * read_model.SCAN_BUDGET + 3 * (read_model.SCAN_BUDGET //
-                                                          read_model.SCAN_BATCH) + 5
+        assert page.rows == [] and page.partial and page.examined == run_list.SCAN_BUDGET
+        assert spent <= 2 * run_list.SCAN_BUDGET + 3 * (run_list.SCAN_BUDGET //
+                                                          run_list.SCAN_BATCH) + 5
         assert elapsed < 5.0, f"a budgeted search took {elapsed:.3f}s"
         print(f"seeded 100k runs in {seeding:.1f}s; page costs {costs} commands; "
               f"a budgeted search: {spent} commands, {elapsed * 1000:.0f} ms")

@@ -226,6 +226,11 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                                "the call instead (its outcome will be dropped)")
         if code < 0:
             return _error(404, f"run {run_id} is not running")
+        # usage, budget, progress and spans of the steps (agent operations)
+        stop = await executor.operations.checkpointed(
+            run_id, body, steps, request.headers.get("traceparent"), now)
+        if stop is not None:  # saved, but the run spent its budget: answer the call now
+            return _error(409, stop["message"])
         return ORJSONResponse({"status": 200})
 
     @app.get("/v1/event-keys")

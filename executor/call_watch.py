@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from inngest_like.wire import Opcode
 
 from .agent_options import StepLimits
 from .driver import CallError, Completed, Ops, Outcome
-from .heartbeats import CALL_HEADER
+from .heartbeats import CALL_HEADER, call_id_of
 from .queue import QueueItem
 from .registry import FunctionConfig
 from .stalls import span_text
@@ -55,13 +54,13 @@ def _error(name: str, message: str) -> CallError:
 
 
 class CallWatch:
-    def __init__(self, ops: Operations, item: QueueItem, state: CallState,
+    def __init__(self, ops: Operations, item: QueueItem, token: str, state: CallState,
                  fn: FunctionConfig, now: int) -> None:
         self.ops = ops
         self.item = item
         self.fn = fn
         self.started = now
-        self.call_id = f"{item.id}.{secrets.token_hex(4)}"
+        self.call_id = call_id_of(item.id, token)
         self.headers = {CALL_HEADER: self.call_id}
         self.limits = StepLimits.of(item.limits.get(item.step_id)) if item.limits else None
         timeouts = [t for t in (self.limits and self.limits.timeout_ms,

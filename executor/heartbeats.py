@@ -1,7 +1,7 @@
 """Heartbeats: a long step body says it is alive (`await inngest_like.heartbeat()`).
 
 Each call to the app carries a call id (`X-Inngest-Like-Call`: its queue item's id and a
-nonce); the SDK posts beats for it to `POST /v1/runs/{run_id}/heartbeat`, which notes the
+digest of its lease); the SDK posts beats for it to `POST /v1/runs/{run_id}/heartbeat`, which notes the
 time in a short-lived key beside the queue. The worker holding the call of a step that
 declared a heartbeat timeout reads it while the call runs, and keeps renewing the call's
 lease only while beats arrive in time: a body that stops beating is ended and the attempt
@@ -11,6 +11,8 @@ body that outlived its call can tell.
 
 from __future__ import annotations
 
+import hashlib
+
 from redis.asyncio import Redis
 
 from inngest_like import wire
@@ -19,11 +21,18 @@ from . import keys
 from .scripts import Scripts
 
 CALL_HEADER = wire.CALL_HEADER
+
+
+def call_id_of(item_id: str, lease_token: str) -> str:
+    """A call's id: its queue item and a digest of its lease (a call made again after its
+    worker died holds a new lease, so it is a new call; the token itself stays private).
+    A checkpoint names its call by the same two (`qi_id`, `generation_id`)."""
+    return f"{item_id}.{hashlib.sha256(lease_token.encode()).hexdigest()[:8]}"
 BEAT_TTL_MS = 3_600_000  # a beat outlives any check of it; then it expires on its own
 
 
 def item_of(call_id: str) -> str:
-    """The queue item id inside a call id (`<run id>:<seq>.<nonce>`)."""
+    """The queue item id inside a call id (`<run id>:<seq>.<lease digest>`)."""
     return call_id.rpartition(".")[0]
 
 

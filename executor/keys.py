@@ -99,8 +99,9 @@ def run_pending(run_id: str) -> str:
 
 
 def run_usage(run_id: str) -> str:
-    """Hash: the usage a run's step bodies reported: `c:<call id>` -> the last report of one
-    call (the dedup key), `s:<hashed step id>` -> the step's totals (per model, per attempt).
+    """Hash: the usage a run's step bodies reported: `c:<call id>:<hashed step id>` -> the
+    last report of one step body in one call (the dedup key), `s:<hashed step id>` -> the
+    step's totals (per model, per attempt).
     The run's own totals are fields of the run hash (the budget check reads them there)."""
     return f"{PREFIX}:run:{{r:{run_id}}}:usage"
 

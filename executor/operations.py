@@ -12,10 +12,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from inngest_like import wire
+
+from . import keys
 from .agent_options import DEFAULT_STALL_THRESHOLD_MS
 from .call_watch import CallWatch
 from .clock import Clock
-from .heartbeats import Heartbeats
+from .heartbeats import Heartbeats, call_id_of
 from .ingest import Ingest
 from .metrics import Metrics, NoMetrics
 from .queue import QueueItem
@@ -23,8 +26,9 @@ from .registry import FunctionConfig, Registry
 from .scripts import Scripts
 from .stalls import Stalls, stalled_view
 from .state import CallState
+from .step_record import step_name
 from .tracing import Tracing, trace_field, trace_id_of
-from .usage import Usage, run_usage_view
+from .usage import Usage, budget_error, parse_report, run_usage_view, spend_of
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -34,6 +38,7 @@ class Operations:
                  clock: Clock, *, tracing: Tracing | None = None, metrics: bool = True,
                  stall_threshold_ms: int = DEFAULT_STALL_THRESHOLD_MS) -> None:
         self.redis = redis
+        self.registry = registry
         self.clock = clock
         self.tracing = tracing
         self.metrics = Metrics() if metrics else NoMetrics()
@@ -42,9 +47,9 @@ class Operations:
         self.stalls = Stalls(redis, scripts, registry, ingest, self.metrics, clock,
                              stall_threshold_ms)
 
-    def watch(self, item: QueueItem, state: CallState, fn: FunctionConfig,
+    def watch(self, item: QueueItem, token: str, state: CallState, fn: FunctionConfig,
               now: int) -> CallWatch:
-        return CallWatch(self, item, state, fn, now)
+        return CallWatch(self, item, token, state, fn, now)
 
     async def retry_gate(self, item: QueueItem) -> dict[str, Any] | None:
         """Before a retry is scheduled: the error that fails the run instead (its budget is
@@ -53,6 +58,55 @@ class Operations:
         if stop is None:
             self.metrics.retry(item.fn_id)
         return stop
+
+    async def checkpointed(self, run_id: str, body: dict[str, Any],
+                           steps: list[dict[str, Any]], traceparent: str | None,
+                           now: int) -> dict[str, Any] | None:
+        """Steps an SDK ran inside one call and checkpointed (saved already, protocol §8):
+        they are progress of that call (a beat: no stall), their usage counts, and each gets
+        a span and a duration. Returns the budget error once the run spent its budget: the
+        checkpoint is then refused, so the SDK answers the call instead of running its next
+        step in-process, and the worker's check before the next call fails the run."""
+        item_id = str(body.get("qi_id") or "")
+        generation = str(body.get("generation_id") or "")
+        call_id = call_id_of(item_id, generation) if item_id and generation else None
+        last = None
+        if call_id is not None:
+            last = await self.heartbeats.last(call_id)
+            await self.heartbeats.beat(call_id, now)
+        requested = body.get("request_started_at")
+        started = last or (requested if isinstance(requested, int) else None) or now
+        fields: Any = await self.redis.hmget(keys.run(run_id), ["function_id", "trace"])
+        fn_id = (fields[0] or b"").decode()
+        for op in steps:
+            name = step_name(op)
+            report = parse_report(op.get(wire.USAGE_FIELD))
+            recorded = None
+            if report is not None:
+                recorded = await self.usage.record(
+                    run_id, fn_id, call_id or f"{run_id}:checkpoint", str(op["id"]), name, 1,
+                    report, now)
+                if recorded is not None:
+                    self.metrics.usage(fn_id, recorded.delta)
+            self.metrics.step(fn_id, "Completed", (now - started) / 1000)
+            if self.tracing is not None:
+                spent = recorded.totals() if recorded else {}
+                self.tracing.step_span(run_id, fields[1], traceparent, f"step {name}",
+                                       started, now, {
+                    "inngest.run_id": run_id, "inngest.function": fn_id,
+                    "inngest.step_id": str(op["id"]), "inngest.step": name,
+                    "inngest.attempt": 1, "inngest.status": "Completed",
+                    "inngest.checkpointed": True, "inngest.cost_usd": spent.get("cost_usd"),
+                    "gen_ai.usage.input_tokens": spent.get("input_tokens"),
+                    "gen_ai.usage.output_tokens": spent.get("output_tokens")})
+            started = now
+        fn = self.registry.functions.get(fn_id)
+        if fn is None or fn.agent.budget is None:
+            return None
+        names = [b"cost_usd", b"input_tokens", b"output_tokens"]
+        values: Any = await self.redis.hmget(keys.run(run_id), names)
+        return budget_error(fn.agent.budget,
+                            spend_of({k: v for k, v in zip(names, values, strict=True) if v}))
 
     # -- the run's start and end -----------------------------------------------------------
     def run_fields(self, run_id: str) -> dict[str, str]:

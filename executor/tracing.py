@@ -151,6 +151,30 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR, error))
         span.end(end_time=_ns(end_ms))
 
+    def step_span(self, run_id: str, stored: bytes | None, traceparent: str | None,
+                  name: str, start_ms: int, end_ms: int, attributes: dict[str, Any]) -> None:
+        """The span of a step the SDK ran inside a call and checkpointed: a child of that
+        call's span (the `traceparent` the SDK sent with the checkpoint), else of the run's
+        root span."""
+        from opentelemetry import trace
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+        trace_id, parent_id = stored_ids(run_id, stored)
+        parts = (traceparent or "").split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
+            try:
+                if int(parts[1], 16) == trace_id:
+                    parent_id = int(parts[2], 16)
+            except ValueError:
+                pass
+        parent = NonRecordingSpan(SpanContext(trace_id, parent_id, is_remote=True,
+                                              trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+        span = self.tracer.start_span(
+            name, context=trace.set_span_in_context(parent), kind=SpanKind.INTERNAL,
+            start_time=_ns(start_ms),
+            attributes={k: v for k, v in attributes.items() if v is not None})
+        span.end(end_time=_ns(max(end_ms, start_ms)))
+
     # -- the run -------------------------------------------------------------------------
     def run_ended(self, fields: dict[bytes, bytes]) -> None:
         """Export the run's root span (start to end, its status, spend and error)."""

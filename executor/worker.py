@@ -177,7 +177,7 @@ class Worker:
             await self.opcodes.fail(item, token, now,
                                     f"a run may have at most {MAX_STEPS} steps")
             return None, None
-        watch = self.operations.watch(item, state, fn, now)
+        watch = self.operations.watch(item, token, state, fn, now)
         if watch.stop is not None:  # the run spent its budget: no further call, no retry
             log.warning("run %s fails: %s", item.run_id, watch.stop["message"])
             await self.opcodes.end(item, token, now, "Failed", watch.stop)

@@ -60,14 +60,17 @@ class Checkpointer:
     """The checkpoints of one call request."""
 
     def __init__(self, client: Inngest, sessions: Sessions, ctx: dict[str, Any],
-                 generation: str = "") -> None:
+                 generation: str = "", traceparent: str | None = None) -> None:
         self.client = client
         self.sessions = sessions
         self.run_id = str(ctx["run_id"])
         # the queue item and its lease's generation: the executor refuses checkpoints of a
         # call that lost its lease (another call of the run may have begun)
         self.body = {"run_id": self.run_id, "fn_id": str(ctx.get("fn_id") or ""),
-                     "qi_id": str(ctx.get("qi_id") or ""), "generation_id": generation}
+                     "qi_id": str(ctx.get("qi_id") or ""), "generation_id": generation,
+                     "request_started_at": int(time.time() * 1000)}
+        # the call's span (when the executor traces): the checkpointed steps' spans nest in it
+        self.traceparent = traceparent
         self.deadline = time.monotonic() + MAX_RUNTIME_S
 
     async def save(self, op: dict[str, Any]) -> bool:
@@ -79,6 +82,8 @@ class Checkpointer:
                                    f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
         body = orjson.dumps({**self.body, "steps": [op], "ts": int(time.time() * 1000)})
         headers = {"Content-Type": "application/json", **self.client.auth_headers()}
+        if self.traceparent:
+            headers["traceparent"] = self.traceparent
         for attempt in range(ATTEMPTS):
             try:
                 async with self.sessions.get().post(url, data=body, headers=headers) as answer:

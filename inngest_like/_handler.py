@@ -221,10 +221,12 @@ class Handler:
         )
         step: Step | StepSync
         if fn.is_async:
+            # a function-wide step timeout bounds each call, so each call runs one step
             checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
-                                       request.headers.get("x-inngest-generation-id", ""))
+                                       request.headers.get("x-inngest-generation-id", ""),
+                                       request.headers.get("traceparent"))
                           if self.client.checkpointing and ctx_in.get("fn_id") and run_id
-                          else None)
+                          and fn.agent.step_timeout is None else None)
             step = Step(dispatch, self.client.send, checkpoint)
         else:
             step = StepSync(dispatch, self.client.send_sync)

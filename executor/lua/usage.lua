@@ -1,18 +1,19 @@
 -- Record the usage (tokens, cost) a step body reported during one call to the app, and add
--- what is new to the step's, the run's and the function's totals. A call reports its usage
--- so far (in heartbeats while it runs, then in its answer) with the number of usage() calls
--- it sums: a report replaces the one kept for that call only when it sums more calls, and
--- only the difference is added, so a repeated, late or reordered report never counts twice.
+-- what is new to the step's, the run's and the function's totals. A step body reports its
+-- usage so far (in heartbeats while it runs, then with its opcode or checkpoint) with the
+-- number of usage() calls it sums: a report replaces the one kept for that call and step only
+-- when it sums more calls, and only the difference is added, so a repeated, late or reordered
+-- report never counts twice. (One call may run several steps: SDK checkpointing.)
 -- The run's totals live in the run hash, where the worker's budget check reads them.
 -- KEYS: 1 run hash, 2 run usage hash, 3 function usage hash
 -- ARGV: 1 call id, 2 hashed step id, 3 step name, 4 attempt (1-based), 5 report JSON
 --       {calls, models: {name: {input_tokens, output_tokens, cost_usd}}}, 6 now_ms
 -- returns: {0} no such run (nothing written); {2} nothing new: a report of as many calls
---          was kept already (nothing written); {1, delta JSON {name: {input_tokens,
+--          was kept already for this call and step (nothing written); {1, delta JSON {name: {input_tokens,
 --          output_tokens, cost_usd}}, run cost_usd, run tokens} applied
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local report = cjson.decode(ARGV[5])
-local call_field = 'c:' .. ARGV[1]
+local call_field = 'c:' .. ARGV[1] .. ':' .. ARGV[2]
 local kept = redis.call('HGET', KEYS[2], call_field)
 local before = {}
 if kept then

@@ -1,6 +1,7 @@
 """Issue 13: traces with real processes and a real OTLP/HTTP receiver started by the test.
 The executor (configured only by the standard OTEL_* variables) exports one trace per run:
-the run's root span, a span per step attempt (retries included) under it; the app, tracing
+the run's root span, a span per step attempt (retries included) under it, and the steps the
+SDK checkpointed within a call under that call's span; the app, tracing
 the standard way too, exports the span its step body made, nested under that attempt's
 span. The run page shows the trace id."""
 
@@ -121,7 +122,8 @@ def test_spans_arrive_with_the_right_parents(traced: tuple[Stack, Receiver]) -> 
     assert root.attributes["inngest.cost_usd"] == pytest.approx(0.006)
 
     steps = [s for s in spans if s.service == "inngest-like-executor" and s is not root]
-    assert all(s.parent == root.span_id for s in steps)
+    calls = {s.span_id: s for s in steps if "inngest.call_id" in s.attributes}
+    assert all(s.parent == root.span_id for s in calls.values())  # a call: one attempt
     by_attempt = {(s.name, s.attributes["inngest.attempt"]): s for s in steps}
     failed, ok = by_attempt[("step search", 1)], by_attempt[("step search", 2)]
     assert failed.attributes["inngest.status"] == "Retrying"
@@ -131,7 +133,11 @@ def test_spans_arrive_with_the_right_parents(traced: tuple[Stack, Receiver]) -> 
     assert ok.attributes["inngest.function"] == "agent-traced"
     assert ok.attributes["gen_ai.usage.input_tokens"] == 100
     assert ok.attributes["inngest.cost_usd"] == pytest.approx(0.003)
-    assert ("step summarize", 1) in by_attempt and ("finish", 1) in by_attempt
+    # the SDK ran "summarize" and returned in one call, checkpointing the step: its span is
+    # a child of that call's span
+    summarize, finish = by_attempt[("step summarize", 1)], by_attempt[("finish", 1)]
+    assert summarize.attributes["inngest.checkpointed"] is True
+    assert summarize.parent == finish.span_id and finish.parent == root.span_id
 
     # the user's own span, made inside the step body, nests under that attempt's span
     user = {s.attributes["attempt"]: s for s in spans if s.name == "vector-search"}

@@ -45,6 +45,7 @@ class Call:
     steps: dict[str, Any]
     event: dict[str, Any]
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    qi_id: str = ""  # the queue item (a checkpoint names its call by it and the lease)
 
     @property
     def call_id(self) -> str:
@@ -65,7 +66,7 @@ class FakeDriver:
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         req = orjson.loads(body)
         call = Call(req["ctx"]["run_id"], req["ctx"]["step_id"], req["ctx"]["attempt"],
-                    req["steps"], req["event"], dict(headers))
+                    req["steps"], req["event"], dict(headers), req["ctx"].get("qi_id", ""))
         self.calls.append(call)
         out = self.answer(call)
         return await out if inspect.isawaitable(out) else out

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from pytest import approx
 from redis.asyncio import Redis
 
 from executor import keys
+from executor.api import create_app
 from executor.driver import Completed, Outcome
 from executor.read_model import ReadModel
 
@@ -186,3 +188,40 @@ async def test_a_malformed_report_is_ignored_not_fatal(engine: Engine) -> None:
     await engine.run_until_idle()
     run = await engine.run(run_id)
     assert run["status"] == "Completed" and "cost_usd" not in run
+
+
+async def test_checkpointed_steps_are_metered_and_stopped_by_the_budget(engine: Engine) -> None:
+    """An SDK that checkpoints (protocol §8) runs step after step inside one call. Each
+    checkpointed step's usage counts (two steps of one call, each its own report), and once
+    the budget is spent the checkpoint is refused: the SDK answers the call, and the worker
+    fails the run before any further call."""
+    await engine.sync({"id": "agent", "budget": {"usd": 1.0}})
+    api = create_app(engine.executor, manage_lifecycle=False)
+    answered: list[int] = []
+
+    async def answer(call: Call) -> Outcome:
+        n = len(call.steps)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api),
+                                     base_url="http://executor") as http:
+            while True:  # the agent thinks on; each thought costs $0.30
+                op = step_run(f"{n:040d}", n, used(1, 0.3), name=f"think-{n}")
+                saved = await http.post(f"/v1/checkpoint/{call.run_id}/async", json={
+                    "run_id": call.run_id, "qi_id": call.qi_id, "steps": [op],
+                    "generation_id": call.headers["X-Inngest-Generation-Id"]})
+                if saved.status_code != 200:  # refused: answer the call with the step
+                    assert "BudgetExceededError" not in saved.text  # the message is plain
+                    assert "of its $1.00 budget" in saved.json()["error"]
+                    answered.append(n)
+                    return ops(op)
+                n += 1
+
+    engine.answer(answer)
+    (run_id,) = await engine.send()
+    await drain(engine)
+    run = await engine.run(run_id)
+    assert run["status"] == "Failed" and run["output"]["name"] == "BudgetExceededError"
+    assert float(run["cost_usd"]) == approx(1.2)  # 4 thoughts, each counted once
+    assert answered == [3] and len(engine.driver.calls) == 1  # one call, no further one
+    steps = await ReadModel(engine.redis).steps(run_id) or []
+    assert sorted(s["name"] for s in steps) == [f"think-{i}" for i in range(4)]
+    assert all(s["usage"]["cost_usd"] == approx(0.3) for s in steps)

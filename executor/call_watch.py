@@ -161,7 +161,8 @@ class CallWatch:
                     self._arm(threshold - quiet, threshold)
                 return
             what = f"the call for {self.step_label} (attempt {self.item.attempt + 1})"
-            reason = (f"no heartbeat from {what} for over {span_text(threshold)}" if last
+            reason = (f"no heartbeat or checkpoint from {what} for over {span_text(threshold)}"
+                      if last
                       else f"no answer from the app for over {span_text(threshold)}: {what} "
                            "is still running")
             self.flagged = True

@@ -149,8 +149,9 @@ async def test_a_step_that_beats_is_not_stalled_until_it_stops(engine: Engine,
             await asyncio.sleep(0.02)
         view = await ReadModel(redis).run(run_id)
         assert view is not None and view["stalled"]["since_ms"] == beating_until
-        assert view["stalled"]["reason"].startswith("no heartbeat from the call for the run's "
-                                                    "next step (attempt 1) for over 0.1s")
+        assert view["stalled"]["reason"].startswith(
+            "no heartbeat or checkpoint from the call for the run's next step (attempt 1) for "
+            "over 0.1s")
     finally:
         answered.set()
         await asyncio.wait_for(working, 10)

@@ -8,7 +8,8 @@ anything else (`openai-chat`, ...) as `Authorization: Bearer`. A 2xx answer is t
 output (`{"data": <answer>}`); anything else is a failed attempt, retried like any step, and
 after the last one the step's error (`AIGatewayError`) is raised in the function. The token
 usage the answer reports is kept on the step record (`usage: {input_tokens, output_tokens}`)
-for cost meters. The key is never logged or stored: only the op's step record is kept.
+and metered like a step body's (`usage.py`: the step's, run's and function's totals, a token
+budget). The key is never logged or stored: only the op's step record is kept.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ async def infer(opcodes: Opcodes, item: QueueItem, token: str, op: dict[str, Any
         model = answer.data.get("model") if isinstance(answer.data, dict) else None
         record = StepRecord.of_op(op, "Completed", attempts, started, now, **extra,
                                   usage=usage, model=model if isinstance(model, str) else None)
+        if usage:  # the cost meter and the budget count the tokens it used
+            await opcodes.meter(item, token, op, model if isinstance(model, str) else None,
+                                usage)
         memo = orjson.dumps({"data": answer.data})
         return await opcodes.next(item, token, now, op=op, memo=memo, record=record)
     error = {"name": ERROR_NAME, "message": answer.message, "stack": None}

@@ -37,9 +37,18 @@ GROUP_ITEM_KINDS = {Opcode.STEP_PLANNED: "call", Opcode.AI_GATEWAY: "call",
 Next = tuple[QueueItem | None, CallState | None]  # the run's next item, leased to us, if any
 # asked before a retry is scheduled: an error that fails the run instead (a spent budget)
 RetryGate = Callable[[QueueItem], Awaitable[dict[str, Any] | None]]
+# told the tokens a call the executor made itself used (step.ai.infer): item, its lease
+# token, the op, the model, {input_tokens, output_tokens}
+UsageMeter = Callable[[QueueItem, str, dict[str, Any], str | None, dict[str, int]],
+                      Awaitable[None]]
 
 
 async def _always_retry(item: QueueItem) -> None:
+    return None
+
+
+async def _unmetered(item: QueueItem, token: str, op: dict[str, Any], model: str | None,
+                     tokens: dict[str, int]) -> None:
     return None
 
 
@@ -71,7 +80,8 @@ class Opcodes:
                  lease_ms: int, retry_interval_s: float | None, max_idle_calls: int,
                  gateway: ai_gateway.AIGateway,
                  renew: Callable[[str, str], Coroutine[Any, Any, None]],
-                 retry_gate: RetryGate = _always_retry) -> None:
+                 retry_gate: RetryGate = _always_retry,
+                 meter: UsageMeter = _unmetered) -> None:
         self.gateway = gateway  # step.ai.infer's provider calls
         self.renew = renew  # keeps an item's lease while the executor itself calls out
         self.state = state
@@ -82,6 +92,7 @@ class Opcodes:
         self.retry_interval_s = retry_interval_s
         self.max_idle_calls = max_idle_calls
         self.retry_gate = retry_gate
+        self.meter = meter
 
     async def handle(self, item: QueueItem, token: str, state: CallState, outcome: Outcome,
                      started: int) -> Next:

@@ -108,6 +108,23 @@ class Operations:
         return budget_error(fn.agent.budget,
                             spend_of({k: v for k, v in zip(names, values, strict=True) if v}))
 
+    async def gateway_usage(self, item: QueueItem, token: str, op: dict[str, Any],
+                            model: str | None, tokens: dict[str, int]) -> None:
+        """The tokens a provider call the executor made itself used (step.ai.infer): metered
+        like a step body's report (no cost: the executor knows no prices)."""
+        report = {"calls": 1, "models": {model or "unknown": {
+            "input_tokens": int(tokens.get("input_tokens") or 0),
+            "output_tokens": int(tokens.get("output_tokens") or 0), "cost_usd": 0.0}}}
+        try:
+            recorded = await self.usage.record(
+                item.run_id, item.fn_id, call_id_of(item.id, token), str(op.get("id") or ""),
+                step_name(op), item.attempt + 1, report, self.clock())
+        except Exception:
+            log.exception("run %s: metering an AI gateway call failed", item.run_id)
+            return
+        if recorded is not None:
+            self.metrics.usage(item.fn_id, recorded.delta)
+
     # -- the run's start and end -----------------------------------------------------------
     def run_fields(self, run_id: str) -> dict[str, str]:
         """Fields a new run's hash starts with: its span context when tracing."""

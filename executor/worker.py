@@ -69,7 +69,8 @@ class Worker:
         self.opcodes = Opcodes(state, ingest, waits, clock=clock, lease_ms=lease_ms,
                                retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls,
                                gateway=gateway or ai_gateway.AIGateway(), renew=self._renew,
-                               retry_gate=operations.retry_gate)
+                               retry_gate=operations.retry_gate,
+                               meter=operations.gateway_usage)
         self.timers = Timers(state, ingest, waits, self.opcodes, clock)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()

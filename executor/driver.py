@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from . import expressions
+
 KNOWN_OPS = {
     "steprun", "step", "stepplanned", "steperror", "stepfailed", "sleep", "waitforevent",
     "invokefunction", "runcomplete", "discoveryrequest", "aigateway", "gateway",
@@ -70,6 +72,23 @@ def _op_problem(op: dict[str, Any]) -> str | None:
     return None
 
 
+def _expression_problem(op: dict[str, Any]) -> str | None:
+    """A wait's `opts.if` is checked before it is stored: an expression that cannot be
+    evaluated fails the run now, not every executor that later offers it an event."""
+    if op["op"].lower() != "waitforevent":
+        return None
+    source = (op.get("opts") or {}).get("if")
+    if source is None or source == "":
+        return None
+    if not isinstance(source, str):
+        return "'opts.if' must be a string (a CEL expression)"
+    try:
+        expressions.validate(source)
+    except expressions.ExpressionError as exc:
+        return f"'opts.if': invalid CEL expression: {exc}"
+    return None
+
+
 def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome:
     """Turn an SDK's answer into an outcome (protocol §5, §6). `headers` are lower-case."""
     if status == 201:  # streaming: keep-alive spaces, then an envelope with the real answer
@@ -108,6 +127,9 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
             problem = _op_problem(op)
             if problem:
                 return _error(f"opcode {i} ({op['op']}): {problem}", status)
+            problem = _expression_problem(op)
+            if problem:  # the same answer would come back on a retry
+                return _error(f"opcode {i} ({op['op']}): {problem}", status, retriable=False)
         version_text = headers.get("x-inngest-req-version", "").strip()
         try:
             version: int | None = int(version_text) if version_text else None

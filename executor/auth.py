@@ -30,6 +30,10 @@ class Auth:
         self.redis = redis
         self.production = production
         self.signing_keys = [k for k in signing_keys if k]
+        for key in self.signing_keys:
+            problem = signing.key_problem(key)
+            if problem:  # a key that is not hex would make weak or empty Bearer tokens
+                raise ValueError(f"signing key: {problem}")
         self.dashboard_password = dashboard_password
 
     # -- signing keys --------------------------------------------------------------------

@@ -114,6 +114,12 @@ class Inngest:
         self.signing_key_fallback = (
             signing_key_fallback or os.environ.get("INNGEST_SIGNING_KEY_FALLBACK") or None
         )
+        for name, key in (("signing_key (INNGEST_SIGNING_KEY)", self.signing_key),
+                          ("signing_key_fallback (INNGEST_SIGNING_KEY_FALLBACK)",
+                           self.signing_key_fallback)):
+            problem = signing.key_problem(key) if key else None
+            if problem:
+                raise ConfigError(f"Inngest: {name} {problem}")
         self.logger = logger or logging.getLogger("inngest_like")
         self.functions: dict[str, Function] = {}
 

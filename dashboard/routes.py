@@ -7,7 +7,8 @@ the API (`ingest.cancel`, `control.rerun`, `events.parse_request` + `ingest.acce
 names, payloads, errors) renders as text; live rows are rendered by the same templates on the
 server and sent over server-sent events.
 
-Every POST form carries a CSRF token, checked in production mode (dev mode has no login).
+Every POST form carries a CSRF token, checked in dev mode too (`csrf.py`); the login is
+throttled per client address.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from executor import events as event_in
 from executor.auth import SESSION_COOKIE, SESSION_TTL_S
 from executor.read_model import RUN_STATUSES, RunQuery, parse_search
 
-from . import view
+from . import csrf, view
 
 HERE = pathlib.Path(__file__).parent
 PAGE_SIZE = 50
@@ -132,18 +133,14 @@ def mount(app: FastAPI, executor: Any) -> None:
     rows = _env.get_template("_rows.html")
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.add_middleware(csrf.CsrfCookie)
 
     # -- sessions and CSRF ------------------------------------------------------------------
     async def csrf_for(request: Request) -> str:
-        if not auth.production:
-            return ""
-        session = request.cookies.get(SESSION_COOKIE)
-        return str(await auth.csrf_token(session)) if session else ""
+        return await csrf.token(auth, request)
 
     async def csrf_refused(request: Request, form: Mapping[str, str]) -> Response | None:
-        if not auth.production:
-            return None
-        if await auth.csrf_ok(request.cookies.get(SESSION_COOKIE), form.get("csrf")):
+        if await csrf.valid(auth, request, form.get(csrf.CSRF_FIELD)):
             return None
         return _page("message.html", 403, title="Form expired",
                      message="This form's security token is missing or stale. Go back, "
@@ -153,27 +150,39 @@ def mount(app: FastAPI, executor: Any) -> None:
         return {"csrf": await csrf_for(request), "nav": nav, "production": auth.production}
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page(next: str = "/") -> Response:
+    async def login_page(request: Request, next: str = "/") -> Response:
         if not auth.production:
             return RedirectResponse("/", status_code=303)
-        return _page("login.html", next=_local(next), error=None, nav="", csrf="")
+        return _page("login.html", next=_local(next), error=None, nav="",
+                     csrf=await csrf_for(request))
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         form = await _form(request)
+        if refused := await csrf_refused(request, form):
+            return refused
         password = form.get("password", "")
         target = _local(form.get("next") or "/")
+        client = request.client.host if request.client else "unknown"
+        if wait_s := await auth.login_wait_s(client):
+            return _page("login.html", 429, next=target, nav="", csrf=await csrf_for(request),
+                         error=f"Too many wrong passwords: try again in {wait_s // 60 + 1} "
+                               "minutes.")
         if not auth.password_ok(password):
+            await auth.login_failed(client)
             return _page("login.html", 401, next=target, error="Wrong password.", nav="",
-                         csrf="")
+                         csrf=await csrf_for(request))
+        await auth.login_succeeded(client)
         token = await auth.new_session()
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_S, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https")
         return response
 
-    @app.get("/logout", include_in_schema=False)
+    @app.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
+        if refused := await csrf_refused(request, await _form(request)):
+            return refused
         await auth.end_session(request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)

@@ -20,6 +20,7 @@ from . import control
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
+from .request_guard import RequestGuard
 from .service import Executor
 
 
@@ -271,4 +272,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(410, f"state of run {run_id} is gone")
         return ORJSONResponse(found)
 
+    # added last, so outermost: Host, Origin, content type and body size are checked
+    # before anything else runs (production access included)
+    app.add_middleware(RequestGuard, allowed_hosts=executor.settings.allowed_hosts,
+                       max_body_bytes=executor.settings.max_request_bytes)
     return app

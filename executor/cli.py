@@ -22,6 +22,7 @@ from .clock import system_ms
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
 from .redis_client import connect
+from .request_guard import DEFAULT_MAX_BODY_BYTES, allowed_hosts
 from .service import Executor, Settings
 
 log = logging.getLogger("inngest_like.executor")
@@ -51,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data-dir", default=".inngest-like",
                          help="embedded redis-server data folder (dev without --redis-url)")
         cmd.add_argument("--max-event-bytes", type=int, default=512 * 1024)
+        cmd.add_argument("--max-events-per-request", type=int, default=5000)
+        cmd.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                         help="larger request bodies are refused with 413")
+        cmd.add_argument("--allowed-hosts", action="append", default=[],
+                         help="Host names to accept besides localhost, 127.0.0.1, [::1] and "
+                              "--host (comma-separated, repeatable; '*.example.com' "
+                              "patterns; '*' accepts any). Production checks Host only when "
+                              "given")
+        cmd.add_argument("--trust-proxy", default=None, metavar="ADDRESSES",
+                         help="believe X-Forwarded-For/-Proto from these proxy addresses "
+                              "(comma-separated, or '*'): behind a TLS-terminating proxy the "
+                              "session cookie is then Secure and logins are throttled per "
+                              "client")
         cmd.add_argument("--no-worker", action="store_true", help="serve the API only")
         # secrets: a flag shows in `ps`, so each one can also come from an environment
         # variable or a file (flag > flag file > variable > variable's _FILE)
@@ -192,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         lease_ms=int(args.lease_seconds * 1000),
         slots=args.workers,
         poll_interval_s=args.poll_interval,
-        limits=Limits(max_event_bytes=args.max_event_bytes),
+        limits=Limits(max_event_bytes=args.max_event_bytes,
+                      max_events=args.max_events_per_request),
+        allowed_hosts=allowed_hosts(args.command == "start", args.host, args.allowed_hosts),
+        max_request_bytes=args.max_request_bytes,
+        trust_proxy=bool(args.trust_proxy),
         run_worker=not args.no_worker,
         signing_key=signing_key,
         signing_key_fallback=signing_key_fallback,
@@ -216,6 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     loop="uvloop" if _has_uvloop() else "asyncio",
+                    # forwarded headers are believed only from --trust-proxy addresses
+                    # (uvicorn's default trusts 127.0.0.1, which any local process is)
+                    proxy_headers=bool(args.trust_proxy),
+                    forwarded_allow_ips=args.trust_proxy,
                     timeout_graceful_shutdown=3)  # open dashboard streams end then
     finally:
         asyncio.run(_close(redis))

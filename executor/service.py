@@ -23,6 +23,7 @@ from .lifecycle import Lifecycle
 from .queue import Queue
 from .read_model import ReadModel
 from .registry import Registry
+from .request_guard import DEFAULT_MAX_BODY_BYTES
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .state import RunState
@@ -51,6 +52,9 @@ class Settings:
     signing_key: str | None = None
     signing_key_fallback: str | None = None
     dashboard_password: str | None = None
+    allowed_hosts: list[str] | None = None  # `Host` names accepted; None: any (request_guard)
+    max_request_bytes: int = DEFAULT_MAX_BODY_BYTES
+    trust_proxy: bool = False  # X-Forwarded-* come from a trusted TLS-terminating proxy
 
     @property
     def production(self) -> bool:

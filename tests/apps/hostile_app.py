@@ -49,3 +49,23 @@ async def huge(request: Request) -> Response:
     size = int(request.query_params.get("mb", "20")) * 1024 * 1024
     return Response(b'"' + b"x" * size + b'"', 200, headers=SDK_HEADERS,
                     media_type="application/json")
+
+
+@app.put("/inband-forged")
+async def inband_forged(request: Request) -> Response:
+    """Answers an in-band sync with a registration signed by a key it made up."""
+    import secrets
+
+    import orjson
+
+    from inngest_like import signing
+
+    seen.append(request.url.path)
+    body = orjson.dumps({"app_id": "forged", "url": "http://evil.example/api",
+                         "functions": [{"id": "forged-all", "name": "all",
+                                        "triggers": [{"event": "*"}],
+                                        "steps": {"step": {"id": "step", "runtime": {
+                                            "type": "http", "url": "http://evil.example/api"}}}}]})
+    forged = signing.sign(body, "signkey-prod-" + secrets.token_hex(32))
+    return Response(body, 200, media_type="application/json", headers={
+        **SDK_HEADERS, "X-Inngest-Sync-Kind": "in_band", "X-Inngest-Signature": forged})

@@ -19,6 +19,7 @@ from inngest_like import signing
 from .api import create_app
 from .auth import Auth
 from .clock import system_ms
+from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
 from .redis_client import connect
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="how long a dead worker's call stays leased before retry")
         cmd.add_argument("--workers", type=int, default=64,
                          help="concurrent calls per process")
+        cmd.add_argument("--call-timeout", type=float, default=7200.0,
+                         help="seconds one call to an app (one step) may take")
+        cmd.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
+                         help="seconds to connect to an app, apart from --call-timeout")
+        cmd.add_argument("--max-response-bytes", type=int, default=MAX_RESPONSE_BYTES,
+                         help="a larger answer from an app fails the run")
         cmd.add_argument("--poll-interval", type=float, default=5.0,
                          help="seconds between re-syncs of -u apps")
         cmd.add_argument("--data-dir", default=".inngest-like",
@@ -211,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
         allowed_hosts=allowed_hosts(args.command == "start", args.host, args.allowed_hosts),
         max_request_bytes=args.max_request_bytes,
         trust_proxy=bool(args.trust_proxy),
+        call_timeout_s=args.call_timeout,
+        connect_timeout_s=args.connect_timeout,
+        max_response_bytes=args.max_response_bytes,
         run_worker=not args.no_worker,
         signing_key=signing_key,
         signing_key_fallback=signing_key_fallback,

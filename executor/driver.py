@@ -157,9 +157,22 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
     return CallError(message, error, retriable, retry_after, status)
 
 
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # Inngest's limit on an SDK's answer
+CONNECT_TIMEOUT_S = 10.0
+
+
 class Driver:
-    def __init__(self, timeout_s: float = 7200.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+    """Calls apps. Redirects are never followed (a 307 would re-POST the signed run state
+    wherever it points), connecting has its own short timeout (an unreachable app fails
+    fast while a step may run for hours), and an answer over `max_response_bytes` fails the
+    run instead of filling the executor's memory."""
+
+    def __init__(self, timeout_s: float = 7200.0, *,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self.connect_timeout_s = connect_timeout_s
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -173,14 +186,39 @@ class Driver:
 
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            async with self._client().post(url, data=body, headers=headers) as response:
-                raw = await response.read()
+            async with self._client().post(url, data=body, headers=headers,
+                                           allow_redirects=False) as response:
+                if 300 <= response.status < 400:
+                    target = response.headers.get("Location", "(no Location)")
+                    return _error(f"the app answered {response.status} with a redirect to "
+                                  f"{target}; redirects are not followed: register the "
+                                  "function at its final URL", response.status)
+                raw = await self._read(response)
+                if raw is None:
+                    return _error(f"the app's answer is larger than {self.max_response_bytes} "
+                                  "bytes, the limit (--max-response-bytes)", response.status,
+                                  retriable=False)
                 got = {k.lower(): v for k, v in response.headers.items()}
                 return parse_response(response.status, got, raw)
+        except aiohttp.ConnectionTimeoutError:
+            return _error(f"could not connect to {url} within {self.connect_timeout_s:g}s")
         except TimeoutError:
             return _error(f"the call to {url} timed out")
         except aiohttp.ClientError as exc:
             return _error(f"the call to {url} failed: {exc.__class__.__name__}: {exc}")
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None once it is over the limit (never read further)."""
+        limit = self.max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            return None
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def close(self) -> None:
         if self._session is not None:

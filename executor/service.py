@@ -18,7 +18,7 @@ from inngest_like import signing
 
 from .auth import Auth
 from .clock import Clock, system_ms
-from .driver import Driver
+from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES, Driver
 from .events import Limits
 from .ingest import Ingest
 from .lifecycle import Lifecycle
@@ -57,6 +57,9 @@ class Settings:
     allowed_hosts: list[str] | None = None  # `Host` names accepted; None: any (request_guard)
     max_request_bytes: int = DEFAULT_MAX_BODY_BYTES
     trust_proxy: bool = False  # X-Forwarded-* come from a trusted TLS-terminating proxy
+    call_timeout_s: float = 7200.0  # one call to an app (a step may run this long)
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     @property
     def production(self) -> bool:
@@ -98,7 +101,9 @@ class Executor:
         self.queue = Queue(redis, self.scripts)
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
-        self.driver = Driver()
+        self.driver = Driver(settings.call_timeout_s,
+                             connect_timeout_s=settings.connect_timeout_s,
+                             max_response_bytes=settings.max_response_bytes)
         self.auth = Auth(redis, production=settings.production,
                          signing_keys=[settings.signing_key or "",
                                        settings.signing_key_fallback or ""],

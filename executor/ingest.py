@@ -16,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import expressions, flow, keys
+from . import expressions, flow, ingest_chunks, keys
 from .events import IncomingEvent
 from .queue import QUEUE_KEYS, QueueItem
 from .registry import FunctionConfig, Registry
@@ -179,10 +179,9 @@ class Ingest:
             ],
             "runs": runs,
         }
-        out = await self.scripts(
+        out = await ingest_chunks.ingest(lambda body: self.scripts(  # pieces: ingest_chunks.py
             "ingest", [keys.EVENTS, keys.RUNS, QUEUE_KEYS[0], QUEUE_KEYS[1], keys.QUEUE_WAKE],
-            [orjson.dumps(payload)],
-        )
+            [body]), payload)
         ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
         split = ids.index("|")
         for replaced in ids[split + 1:]:  # singleton in cancel mode: the new run replaces it

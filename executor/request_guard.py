@@ -11,7 +11,8 @@ any route runs:
 - a write whose `Origin` is another site, or `Sec-Fetch-Site: cross-site`, is refused;
 - a write to the API (`/e`, `/fn`, `/v0`, `/v1`) must be JSON: a page cannot send that
   content type across sites without a preflight, which this server never grants;
-- a body over `max_body_bytes` is refused with 413 before it is read into memory.
+- a body over `max_body_bytes` is refused with 413: at once when its Content-Length says
+  so, and a chunked one as soon as that much has arrived.
 
 Dashboard forms are not JSON; they carry CSRF tokens (`dashboard/csrf.py`) besides the
 `Origin` check here. Every refusal is a JSON error naming the header and what to do.
@@ -24,7 +25,6 @@ import urllib.parse
 from collections.abc import Iterable
 
 import orjson
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -124,7 +124,14 @@ class RequestGuard:
             status, message = refusal
             await _send_error(send, status, message)
             return
-        await self.app(scope, self._capped(receive), send)
+        if "content-length" not in headers and method_has_body(scope["method"]):
+            # chunked: the size shows only while reading, so read it here, up to the cap
+            body = await self._read_capped(receive)
+            if body is None:
+                await _send_error(send, 413, self._too_large())
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         host_header = headers.get("host", "")
@@ -156,21 +163,36 @@ class RequestGuard:
         return (f"body: larger than {self.max_body_bytes} bytes, the limit of this server "
                 "(--max-request-bytes)")
 
-    def _capped(self, receive: Receive) -> Receive:
-        """`receive`, refusing once more than the limit has arrived (chunked bodies)."""
-        received = 0
-
-        async def capped() -> Message:
-            nonlocal received
+    async def _read_capped(self, receive: Receive) -> bytes | None:
+        """A chunked body, or None once it passes the cap (the rest is never read)."""
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    # raised inside the route's body read: the API's handler answers 413
-                    raise HTTPException(413, self._too_large())
-            return message
+            if message["type"] != "http.request":
+                return bytes(body)  # the client left: the route sees an empty body
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return bytes(body)
 
-        return capped
+
+def method_has_body(method: str) -> bool:
+    return method not in SAFE_METHODS
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """`receive` that hands over an already read body first (then waits for disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from executor import control
+from executor import bodies, control
 from executor import events as event_in
 from executor.auth import SESSION_COOKIE, SESSION_TTL_S
 from executor.read_model import RUN_STATUSES, RunQuery, parse_search
@@ -376,9 +376,9 @@ def mount(app: FastAPI, executor: Any) -> None:
         values = {"name": form.get("name", ""), "data": form.get("data", "")}
         errors: dict[str, str] = {}
         try:
-            data = orjson.loads(values["data"] or "{}")
-        except orjson.JSONDecodeError as exc:
-            errors["data"] = f"data: malformed JSON: {exc}"
+            data = bodies.loads(values["data"] or "{}", "data")
+        except bodies.BodyError as exc:
+            errors["data"] = str(exc)
         else:
             body = orjson.dumps({"name": values["name"].strip(), "data": data})
             try:

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import control
+from . import bodies, control
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -120,16 +120,16 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def register(request: Request) -> Response:
         raw = await request.body()
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(raw)
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != executor.settings.mode:
             return _error(400, f"Expected server kind {expected}, got {executor.settings.mode}")
         try:
             result = await executor.registry.sync(body, raw, executor.clock())
         except SyncError as exc:
-            return _error(400, str(exc))
+            return _error(exc.status, str(exc))
         return ORJSONResponse(result)
 
     @app.get("/v1/events")
@@ -177,11 +177,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.post("/v1/cancellations")
     async def cancellations(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-            spec = control.parse_cancellation(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
-        except ValueError as exc:
+            spec = control.parse_cancellation(bodies.loads(await request.body()))
+        except ValueError as exc:  # BodyError included
             return _error(400, str(exc))
         return ORJSONResponse({"data": await control.cancel_many(executor, spec)})
 
@@ -199,9 +196,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def checkpoint(run_id: str, request: Request) -> Response:
         """JS v4 SDKs save steps here while one request runs several of them."""
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         steps = body.get("steps") if isinstance(body, dict) else None
         if not isinstance(steps, list):
             return _error(400, "steps: must be a list of StepRun opcodes")
@@ -227,9 +224,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.post("/v1/event-keys")
     async def add_event_key(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         if not isinstance(body, dict) or not isinstance(body.get("key"), str):
             return _error(400, "key: required, the event key to accept (it is stored hashed)")
         try:

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from ulid import ULID
 
+from . import bodies
+
 RESERVED_PREFIX = "inngest/"
 MAX_NAME_CHARS = 512
 TS_MIN_MS = 315_532_800_000  # 1980-01-01
@@ -105,9 +107,9 @@ def parse_request(
 ) -> list[IncomingEvent]:
     """Every event of one `POST /e/{key}` body, or EventError for the first problem."""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(f"body: malformed JSON: {exc}") from None
+        parsed = bodies.loads(body)
+    except bodies.BodyError as exc:
+        raise EventError(str(exc)) from None
     single = isinstance(parsed, dict)
     batch = [parsed] if single else parsed
     if not isinstance(batch, list):

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from . import cron, durations, expressions, flow, keys
 from .flow import FlowControl
@@ -30,6 +31,10 @@ DEFAULT_CANCEL_TIMEOUT_MS = 365 * 24 * 3600 * 1000
 
 class SyncError(ValueError):
     """A sync payload is wrong; the message names the function and the field."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclasses.dataclass
@@ -233,12 +238,11 @@ class Registry:
         return [fn for fn in self.functions.values() if fn.matches(event)]
 
     async def sync(self, body: Any, raw_body: bytes, now_ms: int) -> dict[str, Any]:
-        """Store an app and replace its function set. Raises SyncError for a bad payload."""
+        """Store an app and replace its function set. Raises SyncError for a bad payload,
+        and for a function id another app owns: an app cannot take over another's
+        function (that app must first sync without it)."""
         app_id, url, functions = parse_sync(body)
         checksum = hashlib.sha256(raw_body).hexdigest()
-        previous = await self.redis.hget(keys.APPS, app_id)
-        old = orjson.loads(previous) if previous else {}
-        modified = old.get("checksum") != checksum
         app = {
             "id": app_id,
             "url": url,
@@ -249,24 +253,51 @@ class Registry:
             "functions": [fn.id for fn in functions],
             "error": None,
         }
-        if not modified and not old.get("error"):
-            # an identical re-sync (dev polls every few seconds): note the time, change nothing
-            await self.redis.hset(keys.APPS, app_id, orjson.dumps(app))
-            return {"ok": True, "modified": False, "sync_id": str(uuid.uuid4()),
-                    "app_id": app_id}
+        while True:  # optimistic: another process syncing at the same moment makes us retry
+            try:
+                modified = await self._store(app, functions)
+                break
+            except WatchError:
+                continue
+        if modified:
+            await self.refresh()
+        return {"ok": True, "modified": modified, "sync_id": str(uuid.uuid4()), "app_id": app_id}
+
+    async def _store(self, app: dict[str, Any], functions: list[FunctionConfig]) -> bool:
+        app_id = app["id"]
         async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(keys.APPS, keys.FUNCTIONS)
+            previous = await pipe.hget(keys.APPS, app_id)
+            old = orjson.loads(previous) if previous else {}
+            gone = [f for f in old.get("functions", []) if f not in app["functions"]]
+            ids = [fn.id for fn in functions] + gone
+            stored = await pipe.hmget(keys.FUNCTIONS, ids) if ids else []
+            owners = {i: orjson.loads(v)["app_id"] if v else None
+                      for i, v in zip(ids, stored, strict=True)}
+            for index, fn in enumerate(functions):
+                owner = owners[fn.id]
+                if owner is not None and owner != app_id:
+                    raise SyncError(f"functions[{index}].id: {fn.id!r} belongs to app "
+                                    f"{owner!r}; sync that app without it first", status=409)
+            intact = all(owners[fn.id] == app_id for fn in functions)
+            if old.get("checksum") == app["checksum"] and not old.get("error") and intact:
+                # an identical re-sync (dev polls every few seconds): note the time only
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(keys.APPS, app_id, orjson.dumps(app))
+                await pipe.execute()
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(keys.APPS, app_id, orjson.dumps(app))
-            gone = set(old.get("functions", [])) - set(app["functions"])
-            if gone:
-                pipe.hdel(keys.FUNCTIONS, *gone)
+            mine = [f for f in gone if owners[f] == app_id]  # never another app's
+            if mine:
+                pipe.hdel(keys.FUNCTIONS, *mine)
             for fn in functions:
                 pipe.hset(
                     keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})
                 )
             pipe.incr(keys.REGISTRY_VERSION)
             await pipe.execute()
-        await self.refresh()
-        return {"ok": True, "modified": modified, "sync_id": str(uuid.uuid4()), "app_id": app_id}
+            return True
 
     async def record_sync_error(self, url: str, error: str, now_ms: int) -> None:
         """Remember that syncing `url` failed, for the apps list."""

@@ -48,6 +48,40 @@ class Response:
         return orjson.dumps(self.body)
 
 
+MAX_JSON_DEPTH = 100  # as the executor's: deeper values cannot be written back (orjson: 254)
+
+
+def _too_deep(value: Any) -> bool:
+    """Nested deeper than MAX_JSON_DEPTH? Measured by orjson's own write limit (254): the
+    value is wrapped so that exactly the too-deep ones pass it."""
+    wrapped = value
+    for _ in range(254 - MAX_JSON_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except TypeError:
+        return True
+    return False
+
+
+def _call_fields(payload: Any) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """A call request's `ctx`, `events` and `steps`; ValueError names a wrong field."""
+    if not isinstance(payload, dict):
+        raise ValueError("body: must be a JSON object")
+    if _too_deep(payload):
+        raise ValueError(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    ctx = payload.get("ctx") or {}
+    if not isinstance(ctx, dict):
+        raise ValueError("ctx: must be an object")
+    events = payload.get("events") or []
+    if not isinstance(events, list):
+        raise ValueError("events: must be a list of events")
+    steps = payload.get("steps") or {}
+    if not isinstance(steps, dict):
+        raise ValueError("steps: must be an object of memos by hashed step id")
+    return ctx, events, steps
+
+
 def _error(status: int, code: str, message: str, **headers: str) -> Response:
     return Response(status, {"code": code, "message": message, "name": "Error"}, dict(headers))
 
@@ -262,9 +296,7 @@ class Handler:
             )
         try:
             payload = orjson.loads(request.body)
-            ctx_in = payload.get("ctx") or {}
-            events_raw = payload.get("events") or []
-            steps = payload.get("steps") or {}
+            ctx_in, events_raw, steps = _call_fields(payload)
             if payload.get("use_api") or ctx_in.get("use_api"):
                 events_raw, steps = await self._fetch_state(str(ctx_in["run_id"]))
             event = Event.model_validate(payload.get("event") or events_raw[0])
@@ -312,6 +344,12 @@ class Handler:
                 output = await loop.run_in_executor(None, functools.partial(fn.handler, *args))
         except _Interrupt as interrupt:
             extra = {"Retry-After": interrupt.retry_after} if interrupt.retry_after else {}
+            try:
+                orjson.dumps(interrupt.ops)  # a step's output nested too deep to be written
+            except TypeError as exc:
+                return Response(500, {"code": "unserializable_output", "message": str(exc),
+                                      "name": type(exc).__name__},
+                                self._headers({"X-Inngest-No-Retry": "true"}))
             return Response(206, interrupt.ops, self._headers(extra))
         except (NonRetriableError, StepError) as exc:
             # A failed step re-raised by user code fails the run: retrying replays the memo.

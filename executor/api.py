@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import bodies, control
+from . import api_schema, bodies, control
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -98,7 +98,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode,
                               "calls_made": executor.worker.calls_made})
 
-    @app.post("/e/{event_key}")
+    @app.post("/e/{event_key}", openapi_extra=api_schema.body(api_schema.EVENTS))
     async def send_events(event_key: str, request: Request) -> Response:
         if not await executor.auth.event_key_ok(event_key):
             return _error(401, "unknown event key", ids=[])
@@ -116,7 +116,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         await executor.ingest.accept(incoming)
         return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
 
-    @app.post("/fn/register")
+    @app.post("/fn/register", openapi_extra=api_schema.body(api_schema.REGISTRATION))
     async def register(request: Request) -> Response:
         raw = await request.body()
         try:
@@ -174,7 +174,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(exc.status, str(exc))
         return ORJSONResponse({"data": await executor.read.run(new_id)})
 
-    @app.post("/v1/cancellations")
+    @app.post("/v1/cancellations", openapi_extra=api_schema.body(api_schema.CANCELLATION))
     async def cancellations(request: Request) -> Response:
         try:
             spec = control.parse_cancellation(bodies.loads(await request.body()))
@@ -192,7 +192,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"data": found,
                                "waiting_reason": run["waiting_reason"] if run else None})
 
-    @app.post("/v1/checkpoint/{run_id}/async")
+    @app.post("/v1/checkpoint/{run_id}/async",
+              openapi_extra=api_schema.body(api_schema.CHECKPOINT))
     async def checkpoint(run_id: str, request: Request) -> Response:
         """JS v4 SDKs save steps here while one request runs several of them."""
         try:
@@ -221,7 +222,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def list_event_keys() -> Response:
         return ORJSONResponse({"data": await executor.auth.event_keys()})
 
-    @app.post("/v1/event-keys")
+    @app.post("/v1/event-keys", openapi_extra=api_schema.body(api_schema.EVENT_KEY))
     async def add_event_key(request: Request) -> Response:
         try:
             body = bodies.loads(await request.body())

@@ -124,9 +124,12 @@ class RequestGuard:
             status, message = refusal
             await _send_error(send, status, message)
             return
-        if "content-length" not in headers and method_has_body(scope["method"]):
+        if "content-length" not in headers and scope["method"] not in SAFE_METHODS:
             # chunked: the size shows only while reading, so read it here, up to the cap
-            body = await self._read_capped(receive)
+            try:
+                body = await self._read_capped(receive)
+            except _ClientLeft:
+                return  # nobody to answer, and half a body must not be acted on
             if body is None:
                 await _send_error(send, 413, self._too_large())
                 return
@@ -169,7 +172,7 @@ class RequestGuard:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return bytes(body)  # the client left: the route sees an empty body
+                raise _ClientLeft
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
                 return None
@@ -177,8 +180,8 @@ class RequestGuard:
                 return bytes(body)
 
 
-def method_has_body(method: str) -> bool:
-    return method not in SAFE_METHODS
+class _ClientLeft(Exception):
+    """The client disconnected before its whole body arrived."""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -97,7 +97,8 @@ def test_throttle_spreads_starts_over_the_period(flow: Flow) -> None:
     assert len(starts) == 6
     # limit 2 per 2 s: two at once, then one every second: the 6th ~4 s after the first
     assert starts[-1] - starts[0] >= 3.5
-    assert starts[1] - starts[0] < 0.8
+    # the first two start together: far closer than the spacing of the later ones
+    assert starts[1] - starts[0] < (starts[-1] - starts[1]) / 8
 
 
 def test_rate_limit_skips_beyond_the_limit(flow: Flow) -> None:

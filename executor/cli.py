@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from inngest_like import signing
 
+from . import durations
 from .api import create_app
 from .auth import Auth
 from .clock import system_ms
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="flat retry backoff in seconds instead of Inngest's table")
         cmd.add_argument("--lease-seconds", type=float, default=20.0,
                          help="how long a dead worker's call stays leased before retry")
+        cmd.add_argument("--retention", default="7d",
+                         help="how long ended runs and events are kept (a duration: 7d, "
+                              "12h, 30m; default 7d)")
         cmd.add_argument("--call-timeout", type=float, default=600.0,
                          help="seconds a call to the app may take before it counts as a "
                               "failed attempt (retried with backoff; default 600)")
@@ -170,6 +174,16 @@ def _signing_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return key, fallback
 
 
+def _retention_ms(text: str) -> int:
+    try:
+        ms = durations.parse_ms(text)
+    except ValueError as exc:
+        raise SystemExit(f"--retention: {exc}") from None
+    if ms < 60_000:
+        raise SystemExit("--retention: at least 1m (ended runs must outlive their readers)")
+    return ms
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "keys":
@@ -214,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         app_urls=args.urls,
         retry_interval_s=args.retry_interval,
         lease_ms=int(args.lease_seconds * 1000),
+        retention_ms=_retention_ms(args.retention),
         call_timeout_s=args.call_timeout,
         slots=args.workers,
         poll_interval_s=args.poll_interval,

@@ -26,6 +26,7 @@ from .queue import Queue
 from .read_model import ReadModel
 from .registry import Registry, SyncError
 from .request_guard import DEFAULT_MAX_BODY_BYTES
+from .retention import DEFAULT_RETENTION_MS, Retention
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .state import RunState
@@ -50,6 +51,7 @@ class Settings:
     # a call to the app that has not answered after this long is a failed attempt (retried
     # with backoff); long LLM steps need minutes, a hung app must not hold a run for hours
     call_timeout_s: float = 600.0
+    retention_ms: int = DEFAULT_RETENTION_MS  # ended runs and events are kept this long
     slots: int = 64
     poll_interval_s: float = 5.0
     limits: Limits = dataclasses.field(default_factory=Limits)
@@ -113,7 +115,8 @@ class Executor:
         self.ingest = Ingest(redis, self.scripts, self.registry, self.state, clock)
         self.lifecycle = Lifecycle(redis, self.ingest, clock)
         self.ingest.on_run_ended = self.lifecycle.run_ended
-        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock)
+        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock,
+                                   retention=Retention(redis, clock, settings.retention_ms))
         self.worker = Worker(
             self.queue,
             self.state,

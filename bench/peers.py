@@ -58,10 +58,10 @@ import psutil
 from redis.asyncio import Redis
 
 from executor import keys
-from tests.procs import ROOT, Proc, free_port, wait_for
+from tests.procs import ROOT, App, Executor, Proc, free_port, wait_for
 
 from ._common import CpuMeter, machine, median, percentile, processes, run
-from .steps import start_stack
+from .steps import BenchRedis
 
 RESTATE_VERSION = "1.7.12"
 PEERS_DIR = ROOT / "bench" / ".peers"
@@ -281,9 +281,21 @@ class Ours(System):
               "first": "bench/first"}
 
     def start(self, log_dir: pathlib.Path, started: list[Proc]) -> None:
-        # the CLI's default re-sync period (5 s): it shows in the idle CPU
-        redis, executor, app = start_stack(log_dir, started, "always", 5.0, None)
-        executor.wait_synced("bench-big", "bench-three", "bench-first")
+        redis = BenchRedis(log_dir, "always")
+        started.append(redis)
+        redis.start()
+        exec_port, app_port = free_port(), free_port()
+        app = App(log_dir, "bench.apps:app", f"http://127.0.0.1:{exec_port}", port=app_port)
+        # the CLI's defaults for what the tests' Executor sets shorter: the re-sync period
+        # (5 s; it shows in the idle CPU) and the lease (20 s; the tests' 2 s expires under
+        # load and the same call is made twice)
+        executor = Executor(log_dir, redis.url, [app.url], port=exec_port,
+                            extra=["--poll-interval", "5", "--lease-seconds", "20"])
+        started.append(app)  # the app first: the executor's first sync must find it
+        app.start()
+        started.append(executor)
+        executor.start()
+        executor.wait_synced("bench-noop", "bench-big", "bench-three", "bench-first")
         assert redis.process and executor.process and app.process
         self.redis_url, self.url = redis.url, executor.url
         self.pids = {"executor": executor.process.pid, "app": app.process.pid,
@@ -466,7 +478,9 @@ async def _warm_up(system: System, plan: Plan) -> None:
 async def measure(systems: list[System], meter: CpuMeter, plan: Plan) -> dict[str, Samples]:
     samples = {s.name: Samples() for s in systems}
     async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),
+        # idle connections closed after 1 s, before any server's keep-alive timeout (uvicorn:
+        # 5 s) can close one under a request
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=1.0),
         timeout=aiohttp.ClientTimeout(total=600),
         skip_auto_headers=("User-Agent",),
     ) as http:
@@ -609,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
     versions = (f"restate-server {restate.version.removeprefix('restate-server ')}, "
                 f"restate-sdk {_dist_version('restate-sdk')}, hypercorn "
                 f"{_dist_version('hypercorn')}; dbos {_dist_version('dbos')} (SQLite); "
-                f"ours: redis appendfsync always, executor dev --poll-interval 5")
+                f"ours: redis appendfsync always, executor dev --poll-interval 5 --lease-seconds 20")
     report(samples, plan, versions)
     print(f"\n(total {time.monotonic() - started_at:.0f} s)")
 

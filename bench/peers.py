@@ -2,7 +2,7 @@
 rounds, medians, ratios to Restate measured in the same run.
 
     pip install -e '.[bench]'          # restate-sdk, dbos, hypercorn (never needed by tests)
-    python -m bench.peers              # 5 rounds (about 10 minutes on 2 cores)
+    python -m bench.peers              # 5 rounds (about 7 minutes on 2 cores)
     python -m bench.peers --quick      # 2 short rounds (about 2 minutes)
 
 The Restate server is the binary of the npm package @restatedev/restate-server, installed on
@@ -25,7 +25,8 @@ Workloads, every run started by one HTTP request from this process:
      returns it; minus the time the request was sent; runs one at a time, p50
   4. 3-step runs per second with K (1000) started at once: K / (last end - first request)
   5. CPU per 3-step run, all the system's processes (psutil), over workload 4
-  6. idle CPU of each system's processes, in % of one core (all three idle together)
+  6. idle CPU of each system's processes, in % of one core (all three idle together, a few
+     seconds after the last runs ended)
 "The end of the run" is the client's receipt of the answer for Restate and DBOS (their
 requests wait for the result), and the run's own `ended_at` (written with its output) for
 ours, whose events return at once; this process watches Redis for it.
@@ -79,12 +80,13 @@ class Plan:
     first_runs: int
     batch: int  # 3-step runs started at once
     idle_s: float
+    settle_s: float  # wait after the last batch before measuring idle CPU
 
 
 FULL = Plan(rounds=5, noop_runs=3, big_short_runs=5, big_long_runs=1, big_long_steps=500,
-            first_runs=20, batch=1000, idle_s=6.0)
+            first_runs=20, batch=1000, idle_s=6.0, settle_s=6.0)
 QUICK = Plan(rounds=2, noop_runs=2, big_short_runs=3, big_long_runs=1, big_long_steps=100,
-             first_runs=8, batch=200, idle_s=2.0)
+             first_runs=8, batch=200, idle_s=2.0, settle_s=2.0)
 
 
 # -- the Restate server binary -----------------------------------------------------------------
@@ -440,8 +442,9 @@ def _split(cpu: dict[str, float], system: System) -> dict[str, float]:
     return {name: cpu[f"{system.name}.{name}"] for name in system.pids}
 
 
-async def _batch(system: System, meter: CpuMeter, k: int, samples: Samples) -> None:
-    await asyncio.sleep(0.5)  # let the previous system's tail settle
+async def _batch(system: System, meter: CpuMeter, k: int, samples: Samples,
+                 gap_s: float) -> None:
+    await asyncio.sleep(gap_s)  # let the previous system's work after its runs settle
     meter.start()
     started = time.monotonic()
     sent, ended = await system.batch(k)
@@ -504,11 +507,15 @@ async def measure(systems: list[System], meter: CpuMeter, plan: Plan) -> dict[st
                         plan.big_long_runs))),
                     ("first", lambda s: _extend(samples[s.name].first_ms,
                                                 _first(s, plan.first_runs))),
-                    ("batch", lambda s: _batch(s, meter, plan.batch, samples[s.name])),
+                    ("batch", lambda s: _batch(s, meter, plan.batch, samples[s.name],
+                                             min(plan.settle_s, 3.0))),
                 ]
                 for _, step in steps:
                     for system in order:
                         await step(system)
+                # a system may go on working for a few seconds after its last run ended; idle
+                # is what it burns once that is done
+                await asyncio.sleep(plan.settle_s)
                 await _idle(systems, meter, plan.idle_s, samples)
         finally:
             for system in systems:

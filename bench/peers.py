@@ -2,7 +2,7 @@
 rounds, medians, ratios to Restate measured in the same run.
 
     pip install -e '.[bench]'          # restate-sdk, dbos, hypercorn (never needed by tests)
-    python -m bench.peers              # 5 rounds (about 7 minutes on 2 cores)
+    python -m bench.peers              # 5 rounds (about 9 minutes on 2 cores)
     python -m bench.peers --quick      # 2 short rounds (about 2 minutes)
 
 The Restate server is the binary of the npm package @restatedev/restate-server, installed on

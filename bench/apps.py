@@ -2,6 +2,7 @@
 
 `app` (bench.apps:app) serves two functions through the SDK: `bench-noop` runs
 `event.data.n` no-op steps, `bench-noop0` has no step at all (its call is the SDK's floor).
+(`bench-big`, `bench-three*` and `bench-first` serve bench.growth, bench.flow and bench.peers.)
 It also has a trivial `POST /bench/ping` endpoint (the transport floor) and times every
 request to the SDK endpoint inside the ASGI app (`GET /bench/stats`, `POST /bench/reset`),
 so the benchmark can split a step's time between the app and everything else.
@@ -58,6 +59,14 @@ async def big(ctx: inngest.Context, step: inngest.Step) -> int:
 @client.create_function(fn_id="noop0", trigger=inngest.TriggerEvent(event="bench/noop0"), retries=0)
 async def noop0(ctx: inngest.Context, step: inngest.Step) -> int:
     return 0
+
+
+@client.create_function(fn_id="first", trigger=inngest.TriggerEvent(event="bench/first"), retries=0)
+async def first(ctx: inngest.Context, step: inngest.Step) -> float:
+    """No step: returns the wall-clock time at its first line (bench.peers: event -> first
+    line of user code)."""
+    started = time.time()
+    return started
 
 
 async def _three_steps(step: inngest.Step) -> int:
@@ -126,7 +135,7 @@ def _timed(inner: ASGIApp) -> ASGIApp:
 
 fastapi_app = FastAPI(title="inngest_like benchmark app")
 inngest_like.fast_api.serve(
-    fastapi_app, client, [noop, noop0, big, three, three_limited, three_flow]
+    fastapi_app, client, [noop, noop0, big, first, three, three_limited, three_flow]
 )
 
 

@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import control, gql, ops_routes
+from . import api_schema, bodies, control, gql, ops_routes
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
+from .request_guard import RequestGuard
 from .service import Executor
 from .step_record import StepRecord
 
@@ -98,7 +99,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode,
                               "calls_made": executor.worker.calls_made})
 
-    @app.post("/e/{event_key}")
+    @app.post("/e/{event_key}", openapi_extra=api_schema.body(api_schema.EVENTS))
     async def send_events(event_key: str, request: Request) -> Response:
         if not await executor.auth.event_key_ok(event_key):
             return _error(401, "unknown event key", ids=[])
@@ -120,20 +121,20 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(400, str(problem), ids=ids)
         return ORJSONResponse({"ids": ids, "status": 200})
 
-    @app.post("/fn/register")
+    @app.post("/fn/register", openapi_extra=api_schema.body(api_schema.REGISTRATION))
     async def register(request: Request) -> Response:
         raw = await request.body()
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(raw)
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != executor.settings.mode:
             return _error(400, f"Expected server kind {expected}, got {executor.settings.mode}")
         try:
             result = await executor.registry.sync(body, raw, executor.clock())
         except SyncError as exc:
-            return _error(400, str(exc))
+            return _error(exc.status, str(exc))
         return ORJSONResponse(result)
 
     @app.get("/v1/events")
@@ -178,14 +179,11 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(exc.status, str(exc))
         return ORJSONResponse({"data": await executor.read.run(new_id)})
 
-    @app.post("/v1/cancellations")
+    @app.post("/v1/cancellations", openapi_extra=api_schema.body(api_schema.CANCELLATION))
     async def cancellations(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-            spec = control.parse_cancellation(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
-        except ValueError as exc:
+            spec = control.parse_cancellation(bodies.loads(await request.body()))
+        except ValueError as exc:  # BodyError included
             return _error(400, str(exc))
         return ORJSONResponse({"data": await control.cancel_many(executor, spec)})
 
@@ -199,13 +197,14 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"data": found,
                                "waiting_reason": run["waiting_reason"] if run else None})
 
-    @app.post("/v1/checkpoint/{run_id}/async")
+    @app.post("/v1/checkpoint/{run_id}/async",
+              openapi_extra=api_schema.body(api_schema.CHECKPOINT))
     async def checkpoint(run_id: str, request: Request) -> Response:
         """JS v4 SDKs save steps here while one request runs several of them."""
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         steps = body.get("steps") if isinstance(body, dict) else None
         if not isinstance(steps, list):
             return _error(400, "steps: must be a list of StepRun opcodes")
@@ -237,12 +236,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def list_event_keys() -> Response:
         return ORJSONResponse({"data": await executor.auth.event_keys()})
 
-    @app.post("/v1/event-keys")
+    @app.post("/v1/event-keys", openapi_extra=api_schema.body(api_schema.EVENT_KEY))
     async def add_event_key(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         if not isinstance(body, dict) or not isinstance(body.get("key"), str):
             return _error(400, "key: required, the event key to accept (it is stored hashed)")
         try:
@@ -288,4 +287,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(410, f"state of run {run_id} is gone")
         return ORJSONResponse(found)
 
+    # added last, so outermost: Host, Origin, content type and body size are checked
+    # before anything else runs (production access included)
+    app.add_middleware(RequestGuard, allowed_hosts=executor.settings.allowed_hosts,
+                       max_body_bytes=executor.settings.max_request_bytes)
     return app

@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from ulid import ULID
 
+from . import bodies
+
 RESERVED_PREFIX = "inngest/"
 MAX_NAME_CHARS = 512
 TS_MIN_MS = 315_532_800_000  # 1980-01-01
@@ -132,9 +134,9 @@ def parse_batch(
     """The events of one `POST /e/{key}` body up to the first invalid one, and that one's
     error (None when all are valid). Raises EventError when the body is wrong as a whole."""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(f"body: malformed JSON: {exc}") from None
+        parsed = bodies.loads(body)
+    except bodies.BodyError as exc:
+        raise EventError(str(exc)) from None
     single = isinstance(parsed, dict)
     batch = [parsed] if single else parsed
     if not isinstance(batch, list):

@@ -16,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import expressions, flow, keys
+from . import expressions, flow, ingest_chunks, keys
 from .events import IncomingEvent
 from .pauses import Pauses
 from .queue import FinishTimeout, QueueItem, StartTimeout
@@ -213,10 +213,8 @@ class Ingest:
             ],
             "runs": runs,
         }
-        out = await self.scripts(
-            "ingest", INGEST_KEYS,
-            [orjson.dumps(payload)],
-        )
+        out = await ingest_chunks.ingest(lambda body: self.scripts(  # pieces: ingest_chunks.py
+            "ingest", INGEST_KEYS, [body]), payload)
         ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
         split = ids.index("|")
         self.on_runs_started(ids[:split], runs)

@@ -168,6 +168,11 @@ def session(token_hash: str) -> str:
     return f"{PREFIX}:session:{token_hash}"
 
 
+def login_failures(client: str) -> str:
+    """String counter with a TTL: failed dashboard logins from one client address."""
+    return f"{PREFIX}:login-failures:{client}"
+
+
 # -- flow control ----------------------------------------------------------------------------
 def _scoped(kind: str, scope_id: str, expression: str, value: str) -> str:
     digest = hashlib.sha1(expression.encode()).hexdigest()[:8] if expression else "-"

@@ -20,11 +20,21 @@ from fastapi.responses import Response
 
 from inngest_like import wire
 
-from . import keys
+from . import api_schema, bodies, keys
 from .auth import SESSION_COOKIE
 from .heartbeats import call_id_ok
 from .metrics import CONTENT_TYPE
 from .usage import parse_report
+
+_NUMBER = {"type": "number", "minimum": 0}
+USAGE: dict[str, Any] = {"type": "object", "required": ["calls", "models"], "properties": {
+    "calls": {"type": "integer", "minimum": 1},
+    "models": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "input_tokens": {"type": "integer", "minimum": 0},
+        "output_tokens": {"type": "integer", "minimum": 0}, "cost_usd": _NUMBER}}}}}
+HEARTBEAT: dict[str, Any] = {"type": "object", "required": ["call"], "properties": {
+    "call": api_schema.STRING, "step": api_schema.STRING, "name": api_schema.STRING,
+    "attempt": {"type": "integer", "minimum": 0}, wire.USAGE_FIELD: USAGE}}
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> Response:
@@ -38,12 +48,12 @@ def _error(status: int, message: str) -> Response:
 def mount(app: FastAPI, executor: Any) -> None:
     ops = executor.operations
 
-    @app.post(wire.heartbeat_path("{run_id}"))
+    @app.post(wire.heartbeat_path("{run_id}"), openapi_extra=api_schema.body(HEARTBEAT))
     async def heartbeat(run_id: str, request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         if not isinstance(body, dict):
             return _error(400, "body: must be a JSON object")
         call_id = body.get("call")

@@ -92,6 +92,8 @@ class QueueItem:
     kind: str = "call"
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
     ck: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # concurrency slots
+    # how long this call waited to be taken after it was due (set by lease.lua, never stored)
+    queued_ms: int = 0
 
     @classmethod
     def of(cls, payload: Payload, *, id: str, run_id: str, fn_id: str,
@@ -116,7 +118,9 @@ class QueueItem:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        body = dataclasses.asdict(self)
+        body.pop("queued_ms")
+        return body
 
     def template(self, **changes: Any) -> bytes:
         """The JSON of a follow-up call of this run (its id is assigned by the script)."""
@@ -163,7 +167,8 @@ class Queue:
         token = str(ULID())
         out = await self.scripts(
             "lease",
-            [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
+            [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS,
+             keys.CONCURRENCY_WAITING],
             [now_ms, now_ms + lease_ms, token, limit, keys.RUN_PREFIX],
         )
         next_due = int(out[0]) if int(out[0]) >= 0 else None

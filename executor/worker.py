@@ -170,6 +170,9 @@ class Worker:
             return None, None
         body = call_body(item, state)
         outcome = await self._call(item, token, step_url(fn.url, item.step_id), body)
+        # the script that records the outcome takes this: the run's execution time, and
+        # the attempt in the step's record
+        self.state.note_call(item.id, now, self.clock())
         try:
             return await self.opcodes.handle(item, token, state, outcome, now)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
@@ -180,6 +183,8 @@ class Worker:
             await self.opcodes.failed_attempt(item, token, CallError(message, {
                 "name": "Error", "message": message, "error": message}), self.clock())
             return None, None
+        finally:
+            self.state.calls.pop(item.id, None)
 
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes) -> Outcome:
         self.calls_made += 1

@@ -6,9 +6,10 @@ so filters and searches read indexes instead of examining runs one by one.
   moves to its final status's indexes in the script that ends it (`lib_end_run.lua`).
 - Search: a run's trigger event (paths as in the event: `data.user_id`, `name`), its output
   (`output.summary.tokens`) and its error (`error.name`) are flattened into documents
-  (`document`): one term `path=value` per scalar leaf (also `path=value` for any element of
-  a list), one number per numeric leaf (range comparisons), and the words of its text values
-  (free text, lower-cased). Each term, number and word is a zset of run ids
+  (`document`): a number per numeric leaf (numbers, and strings that read as one: one
+  zset per path, scored by the value, for `=` and range comparisons), a term `path=value`
+  per other scalar leaf (also for any element of a list), and the words of its text
+  values (free text, lower-cased). Each term, number and word is a zset of run ids
   (`keys.search_*`, scope "r"); events have their own (scope "e", data only, internal
   `inngest/*` events not indexed). Documents are capped (`MAX_LEAVES`, `MAX_WORDS`), so an
   enormous output costs a bounded number of writes.
@@ -30,7 +31,7 @@ import orjson
 from . import keys, metrics_store
 
 MAX_LEAVES = 300
-MAX_VALUE_CHARS = 128  # longer strings are searchable by their words, not as a whole value
+MAX_VALUE_CHARS = 96  # longer strings are searchable by their words, not as a whole value
 MAX_WORDS = 300
 MAX_TEXT_CHARS = 4000  # words are read from the start of a long string
 MAX_WORD_CHARS = 64
@@ -117,13 +118,15 @@ def _walk(value: Any, path: list[str], doc: Document, depth: int) -> None:
 
 def _leaf(value: Any, path: str, doc: Document, numbers: bool = True) -> None:
     doc.leaves += 1
+    number = number_of(value)
+    if number is not None:  # one zset per path holds every number: no key per value
+        if numbers or path not in doc.numbers:
+            doc.numbers.setdefault(path, []).append(number)
+        return
     text = scalar_text(value)
     if len(text) <= MAX_VALUE_CHARS:
         doc.terms.add(f"{path}={text}")
-    number = number_of(value) if numbers else None
-    if number is not None:
-        doc.numbers.setdefault(path, []).append(number)
-    if len(doc.words) < MAX_WORDS and (isinstance(value, str) or number is not None):
+    if len(doc.words) < MAX_WORDS and isinstance(value, str):
         for word in words_of(text):
             if len(doc.words) >= MAX_WORDS:
                 break
@@ -145,7 +148,7 @@ def entries(doc: Document, scope: str) -> list[list[str]]:
 def run_document(event: Any, status: str | None = None, output: Any = None) -> Document:
     """What a run search matches: the trigger event, and the output (Completed) or the error
     (any other end)."""
-    doc = document(event)
+    doc = event_document(event)
     if status is not None and status != "Running":
         doc.merge(document(output, "output" if status == "Completed" else "error"))
     return doc
@@ -160,7 +163,7 @@ def start_plan(function_id: str, now_ms: int, event: Any) -> dict[str, Any]:
         "skipped": keys.runs_by_status("Skipped"),
         "stats": metrics_store.stat_keys(now_ms),
         "exp": [str(t) for t in metrics_store.stat_expiries(now_ms)],
-        "terms": entries(document(event), RUNS),
+        "terms": entries(event_document(event), RUNS),
     }
 
 
@@ -188,5 +191,12 @@ def event_plan(wire: dict[str, Any]) -> dict[str, Any]:
     and the event's search entries (internal events: neither)."""
     if is_internal(wire.get("name")):
         return {"user_key": "", "terms": []}
-    doc = document({k: wire.get(k) for k in ("name", "data", "user") if k in wire})
-    return {"user_key": keys.EVENTS_USER, "terms": entries(doc, EVENTS)}
+    return {"user_key": keys.EVENTS_USER, "terms": entries(event_document(wire), EVENTS)}
+
+
+def event_document(event: Any) -> Document:
+    """An event's searchable part: its name, data and user (not its id and time, which
+    would cost an index entry per event and are shown anyway)."""
+    if not isinstance(event, dict):
+        return document(event)
+    return document({k: event[k] for k in ("name", "data", "user") if k in event})

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from .. import keys
-from ..indexes import EVENTS, document, is_internal
+from ..indexes import EVENTS, event_document, is_internal
 from .base import Reads
 from .paging import LIVE_LOOKBACK_MS, Page
 from .search import Search
@@ -126,5 +126,4 @@ class EventReads(Reads):
         stored = orjson.loads(raw)
         if is_internal(stored.get("name")):
             return False
-        return search.matches(document({k: stored.get(k) for k in ("name", "data", "user")
-                                        if k in stored}))
+        return search.matches(event_document(stored))

@@ -83,24 +83,29 @@ class Clause:
         return f"{self.path} {self.op} {self.raw}"
 
     def test(self, doc: Document) -> bool:
-        if self.op == "=":
-            return self.term in doc.terms
-        if self.op == "!=":
-            return self.term not in doc.terms
         bound = number_of(self.value)
+        if self.op in ("=", "!="):
+            if bound is not None:
+                found = any(n == bound for n in doc.numbers.get(self.path, []))
+            else:
+                found = self.term in doc.terms
+            return found == (self.op == "=")
         return bound is not None and any(
             _compare(n, self.op, bound) for n in doc.numbers.get(self.path, []))
 
     async def find(self, redis: Redis, scope: str) -> Result:
-        if self.op in ("=", "!="):
+        """Numbers (and text that reads as one) from the path's number index, other values
+        from their term's index."""
+        bound = number_of(self.value)
+        if self.op in ("=", "!=") and bound is None:
             got: Any = await redis.zrange(keys.search_term(scope, self.term), 0, -1)
             return Result(frozenset(_text(m) for m in got), self.op == "!=")
-        bound = number_of(self.value)
         assert bound is not None  # checked when parsed
         low, high = {">": (f"({bound!r}", "+inf"), ">=": (repr(bound), "+inf"),
-                     "<": ("-inf", f"({bound!r}"), "<=": ("-inf", repr(bound))}[self.op]
+                     "<": ("-inf", f"({bound!r}"), "<=": ("-inf", repr(bound)),
+                     "=": (repr(bound), repr(bound)), "!=": (repr(bound), repr(bound))}[self.op]
         found: Any = await redis.zrangebyscore(keys.search_number(scope, self.path), low, high)
-        return Result(frozenset(_text(m) for m in found))
+        return Result(frozenset(_text(m) for m in found), self.op == "!=")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -429,7 +429,7 @@ for i = 0, tonumber(ARGV[3]) - 1 do
              'ended_at', at + 100, 'event', event)
   redis.call('ZADD', KEYS[1], at, id)
   redis.call('ZADD', KEYS[2], at, id)
-  redis.call('ZADD', string.format(ARGV[4], i), at, id)
+  redis.call('ZADD', KEYS[3], i, id)
 end
 return 1
 """
@@ -447,9 +447,9 @@ async def test_paging_cost_is_flat_with_100k_runs(real_server: RedisServer) -> N
         await client.flushdb()
         await client.config_set("appendonly", "no")  # seeding speed; nothing here is durable
         started = time.perf_counter()
-        await client.eval(SEED_LUA, 2, keys.RUNS, keys.runs_by_status("Completed"),
-                          keys.run("%s"), NOW, 100_000,
-                          keys.search_term(indexes.RUNS, "data.i=%d"))
+        await client.eval(SEED_LUA, 3, keys.RUNS, keys.runs_by_status("Completed"),
+                          keys.search_number(indexes.RUNS, "data.i"), keys.run("%s"), NOW,
+                          100_000)
         seeded = [(_run_id(i), NOW + i) for i in range(100_000)]
         seeding = time.perf_counter() - started
         order = newest_first(seeded)

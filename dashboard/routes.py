@@ -17,12 +17,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from .pages import catalog, events, runs, session
+from .pages import bulk, catalog, events, runs, session
 from .render import HERE, Dashboard
 
 
 def mount(app: FastAPI, executor: Any) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     dash = Dashboard(executor)
-    for pages in (session, runs, events, catalog):
+    for pages in (session, runs, bulk, events, catalog):
         app.include_router(pages.router(dash))

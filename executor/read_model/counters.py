@@ -79,20 +79,57 @@ class Counters(Reads):
         """Per function (or just `function_id`): counts, failure rate, percentiles and a
         series of buckets over `window` (see WINDOWS), runs started in the last 60 minutes,
         and the backlog now."""
-        win = WINDOWS[window]
-        starts = win.starts(now_ms)
+        found: dict[str, Any] = (await self.function_metrics_many(now_ms, (window,),
+                                                                  function_id))[window]
+        return found
+
+    async def function_metrics_many(self, now_ms: int, windows: tuple[str, ...],
+                                    function_id: str | None = None) -> dict[str, Any]:
+        """`function_metrics` for several windows, reading each hash and the backlog once."""
         hour = WINDOWS["1h"]
-        minute_starts = hour.starts(now_ms) if win is not hour else []
-        found = await self._hashes([win.key(s) for s in starts]
-                                   + [hour.key(s) for s in minute_starts])
+        plans = {name: WINDOWS[name].starts(now_ms) for name in windows}
+        plans.setdefault("1h", hour.starts(now_ms))  # "runs in the last hour" is always shown
+        names = sorted({WINDOWS[n].key(s) for n, starts in plans.items() for s in starts})
+        found = dict(zip(names, await self._hashes(names), strict=True))
+        backlog, capped = await self.backlog(now_ms)
+        last_hour = self._fold([found[hour.key(s)] for s in plans["1h"]], function_id)
+        out = {}
+        for name in windows:
+            win, starts = WINDOWS[name], plans[name]
+            per = self._fold([found[win.key(s)] for s in starts], function_id)
+            for fn in backlog:
+                if function_id is None or fn == function_id:
+                    per.setdefault(fn, _empty(len(starts)))
+            for fn, entry in per.items():
+                entry["hour"] = last_hour[fn]["started"] if fn in last_hour else 0
+                ended = entry["ended"]
+                finished = ended["Completed"] + ended["Failed"] + ended["Cancelled"]
+                entry["finished"] = finished
+                entry["failed"] = ended["Failed"]
+                entry["failure_rate"] = ended["Failed"] / finished if finished else None
+                for kind in ("exec", "queue"):
+                    hist = entry[f"{kind}_hist"]
+                    entry[kind] = {"count": sum(hist.values()),
+                                   **{f"p{q}": percentile(hist, q / 100) for q in (50, 95, 99)}}
+                count, oldest = backlog.get(fn, (0, None))
+                entry["backlog"] = {"count": count, "oldest_ms": oldest,
+                                    "age_ms": max(0, now_ms - oldest) if oldest else None}
+            out[name] = {"functions": per, "window": win, "starts": starts,
+                         "backlog_capped": capped, "now_ms": now_ms}
+        return out
+
+    @staticmethod
+    def _fold(buckets: list[dict[bytes, bytes]],
+              function_id: str | None) -> dict[str, dict[str, Any]]:
+        """Sum the counters of consecutive buckets per function (`series` keeps each)."""
         per: dict[str, dict[str, Any]] = {}
         prefix = f"{function_id}|".encode() if function_id is not None else None
-        for i, fields in enumerate(found[:len(starts)]):
+        for i, fields in enumerate(buckets):
             for raw_field, raw_count in fields.items():
                 if prefix is not None and not raw_field.startswith(prefix):
                     continue
                 fn, _, metric = raw_field.decode().rpartition("|")
-                entry = per.setdefault(fn, _empty(len(starts)))
+                entry = per.setdefault(fn, _empty(len(buckets)))
                 count = int(raw_count)
                 if metric == "started":
                     entry["started"] += count
@@ -103,37 +140,7 @@ class Counters(Reads):
                 elif metric[:1] in ("e", "q") and metric[1:].isdigit():
                     hist = entry["exec_hist" if metric[0] == "e" else "queue_hist"]
                     hist[int(metric[1:])] = hist.get(int(metric[1:]), 0) + count
-        for fields in found[len(starts):]:
-            for raw_field, raw_count in fields.items():
-                if not raw_field.endswith(b"|started"):
-                    continue
-                fn = raw_field.decode().rpartition("|")[0]
-                if function_id is not None and fn != function_id:
-                    continue
-                entry = per.setdefault(fn, _empty(len(starts)))
-                entry["hour"] = entry.get("hour", 0) + int(raw_count)
-        backlog, capped = await self.backlog(now_ms)
-        for fn in backlog:
-            if function_id is None or fn == function_id:
-                per.setdefault(fn, _empty(len(starts)))
-        for fn, entry in per.items():
-            if win is hour:
-                entry["hour"] = entry["started"]
-            entry.setdefault("hour", 0)
-            ended = entry["ended"]
-            finished = ended["Completed"] + ended["Failed"] + ended["Cancelled"]
-            entry["finished"] = finished
-            entry["failed"] = ended["Failed"]
-            entry["failure_rate"] = ended["Failed"] / finished if finished else None
-            for kind in ("exec", "queue"):
-                hist = entry[f"{kind}_hist"]
-                entry[kind] = {"count": sum(hist.values()),
-                               **{f"p{q}": percentile(hist, q / 100) for q in (50, 95, 99)}}
-            count, oldest = backlog.get(fn, (0, None))
-            entry["backlog"] = {"count": count, "oldest_ms": oldest,
-                                "age_ms": max(0, now_ms - oldest) if oldest else None}
-        return {"functions": per, "window": win, "starts": starts,
-                "backlog_capped": capped, "now_ms": now_ms}
+        return per
 
     async def backlog(self, now_ms: int,
                       cap: int = BACKLOG_CAP) -> tuple[dict[str, tuple[int, int]], bool]:

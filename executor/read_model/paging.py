@@ -82,4 +82,5 @@ def _row(run_id: str, score: float | None, values: Sequence[Any]) -> dict[str, A
         "exec_ms": exec_ms,
         "stalled": bool(fields["stalled_at"]),
         "phase": None,  # set for running rows by `phases.add_phases`
+        "elapsed_ms": None,
     }

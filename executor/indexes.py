@@ -126,7 +126,10 @@ def _leaf(value: Any, path: str, doc: Document, numbers: bool = True) -> None:
     text = scalar_text(value)
     if len(text) <= MAX_VALUE_CHARS:
         doc.terms.add(f"{path}={text}")
-    if len(doc.words) < MAX_WORDS and isinstance(value, str):
+    # free text reads values people write; not an event's name (every event of a name
+    # would hold its words: the name filter does that) nor stack traces
+    if len(doc.words) < MAX_WORDS and isinstance(value, str) and path != "name" \
+            and not path.endswith(".stack"):
         for word in words_of(text):
             if len(doc.words) >= MAX_WORDS:
                 break
@@ -157,11 +160,10 @@ def run_document(event: Any, status: str | None = None, output: Any = None) -> D
 def start_plan(function_id: str, now_ms: int, event: Any) -> dict[str, Any]:
     """What ingest.lua writes for a new run besides the run itself (`ix` of its record)."""
     return {
-        "fn": function_id,
         "running_fn": keys.runs_of_function_status(function_id, "Running"),
         "skipped_fn": keys.runs_of_function_status(function_id, "Skipped"),
         "skipped": keys.runs_by_status("Skipped"),
-        "stats": metrics_store.stat_keys(now_ms),
+        "stats": metrics_store.stat_keys(function_id, now_ms),
         "exp": [str(t) for t in metrics_store.stat_expiries(now_ms)],
         "terms": entries(event_document(event), RUNS),
     }
@@ -172,7 +174,7 @@ def end_plan(function_id: str, status: str, now_ms: int,
     """The KEYS and ARGV tails of a script that ends a run (`end_run` in lib_end_run.lua):
     the stats hashes, the status indexes, and the output's (error's) search entries."""
     written = entries(document(output, "output" if status == "Completed" else "error"), RUNS)
-    tail_keys = [*metrics_store.stat_keys(now_ms), keys.runs_by_status(status),
+    tail_keys = [*metrics_store.stat_keys(function_id, now_ms), keys.runs_by_status(status),
                  keys.runs_of_function_status(function_id, "Running"),
                  keys.runs_of_function_status(function_id, status),
                  *(key for key, _, _ in written)]

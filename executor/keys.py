@@ -184,15 +184,15 @@ def search_words(scope: str) -> str:
     return f"{PREFIX}:search:{scope}:words"
 
 
-def stats_minute(minute: int) -> str:
-    """Hash: the counters of runs that started or ended in one minute (unix ms // 60000):
-    `<function>|<metric>` -> count (see executor/metrics_store.py). Expires."""
-    return f"{PREFIX}:stats:m:{minute}"
+def stats_minute(function_id: str, minute: int) -> str:
+    """Hash: the counters of one function's runs that started or ended in one minute (unix
+    ms // 60000): metric -> count (see executor/metrics_store.py). Expires."""
+    return f"{PREFIX}:stats:m:{minute}:{function_id}"
 
 
-def stats_hour(hour: int) -> str:
+def stats_hour(function_id: str, hour: int) -> str:
     """Hash: the same counters per hour (unix ms // 3600000), kept longer."""
-    return f"{PREFIX}:stats:h:{hour}"
+    return f"{PREFIX}:stats:h:{hour}:{function_id}"
 
 
 # set: the concurrency waiting zsets that ever held an item back (the backlog read walks

@@ -1,7 +1,7 @@
 """Exact per-function statistics, counted by the scripts that start and end runs (not sampled).
 
-Every run that starts or ends adds to two hashes: the minute's (`keys.stats_minute`) and the
-hour's (`keys.stats_hour`). Their fields are `<function id>|<metric>`:
+Every run that starts or ends adds to two hashes of its function: the minute's
+(`keys.stats_minute`) and the hour's (`keys.stats_hour`). Their fields are metrics:
 
 - `started`: runs that started (Skipped runs are counted as `Skipped` instead);
 - `Completed` / `Failed` / `Cancelled` / `Skipped`: runs that ended with that status;
@@ -45,9 +45,11 @@ def bucket_value(b: int) -> float:
     return float(2 ** ((b + 0.5) / BUCKETS_PER_OCTAVE) - 1)
 
 
-def stat_keys(now_ms: int) -> list[str]:
-    """The minute and hour hashes a run starting or ending at `now_ms` counts in."""
-    return [keys.stats_minute(now_ms // MINUTE_MS), keys.stats_hour(now_ms // HOUR_MS)]
+def stat_keys(function_id: str, now_ms: int) -> list[str]:
+    """The minute and hour hashes a run of `function_id` starting or ending at `now_ms`
+    counts in."""
+    return [keys.stats_minute(function_id, now_ms // MINUTE_MS),
+            keys.stats_hour(function_id, now_ms // HOUR_MS)]
 
 
 def stat_expiries(now_ms: int) -> list[int]:

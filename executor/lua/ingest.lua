@@ -183,10 +183,10 @@ for _, r in ipairs(p['runs']) do
       if skipped then
         redis.call('ZADD', ix['skipped'], now, r['run_id'])
         redis.call('ZADD', ix['skipped_fn'], now, r['run_id'])
-        count_stats(ix['stats'], ix['exp'], ix['fn'], {'Skipped'})
+        count_stats(ix['stats'], ix['exp'], {'Skipped'})
       else
         redis.call('ZADD', ix['running_fn'], now, r['run_id'])
-        count_stats(ix['stats'], ix['exp'], ix['fn'], {'started'})
+        count_stats(ix['stats'], ix['exp'], {'started'})
       end
       for _, t in ipairs(ix['terms']) do
         local score, member = t[2], t[3]

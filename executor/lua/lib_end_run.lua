@@ -3,7 +3,8 @@
 -- free its singleton key, take it out of the running index, and queue its end events in
 -- the outbox. With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
 -- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
---   KEYS[k], KEYS[k+1]: the minute and hour stats hashes; KEYS[k+2]: the status index;
+--   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
+--   status index;
 --   KEYS[k+3]: the function's Running index; KEYS[k+4]: the function x status index;
 --   KEYS[k+5..]: the search entries of the run's output (or error);
 --   ARGV[a], ARGV[a+1]: the stats hashes' expiry (unix ms); then per search entry its
@@ -31,7 +32,7 @@ local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, 
   redis.call('ZADD', KEYS[k + 2], started, run_id)
   redis.call('ZADD', KEYS[k + 4], started, run_id)
   if f[1] then
-    count_stats({KEYS[k], KEYS[k + 1]}, {ARGV[a], ARGV[a + 1]}, f[1],
+    count_stats({KEYS[k], KEYS[k + 1]}, {ARGV[a], ARGV[a + 1]},
                 {f[2], 'e' .. stat_bucket(f[5]), 'q' .. stat_bucket(f[4])})
   end
   local n = a + 2

@@ -31,10 +31,10 @@ class Window:
         last = now_ms // self.bucket_ms * self.bucket_ms
         return [last - (self.buckets - 1 - i) * self.bucket_ms for i in range(self.buckets)]
 
-    def key(self, start_ms: int) -> str:
+    def key(self, function_id: str, start_ms: int) -> str:
         if self.bucket_ms == MINUTE_MS:
-            return keys.stats_minute(start_ms // MINUTE_MS)
-        return keys.stats_hour(start_ms // HOUR_MS)
+            return keys.stats_minute(function_id, start_ms // MINUTE_MS)
+        return keys.stats_hour(function_id, start_ms // HOUR_MS)
 
 
 WINDOWS = {
@@ -85,23 +85,48 @@ class Counters(Reads):
 
     async def function_metrics_many(self, now_ms: int, windows: tuple[str, ...],
                                     function_id: str | None = None) -> dict[str, Any]:
-        """`function_metrics` for several windows, reading each hash and the backlog once."""
+        """`function_metrics` for several windows, reading each hash and the backlog once:
+        for each function (the synced ones, and any with a backlog), one HGETALL per
+        bucket of the windows and, for the runs of the last hour, one HGET per minute."""
         hour = WINDOWS["1h"]
-        plans = {name: WINDOWS[name].starts(now_ms) for name in windows}
-        plans.setdefault("1h", hour.starts(now_ms))  # "runs in the last hour" is always shown
-        names = sorted({WINDOWS[n].key(s) for n, starts in plans.items() for s in starts})
-        found = dict(zip(names, await self._hashes(names), strict=True))
         backlog, capped = await self.backlog(now_ms)
-        last_hour = self._fold([found[hour.key(s)] for s in plans["1h"]], function_id)
-        out = {}
+        if function_id is not None:
+            functions = [function_id]
+        else:
+            synced: Any = await self.redis.hkeys(keys.FUNCTIONS)
+            functions = sorted({f.decode() for f in synced} | set(backlog))
+        plans = {name: WINDOWS[name].starts(now_ms) for name in windows}
+        names = sorted({WINDOWS[n].key(fn, s) for fn in functions
+                        for n, starts in plans.items() for s in starts})
+        minutes = [] if "1h" in windows else [hour.key(fn, s) for fn in functions
+                                               for s in hour.starts(now_ms)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(name)
+            for name in minutes:
+                pipe.hget(name, "started")
+            replies = await pipe.execute()
+        found = dict(zip(names, replies[:len(names)], strict=True))
+        started = replies[len(names):]  # per function, its 60 minutes in order
+        last_hour = {fn: sum(int(v or 0) for v in started[at * hour.buckets:
+                                                         (at + 1) * hour.buckets])
+                     for at, fn in enumerate(functions)} if minutes else {}
+        out: dict[str, dict[str, Any]] = {}
         for name in windows:
             win, starts = WINDOWS[name], plans[name]
-            per = self._fold([found[win.key(s)] for s in starts], function_id)
-            for fn in backlog:
-                if function_id is None or fn == function_id:
-                    per.setdefault(fn, _empty(len(starts)))
-            for fn, entry in per.items():
-                entry["hour"] = last_hour[fn]["started"] if fn in last_hour else 0
+            per: dict[str, dict[str, Any]] = {}
+            for fn in functions:
+                entry = self._fold([found[win.key(fn, s)] for s in starts])
+                if entry is None and fn not in backlog:
+                    continue
+                per[fn] = entry or _empty(len(starts))
+            if name == "1h":
+                last_hour = {fn: e["started"] for fn, e in per.items()}
+            out[name] = {"functions": per, "window": win, "starts": starts,
+                         "backlog_capped": capped, "now_ms": now_ms}
+        for result in out.values():
+            for fn, entry in result["functions"].items():
+                entry["hour"] = last_hour.get(fn, 0)
                 ended = entry["ended"]
                 finished = ended["Completed"] + ended["Failed"] + ended["Cancelled"]
                 entry["finished"] = finished
@@ -114,33 +139,33 @@ class Counters(Reads):
                 count, oldest = backlog.get(fn, (0, None))
                 entry["backlog"] = {"count": count, "oldest_ms": oldest,
                                     "age_ms": max(0, now_ms - oldest) if oldest else None}
-            out[name] = {"functions": per, "window": win, "starts": starts,
-                         "backlog_capped": capped, "now_ms": now_ms}
         return out
 
     @staticmethod
-    def _fold(buckets: list[dict[bytes, bytes]],
-              function_id: str | None) -> dict[str, dict[str, Any]]:
-        """Sum the counters of consecutive buckets per function (`series` keeps each)."""
-        per: dict[str, dict[str, Any]] = {}
-        prefix = f"{function_id}|".encode() if function_id is not None else None
+    def _fold(buckets: list[dict[bytes, bytes]]) -> dict[str, Any] | None:
+        """Sum one function's counters over consecutive buckets (`series` keeps each);
+        None when it has none."""
+        if not any(buckets):
+            return None
+        entry = _empty(len(buckets))
+        statuses = {s.encode(): s for s in END_STATUSES}
+        exec_hist, queue_hist = entry["exec_hist"], entry["queue_hist"]
         for i, fields in enumerate(buckets):
-            for raw_field, raw_count in fields.items():
-                if prefix is not None and not raw_field.startswith(prefix):
-                    continue
-                fn, _, metric = raw_field.decode().rpartition("|")
-                entry = per.setdefault(fn, _empty(len(buckets)))
+            series = entry["series"][i]
+            for metric, raw_count in fields.items():
                 count = int(raw_count)
-                if metric == "started":
+                head = metric[:1]
+                if head == b"e" or head == b"q":
+                    hist = exec_hist if head == b"e" else queue_hist
+                    b = int(metric[1:])
+                    hist[b] = hist.get(b, 0) + count
+                elif metric == b"started":
                     entry["started"] += count
-                    entry["series"][i]["started"] += count
-                elif metric in entry["ended"]:
-                    entry["ended"][metric] += count
-                    entry["series"][i][metric] += count
-                elif metric[:1] in ("e", "q") and metric[1:].isdigit():
-                    hist = entry["exec_hist" if metric[0] == "e" else "queue_hist"]
-                    hist[int(metric[1:])] = hist.get(int(metric[1:]), 0) + count
-        return per
+                    series["started"] += count
+                elif metric in statuses:
+                    entry["ended"][statuses[metric]] += count
+                    series[statuses[metric]] += count
+        return entry
 
     async def backlog(self, now_ms: int,
                       cap: int = BACKLOG_CAP) -> tuple[dict[str, tuple[int, int]], bool]:

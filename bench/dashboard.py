@@ -285,7 +285,12 @@ async def seed(directory: pathlib.Path, runs: int, rng_seed: int) -> None:
                 used += int(await redis.memory_usage(key, samples=0) or 0)
                 count += 1
             print(f"  {label}: {count:,} keys, {used / 2**20:,.1f} MiB")
-        await redis.save()
+        await redis.bgsave()
+        deadline = time.monotonic() + 600
+        while (await redis.info("persistence"))["rdb_bgsave_in_progress"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the dump took over 10 minutes")
+            await asyncio.sleep(0.5)
         await redis.aclose()
     finally:
         _stop(server[0])
@@ -312,10 +317,10 @@ async def _truth(redis: Redis, end: int) -> dict[str, Any]:
               "event", "output"]
     per: dict[str, dict[str, Any]] = {}
     filters: dict[str, int] = {"status=Failed": 0, "status=Running": 0,
-                               "function=research-agent&status=Failed": 0, "range=24h": 0,
+                               "function=send-email&status=Failed": 0, "range=24h": 0,
                                "q=data.user_id = 42": 0, f"q={RARE_WORD}": 0,
                                "q=output.summary.tokens > 4000": 0,
-                               'q=error.name = "RateLimitError"': 0,
+                               'q=error.name = "SMTPError"': 0,
                                'q=error.name = "CRMUnavailable" or error.name = "CardDeclined"': 0}
     for at in range(0, len(ids), 5000):
         async with redis.pipeline(transaction=False) as pipe:
@@ -343,8 +348,8 @@ async def _truth(redis: Redis, end: int) -> dict[str, Any]:
                 entry["queue_day"].append(int(qu or 0))
             filters["status=Failed"] += status == "Failed"
             filters["status=Running"] += status == "Running"
-            filters["function=research-agent&status=Failed"] += (
-                fn == "research-agent" and status == "Failed")
+            filters["function=send-email&status=Failed"] += (
+                fn == "send-email" and status == "Failed")
             ev = orjson.loads(event)
             out = orjson.loads(output) if output else None
             filters["q=data.user_id = 42"] += ev["data"].get("user_id") == 42
@@ -353,7 +358,7 @@ async def _truth(redis: Redis, end: int) -> dict[str, Any]:
                 if status == "Completed" and isinstance(out, dict) else None
             filters["q=output.summary.tokens > 4000"] += bool(tokens and tokens > 4000)
             name = out.get("name") if status == "Failed" and isinstance(out, dict) else None
-            filters['q=error.name = "RateLimitError"'] += name == "RateLimitError"
+            filters['q=error.name = "SMTPError"'] += name == "SMTPError"
             filters['q=error.name = "CRMUnavailable" or error.name = "CardDeclined"'] += (
                 name in ("CRMUnavailable", "CardDeclined"))
     functions = {}
@@ -461,12 +466,12 @@ PAGES = [
     ("Runs", "/"),
     ("Runs status=Failed", "/?status=Failed"),
     ("Runs status=Running", "/?status=Running"),
-    ("Runs function x status", "/?function=research-agent&status=Failed"),
+    ("Runs function x status", "/?function=send-email&status=Failed"),
     ("Runs last 24 h", "/?range=24h"),
     ("Search data.user_id = 42", "/?q=data.user_id+%3D+42"),
     ("Search rare free text", f"/?q={RARE_WORD}"),
     ("Search output.summary.tokens > 4000", "/?q=output.summary.tokens+%3E+4000"),
-    ('Search error.name = "RateLimitError"', "/?q=error.name+%3D+%22RateLimitError%22"),
+    ('Search error.name = "SMTPError"', "/?q=error.name+%3D+%22SMTPError%22"),
     ("Search error or error", "/?q=error.name+%3D+%22CRMUnavailable%22+or+error.name+%3D+"
                               "%22CardDeclined%22"),
     ("Events", "/events"),
@@ -474,11 +479,11 @@ PAGES = [
 ]
 TRUTH_KEYS = {
     "Runs status=Failed": "status=Failed", "Runs status=Running": "status=Running",
-    "Runs function x status": "function=research-agent&status=Failed",
+    "Runs function x status": "function=send-email&status=Failed",
     "Runs last 24 h": "range=24h", "Search data.user_id = 42": "q=data.user_id = 42",
     "Search rare free text": f"q={RARE_WORD}",
     "Search output.summary.tokens > 4000": "q=output.summary.tokens > 4000",
-    'Search error.name = "RateLimitError"': 'q=error.name = "RateLimitError"',
+    'Search error.name = "SMTPError"': 'q=error.name = "SMTPError"',
     "Search error or error": 'q=error.name = "CRMUnavailable" or error.name = "CardDeclined"',
 }
 
@@ -513,6 +518,11 @@ async def measure(directory: pathlib.Path, repeat: int) -> None:
                     continue
                 shown = len(re.findall(r'<tr [^>]*data-id="', answer.text))
                 note = ""
+                if label.startswith("Events"):
+                    names = re.findall(r'<tr data-id="[^"]+" data-score="\d+">\s*<td><a [^>]*>'
+                                       r'([^<]*)</a>', answer.text)
+                    internal = sum(1 for n in names if n.startswith("inngest/"))
+                    note = f"{shown} rows, {internal} of them internal inngest/*"
                 if label in TRUTH_KEYS:
                     expected = truth["filters"][TRUTH_KEYS[label]]
                     cont = "continue" in answer.text
@@ -591,7 +601,7 @@ def screenshots(directory: pathlib.Path, out: pathlib.Path) -> None:
         event = httpx.get(f"{base}/v1/events", params={"limit": 1}, timeout=30).json()
         paths = {"functions": "/functions", "function": "/functions/research-agent",
                  "runs": "/", "runs-failed": "/?status=Failed",
-                 "runs-search": "/?q=error.name+%3D+%22RateLimitError%22",
+                 "runs-search": "/?q=output.summary.tokens+%3E+4000+and+data.user_id+%3C+100",
                  "events": "/events"}
         if truth.get("retried_run"):
             paths["run-retried"] = f"/runs/{truth['retried_run']}"

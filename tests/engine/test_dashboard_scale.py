@@ -294,3 +294,40 @@ async def test_a_step_record_keeps_no_more_than_its_attempts(engine: Engine,
     assert isinstance(record["tries"], list) and len(record["tries"]) == 1
     assert "try" not in record
     assert metrics_store.bucket(0) == 0
+
+
+async def _index_dump(redis: Redis) -> dict[str, Any]:
+    out = {}
+    for pattern in ("il:search:*", "il:runs:status:*", "il:runs:fs:*", "il:events:user"):
+        async for key in redis.scan_iter(match=pattern):
+            out[key.decode()] = await redis.zrange(key, 0, -1, withscores=True)
+    return out
+
+
+async def test_backfill_writes_the_same_indexes_as_the_scripts(engine: Engine,
+                                                               redis: Redis) -> None:
+    """A store from before the indexes gets exactly what the run scripts write."""
+    await engine.sync({"id": "f"})
+
+    def answer(call: Call) -> Outcome:
+        kind = call.event["data"]["kind"]
+        if kind == "fail":
+            return CallError("no", {"name": "Nope", "message": "no way"}, retriable=False)
+        if kind == "sleep":
+            return ops({"op": "Sleep", "id": _h("nap"), "name": "nap", "opts": {"duration": "1h"}})
+        return Completed({"summary": {"tokens": 12, "text": "all good"}})
+
+    engine.answer(answer)
+    for i, kind in enumerate(("ok", "fail", "sleep", "ok")):
+        await engine.send({"kind": kind, "user_id": i, "note": f"word{i}"})
+        engine.clock.advance(1_000)
+    await engine.send({"x": 1}, name="shop/other")
+    await engine.run_until_idle()
+    written = await _index_dump(redis)
+    assert written and any(k.startswith("il:search:r:n:output") for k in written)
+    for key in written:
+        await redis.delete(key)
+    from executor.backfill import backfill
+
+    assert await backfill(redis, batch=2) == (4, 9)  # 4 runs; 5 events, 4 run ends
+    assert await _index_dump(redis) == written

@@ -602,9 +602,11 @@ def screenshots(directory: pathlib.Path, out: pathlib.Path) -> None:
         paths = {"functions": "/functions", "function": "/functions/research-agent",
                  "runs": "/", "runs-failed": "/?status=Failed",
                  "runs-search": "/?q=output.summary.tokens+%3E+4000+and+data.user_id+%3C+100",
-                 "events": "/events"}
+                 "runs-running": "/?status=Running", "events": "/events",
+                 "events-internal": "/events?internal=1", "apps": "/apps"}
         if truth.get("retried_run"):
             paths["run-retried"] = f"/runs/{truth['retried_run']}"
+            paths["viewer"] = f"/runs/{truth['retried_run']}/output/view?q=tokens"
         if event.get("data"):
             paths["event"] = f"/events/{event['data'][0]['id']}"
         import playwright.sync_api as pw
@@ -623,6 +625,14 @@ def screenshots(directory: pathlib.Path, out: pathlib.Path) -> None:
                     target = out / f"scale-{name}-{scheme}.png"
                     page.screenshot(path=str(target), full_page=True)
                     print(target)
+                # a bulk action's preview (not confirmed): everything failed, rerun
+                page.goto(base + "/?status=Failed")
+                page.get_by_label(re.compile("Every run matching")).check()
+                page.get_by_role("button", name="Rerun selected…").click()
+                page.wait_for_selector("#bulk-preview")
+                target = out / f"scale-bulk-preview-{scheme}.png"
+                page.screenshot(path=str(target), full_page=True)
+                print(target)
                 context.close()
             browser.close()
         server.should_exit = True

@@ -45,7 +45,6 @@ env.filters["iso"] = view.iso
 env.filters["size"] = view.size
 env.filters["pretty"] = view.pretty
 env.filters["error_text"] = view.error_text
-env.filters["num"] = "{:,}".format
 env.globals["statuses"] = RUN_STATUSES
 rows = env.get_template("_rows.html")  # row macros, shared by pages and live streams
 

@@ -2,6 +2,7 @@
 
 `app` (bench.apps:app) serves two functions through the SDK: `bench-noop` runs
 `event.data.n` no-op steps, `bench-noop0` has no step at all (its call is the SDK's floor).
+(`bench-big`, `bench-three*` and `bench-first` serve bench.growth, bench.flow and bench.peers.)
 It also has a trivial `POST /bench/ping` endpoint (the transport floor) and times every
 request to the SDK endpoint inside the ASGI app (`GET /bench/stats`, `POST /bench/reset`),
 so the benchmark can split a step's time between the app and everything else.
@@ -13,6 +14,7 @@ possible so that the clients' own costs show.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -31,7 +33,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SERVE_PATH = "/api/inngest"
 
-client = inngest.Inngest(app_id="bench")
+# BENCH_CHECKPOINTING=0 serves the same functions without checkpointing (one call per step),
+# so a benchmark can show both in one run
+client = inngest.Inngest(app_id="bench",
+                         checkpointing=os.environ.get("BENCH_CHECKPOINTING", "1") != "0")
 
 
 @client.create_function(fn_id="noop", trigger=inngest.TriggerEvent(event="bench/noop"), retries=0)
@@ -42,9 +47,26 @@ async def noop(ctx: inngest.Context, step: inngest.Step) -> int:
     return n
 
 
+@client.create_function(fn_id="big", trigger=inngest.TriggerEvent(event="bench/big"), retries=0)
+async def big(ctx: inngest.Context, step: inngest.Step) -> int:
+    """`n` steps that each return `size` bytes: the state a long LLM agent accumulates."""
+    n, size = int(ctx.event.data.get("n", 1)), int(ctx.event.data.get("size", 10_240))
+    for i in range(n):
+        await step.run(f"s{i}", lambda i=i: f"{i:08d}" + "x" * (size - 8))
+    return n
+
+
 @client.create_function(fn_id="noop0", trigger=inngest.TriggerEvent(event="bench/noop0"), retries=0)
 async def noop0(ctx: inngest.Context, step: inngest.Step) -> int:
     return 0
+
+
+@client.create_function(fn_id="first", trigger=inngest.TriggerEvent(event="bench/first"), retries=0)
+async def first(ctx: inngest.Context, step: inngest.Step) -> float:
+    """No step: returns the wall-clock time at its first line (bench.peers: event -> first
+    line of user code)."""
+    started = time.time()
+    return started
 
 
 async def _three_steps(step: inngest.Step) -> int:
@@ -113,7 +135,7 @@ def _timed(inner: ASGIApp) -> ASGIApp:
 
 fastapi_app = FastAPI(title="inngest_like benchmark app")
 inngest_like.fast_api.serve(
-    fastapi_app, client, [noop, noop0, three, three_limited, three_flow]
+    fastapi_app, client, [noop, noop0, big, first, three, three_limited, three_flow]
 )
 
 

@@ -111,7 +111,8 @@ class Bench:
 
     async def send(self, name: str, data: dict[str, Any]) -> str:
         body = orjson.dumps({"name": name, "data": data})
-        async with self.http.post(f"{self.executor_url}/e/bench-key", data=body) as answer:
+        async with self.http.post(f"{self.executor_url}/e/bench-key", data=body,
+                                  headers={"Content-Type": "application/json"}) as answer:
             raw = await answer.read()
         if answer.status != 200:
             raise RuntimeError(f"sending {name}: HTTP {answer.status}: {raw[:300]!r}")

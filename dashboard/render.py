@@ -15,10 +15,9 @@ import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from executor.auth import SESSION_COOKIE
 from executor.read_model import RUN_STATUSES
 
-from . import view
+from . import csrf, view
 
 HERE = pathlib.Path(__file__).parent
 PAGE_SIZE = 50
@@ -88,15 +87,10 @@ class Dashboard:
         self.auth = executor.auth
 
     async def csrf_for(self, request: Request) -> str:
-        if not self.auth.production:
-            return ""
-        session = request.cookies.get(SESSION_COOKIE)
-        return str(await self.auth.csrf_token(session)) if session else ""
+        return await csrf.token(self.auth, request)
 
     async def csrf_refused(self, request: Request, form: Mapping[str, str]) -> Response | None:
-        if not self.auth.production:
-            return None
-        if await self.auth.csrf_ok(request.cookies.get(SESSION_COOKIE), form.get("csrf")):
+        if await csrf.valid(self.auth, request, form.get(csrf.CSRF_FIELD)):
             return None
         return page("message.html", 403, title="Form expired",
                     message="This form's security token is missing or stale. Go back, "

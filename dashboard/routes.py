@@ -7,7 +7,8 @@ the API (`ingest.cancel`, `control.rerun`, `events.parse_request` + `ingest.acce
 user-supplied (event names, payloads, errors) renders as text; live rows are rendered by the
 same templates on the server and sent over server-sent events (`live.py`).
 
-Every POST form carries a CSRF token, checked in production mode (dev mode has no login).
+Every POST form carries a CSRF token, checked in dev mode too (`csrf.py`); the login is
+throttled per client address.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from . import csrf
 from .pages import bulk, catalog, events, runs, session
 from .render import HERE, Dashboard
 
 
 def mount(app: FastAPI, executor: Any) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+    app.add_middleware(csrf.CsrfCookie)
     dash = Dashboard(executor)
     for pages in (session, runs, bulk, events, catalog):
         app.include_router(pages.router(dash))

@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import api_ops, control
+from . import api_ops, api_schema, bodies, control, gql
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
+from .request_guard import RequestGuard
 from .service import Executor
 from .step_record import StepRecord
 
@@ -72,12 +73,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             response: Response = await call_next(request)
             return response
         bearer = auth.bearer_ok(request.headers.get("authorization"))
-        if path.startswith(("/fn/", "/v0/")):
+        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
             if not bearer:
                 return _error(401, "a valid Authorization: Bearer <signing key> is required")
         elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
             pass
-        elif path.startswith("/v1/"):
+        elif path.startswith("/v1/") or path == gql.PATH:
             return _error(401, "log in, or send Authorization: Bearer <signing key>")
         else:
             return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
@@ -98,14 +99,14 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"status": 200, "message": "OK", "mode": executor.settings.mode,
                               "calls_made": executor.worker.calls_made})
 
-    @app.post("/e/{event_key}")
+    @app.post("/e/{event_key}", openapi_extra=api_schema.body(api_schema.EVENTS))
     async def send_events(event_key: str, request: Request) -> Response:
         if not await executor.auth.event_key_ok(event_key):
             return _error(401, "unknown event key", ids=[])
         now = executor.clock()
         body = await request.body()
         try:
-            incoming = event_in.parse_request(
+            incoming, problem = event_in.parse_batch(
                 body,
                 executor.settings.limits,
                 now,
@@ -113,23 +114,27 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             )
         except event_in.EventError as exc:
             return _error(400, str(exc), ids=[])
-        await executor.ingest.accept(incoming)
-        return ORJSONResponse({"ids": [e.internal_id for e in incoming], "status": 200})
+        if incoming:  # a batch's valid events before its first invalid one are accepted
+            await executor.ingest.accept(incoming)
+        ids = [e.internal_id for e in incoming]
+        if problem is not None:
+            return _error(400, str(problem), ids=ids)
+        return ORJSONResponse({"ids": ids, "status": 200})
 
-    @app.post("/fn/register")
+    @app.post("/fn/register", openapi_extra=api_schema.body(api_schema.REGISTRATION))
     async def register(request: Request) -> Response:
         raw = await request.body()
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(raw)
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != executor.settings.mode:
             return _error(400, f"Expected server kind {expected}, got {executor.settings.mode}")
         try:
             result = await executor.registry.sync(body, raw, executor.clock())
         except SyncError as exc:
-            return _error(400, str(exc))
+            return _error(exc.status, str(exc))
         return ORJSONResponse(result)
 
     @app.get("/v1/events")
@@ -176,14 +181,11 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(exc.status, str(exc))
         return ORJSONResponse({"data": await executor.read.run(new_id)})
 
-    @app.post("/v1/cancellations")
+    @app.post("/v1/cancellations", openapi_extra=api_schema.body(api_schema.CANCELLATION))
     async def cancellations(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-            spec = control.parse_cancellation(body)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
-        except ValueError as exc:
+            spec = control.parse_cancellation(bodies.loads(await request.body()))
+        except ValueError as exc:  # BodyError included
             return _error(400, str(exc))
         return ORJSONResponse({"data": await control.cancel_many(executor, spec)})
 
@@ -197,13 +199,14 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"data": found,
                                "waiting_reason": run["waiting_reason"] if run else None})
 
-    @app.post("/v1/checkpoint/{run_id}/async")
+    @app.post("/v1/checkpoint/{run_id}/async",
+              openapi_extra=api_schema.body(api_schema.CHECKPOINT))
     async def checkpoint(run_id: str, request: Request) -> Response:
         """JS v4 SDKs save steps here while one request runs several of them."""
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         steps = body.get("steps") if isinstance(body, dict) else None
         if not isinstance(steps, list):
             return _error(400, "steps: must be a list of StepRun opcodes")
@@ -216,7 +219,13 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                 return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
             record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
             saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
-        if await executor.state.checkpoint(run_id, now, saved) < 0:
+        code = await executor.state.checkpoint(
+            run_id, now, saved, item_id=str(body.get("qi_id") or ""),
+            generation=str(body.get("generation_id") or ""))
+        if code == -2:
+            return _error(409, "generation_id: this call no longer holds its lease; answer "
+                               "the call instead (its outcome will be dropped)")
+        if code < 0:
             return _error(404, f"run {run_id} is not running")
         return ORJSONResponse({"status": 200})
 
@@ -224,12 +233,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def list_event_keys() -> Response:
         return ORJSONResponse({"data": await executor.auth.event_keys()})
 
-    @app.post("/v1/event-keys")
+    @app.post("/v1/event-keys", openapi_extra=api_schema.body(api_schema.EVENT_KEY))
     async def add_event_key(request: Request) -> Response:
         try:
-            body = orjson.loads(await request.body())
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body: malformed JSON: {exc}")
+            body = bodies.loads(await request.body())
+        except bodies.BodyError as exc:
+            return _error(400, str(exc))
         if not isinstance(body, dict) or not isinstance(body.get("key"), str):
             return _error(400, "key: required, the event key to accept (it is stored hashed)")
         try:
@@ -260,6 +269,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def list_functions() -> Response:
         return ORJSONResponse({"data": await executor.read.functions()})
 
+    app.include_router(gql.router(executor.read))  # POST /v0/gql, for tooling
+
     @app.get("/v0/runs/{run_id}/batch")
     async def run_batch(run_id: str) -> Response:
         found = await executor.read.run_batch(run_id)
@@ -274,4 +285,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(410, f"state of run {run_id} is gone")
         return ORJSONResponse(found)
 
+    # added last, so outermost: Host, Origin, content type and body size are checked
+    # before anything else runs (production access included)
+    app.add_middleware(RequestGuard, allowed_hosts=executor.settings.allowed_hosts,
+                       max_body_bytes=executor.settings.max_request_bytes)
     return app

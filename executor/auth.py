@@ -18,6 +18,8 @@ from . import keys
 
 SESSION_TTL_S = 12 * 3600
 SESSION_COOKIE = "il_session"
+LOGIN_FAILURES_ALLOWED = 5  # per client address and window, then 429 until it ends
+LOGIN_WINDOW_S = 15 * 60
 
 
 def fingerprint(secret: str) -> str:
@@ -30,6 +32,10 @@ class Auth:
         self.redis = redis
         self.production = production
         self.signing_keys = [k for k in signing_keys if k]
+        for key in self.signing_keys:
+            problem = signing.key_problem(key)
+            if problem:  # a key that is not hex would make weak or empty Bearer tokens
+                raise ValueError(f"signing key: {problem}")
         self.dashboard_password = dashboard_password
 
     # -- signing keys --------------------------------------------------------------------
@@ -91,13 +97,36 @@ class Auth:
         if token:
             await self.redis.delete(keys.session(fingerprint(token)))
 
-    async def csrf_token(self, session_token: str) -> str:
-        """A per-session token for forms: an HMAC of the session under a shared secret."""
+    async def csrf_token(self, binding: str) -> str:
+        """A token for forms: an HMAC of what it is bound to (the browser's CSRF cookie and
+        its session) under a secret shared by every process."""
         await self.redis.set(keys.SESSION_SECRET, secrets.token_hex(32), nx=True)
         secret: Any = await self.redis.get(keys.SESSION_SECRET) or b""
-        return hmac.new(secret, session_token.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(secret, binding.encode(), hashlib.sha256).hexdigest()
 
-    async def csrf_ok(self, session_token: str | None, submitted: str | None) -> bool:
-        if not session_token or not submitted:
+    async def csrf_ok(self, binding: str | None, submitted: str | None) -> bool:
+        if not binding or not submitted:
             return False
-        return hmac.compare_digest(await self.csrf_token(session_token), submitted)
+        return hmac.compare_digest(await self.csrf_token(binding), submitted)
+
+    # -- login throttle ------------------------------------------------------------------
+    async def login_wait_s(self, client: str) -> int:
+        """Seconds until `client` may try a password again (0: now)."""
+        key = keys.login_failures(client)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.ttl(key)
+            count, ttl = await pipe.execute()
+        if int(count or 0) < LOGIN_FAILURES_ALLOWED:
+            return 0
+        return max(1, int(ttl))
+
+    async def login_failed(self, client: str) -> None:
+        key = keys.login_failures(client)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, LOGIN_WINDOW_S, nx=True)  # the window starts at the first miss
+            await pipe.execute()
+
+    async def login_succeeded(self, client: str) -> None:
+        await self.redis.delete(keys.login_failures(client))

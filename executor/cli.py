@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import pathlib
@@ -14,12 +15,17 @@ import urllib.parse
 import uvicorn
 from redis.asyncio import Redis
 
+from inngest_like import signing
+
+from . import durations
 from .api import create_app
 from .auth import Auth
 from .clock import system_ms
+from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
 from .redis_client import connect
+from .request_guard import DEFAULT_MAX_BODY_BYTES, allowed_hosts
 from .service import Executor, Settings
 
 log = logging.getLogger("inngest_like.executor")
@@ -42,26 +48,59 @@ def _parser() -> argparse.ArgumentParser:
                          help="flat retry backoff in seconds instead of Inngest's table")
         cmd.add_argument("--lease-seconds", type=float, default=20.0,
                          help="how long a dead worker's call stays leased before retry")
+        cmd.add_argument("--retention", default="7d",
+                         help="how long ended runs and events are kept (a duration: 7d, "
+                              "12h, 30m; default 7d)")
         cmd.add_argument("--call-timeout", type=float, default=600.0,
                          help="seconds a call to the app may take before it counts as a "
                               "failed attempt (retried with backoff; default 600)")
         cmd.add_argument("--workers", type=int, default=64,
                          help="concurrent calls per process")
+        cmd.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
+                         help="seconds to connect to an app, apart from --call-timeout")
+        cmd.add_argument("--max-response-bytes", type=int, default=MAX_RESPONSE_BYTES,
+                         help="a larger answer from an app fails the run")
         cmd.add_argument("--poll-interval", type=float, default=5.0,
                          help="seconds between re-syncs of -u apps")
         cmd.add_argument("--data-dir", default=".inngest-like",
                          help="embedded redis-server data folder (dev without --redis-url)")
-        cmd.add_argument("--max-event-bytes", type=int, default=512 * 1024)
+        cmd.add_argument("--max-event-bytes", type=int, default=None,
+                         help="per event (default: 3 MiB in dev, 512 KiB in production)")
+        cmd.add_argument("--max-events-per-request", type=int, default=5000)
+        cmd.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                         help="larger request bodies are refused with 413")
+        cmd.add_argument("--allowed-hosts", action="append", default=[],
+                         help="Host names to accept besides localhost, 127.0.0.1, [::1] and "
+                              "--host (comma-separated, repeatable; '*.example.com' "
+                              "patterns; '*' accepts any). Production checks Host only when "
+                              "given")
+        cmd.add_argument("--trust-proxy", default=None, metavar="ADDRESSES",
+                         help="believe X-Forwarded-For/-Proto from these proxy addresses "
+                              "(comma-separated, or '*'): behind a TLS-terminating proxy the "
+                              "session cookie is then Secure and logins are throttled per "
+                              "client")
         cmd.add_argument("--no-worker", action="store_true", help="serve the API only")
+        # secrets: a flag shows in `ps`, so each one can also come from an environment
+        # variable or a file (flag > flag file > variable > variable's _FILE)
         cmd.add_argument("--signing-key", default=None,
-                         help="signs calls, guards the API (default: $INNGEST_SIGNING_KEY)")
+                         help="signs calls, guards the API (or $INNGEST_SIGNING_KEY)")
+        cmd.add_argument("--signing-key-file", default=None,
+                         help="read the signing key from a file (or $INNGEST_SIGNING_KEY_FILE)")
         cmd.add_argument("--signing-key-fallback", default=None,
                          help="also accepted, for rotation ($INNGEST_SIGNING_KEY_FALLBACK)")
+        cmd.add_argument("--signing-key-fallback-file", default=None,
+                         help="read the fallback key from a file "
+                              "($INNGEST_SIGNING_KEY_FALLBACK_FILE)")
         cmd.add_argument("--event-key", action="append", default=[],
                          help="an event key to accept in production (repeatable; more can be "
                               "added at run time with `inngest-like keys add`)")
+        cmd.add_argument("--event-key-file", action="append", default=[],
+                         help="a file of event keys, one per line (repeatable)")
         cmd.add_argument("--dashboard-password", default=None,
                          help="dashboard login in production ($INNGEST_LIKE_DASHBOARD_PASSWORD)")
+        cmd.add_argument("--dashboard-password-file", default=None,
+                         help="read the dashboard password from a file "
+                              "($INNGEST_LIKE_DASHBOARD_PASSWORD_FILE)")
         cmd.add_argument("--log-level", default="info")
     keys_cmd = sub.add_parser("keys", help="manage production event keys (no restart needed)")
     keys_cmd.add_argument("action", choices=["add", "revoke", "list"])
@@ -88,6 +127,63 @@ def _banner(args: argparse.Namespace, storage: str) -> None:
         print(f"  syncing app: {url}", flush=True)
 
 
+class ConfigProblem(Exception):
+    """A start-up setting is wrong: printed, and the process exits with status 2."""
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        text = pathlib.Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigProblem(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigProblem(f"{what}: {path} is empty")
+    return text
+
+
+def _secret(value: str | None, path: str | None, env: str, flag: str) -> str | None:
+    """A secret from its flag, its file flag, `$env` or the file named by `$env_FILE`."""
+    if value:
+        return value
+    if path:
+        return _read_secret(path, f"{flag}-file")
+    if os.environ.get(env):
+        return os.environ[env]
+    if os.environ.get(f"{env}_FILE"):
+        return _read_secret(os.environ[f"{env}_FILE"], f"${env}_FILE")
+    return None
+
+
+def _event_keys(args: argparse.Namespace) -> list[str]:
+    found = list(args.event_key)
+    for path in args.event_key_file:
+        found += [line.strip() for line in _read_secret(path, "--event-key-file").splitlines()
+                  if line.strip()]
+    return found
+
+
+def _signing_keys(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    key = _secret(args.signing_key, args.signing_key_file, "INNGEST_SIGNING_KEY",
+                  "--signing-key")
+    fallback = _secret(args.signing_key_fallback, args.signing_key_fallback_file,
+                       "INNGEST_SIGNING_KEY_FALLBACK", "--signing-key-fallback")
+    for flag, value in (("--signing-key", key), ("--signing-key-fallback", fallback)):
+        problem = signing.key_problem(value) if value else None
+        if problem:
+            raise ConfigProblem(f"{flag}: the signing key {problem}")
+    return key, fallback
+
+
+def _retention_ms(text: str) -> int:
+    try:
+        ms = durations.parse_ms(text)
+    except ValueError as exc:
+        raise SystemExit(f"--retention: {exc}") from None
+    if ms < 60_000:
+        raise SystemExit("--retention: at least 1m (ended runs must outlive their readers)")
+    return ms
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "keys":
@@ -99,10 +195,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "start" and not args.redis_url:
         print("inngest-like start: --redis-url is required in production mode", file=sys.stderr)
         raise SystemExit(2)
-    signing_key = args.signing_key or os.environ.get("INNGEST_SIGNING_KEY")
+    try:
+        signing_key, signing_key_fallback = _signing_keys(args)
+        dashboard_password = _secret(args.dashboard_password, args.dashboard_password_file,
+                                     "INNGEST_LIKE_DASHBOARD_PASSWORD", "--dashboard-password")
+        event_keys = _event_keys(args)
+    except ConfigProblem as exc:
+        print(f"inngest-like {args.command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.command == "start" and not signing_key:
-        print("inngest-like start: --signing-key (or INNGEST_SIGNING_KEY) is required in "
-              "production mode", file=sys.stderr)
+        print("inngest-like start: --signing-key (or INNGEST_SIGNING_KEY, or a key file) is "
+              "required in production mode", file=sys.stderr)
         raise SystemExit(2)
     child: RedisChild | None = None
     redis: Redis
@@ -125,20 +228,29 @@ def main(argv: list[str] | None = None) -> None:
         app_urls=args.urls,
         retry_interval_s=args.retry_interval,
         lease_ms=int(args.lease_seconds * 1000),
+        retention_ms=_retention_ms(args.retention),
         call_timeout_s=args.call_timeout,
         slots=args.workers,
         poll_interval_s=args.poll_interval,
-        limits=Limits(max_event_bytes=args.max_event_bytes),
+        limits=dataclasses.replace(Limits.for_mode(args.command != "dev", args.max_event_bytes),
+                                   max_events=args.max_events_per_request),
+        allowed_hosts=allowed_hosts(args.command == "start", args.host, args.allowed_hosts),
+        max_request_bytes=args.max_request_bytes,
+        trust_proxy=bool(args.trust_proxy),
+        connect_timeout_s=args.connect_timeout,
+        max_response_bytes=args.max_response_bytes,
         run_worker=not args.no_worker,
         signing_key=signing_key,
-        signing_key_fallback=(args.signing_key_fallback
-                              or os.environ.get("INNGEST_SIGNING_KEY_FALLBACK")),
-        dashboard_password=(args.dashboard_password
-                            or os.environ.get("INNGEST_LIKE_DASHBOARD_PASSWORD")),
+        signing_key_fallback=signing_key_fallback,
+        dashboard_password=dashboard_password,
     )
     executor = Executor(redis, settings)
-    for key in args.event_key:
-        asyncio.run(_seed_key(args.redis_url, key))
+    for key in event_keys:
+        try:
+            asyncio.run(_seed_key(args.redis_url, key))
+        except ValueError as exc:
+            print(f"inngest-like {args.command}: --event-key: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     app = create_app(executor)
     try:
         from dashboard import mount
@@ -150,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     loop="uvloop" if _has_uvloop() else "asyncio",
+                    # forwarded headers are believed only from --trust-proxy addresses
+                    # (uvicorn's default trusts 127.0.0.1, which any local process is)
+                    proxy_headers=bool(args.trust_proxy),
+                    forwarded_allow_ips=args.trust_proxy,
                     timeout_graceful_shutdown=3)  # open dashboard streams end then
     finally:
         asyncio.run(_close(redis))

@@ -15,6 +15,8 @@ import orjson
 
 from inngest_like.wire import STEP_OPS, Opcode
 
+from . import expressions
+
 KNOWN_OPS = {op.value.lower() for op in Opcode}
 
 
@@ -38,6 +40,9 @@ class CallError:
     retriable: bool = True
     retry_after: str | None = None
     status: int | None = None
+    # the SDK's error body as sent (name, message, stack, code...): the run's output if this
+    # error fails the run; `error` is the normalized form the end events carry
+    body: dict[str, Any] | None = None
 
 
 Outcome = Completed | Ops | CallError
@@ -63,6 +68,39 @@ def _op_problem(op: dict[str, Any]) -> str | None:
     for field in ("displayName", "name"):
         if op.get(field) is not None and not isinstance(op[field], str):
             return f"'{field}' must be a string"
+    return _pause_problem(op)
+
+
+def _pause_problem(op: dict[str, Any]) -> str | None:
+    """What a wait or an invoke lacks to become a pause (alone or in a parallel group)."""
+    kind, opts = op["op"].lower(), op.get("opts") or {}
+    if kind == "waitforevent" and not isinstance(opts.get("event") or op.get("name"), str):
+        return "'opts.event' (or 'name') must be the name of the event to wait for"
+    if kind == "invokefunction":
+        if not isinstance(opts.get("function_id"), str) or not opts["function_id"]:
+            return "'opts.function_id' must be the id of the function to invoke"
+        payload = opts.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            return "'opts.payload' must be an object"
+        if isinstance(payload, dict) and not isinstance(payload.get("data") or {}, dict):
+            return "'opts.payload.data' must be an object"
+    return None
+
+
+def _expression_problem(op: dict[str, Any]) -> str | None:
+    """A wait's `opts.if` is checked before it is stored: an expression that cannot be
+    evaluated fails the run now, not every executor that later offers it an event."""
+    if op["op"].lower() != "waitforevent":
+        return None
+    source = (op.get("opts") or {}).get("if")
+    if source is None or source == "":
+        return None
+    if not isinstance(source, str):
+        return "'opts.if' must be a string (a CEL expression)"
+    try:
+        expressions.validate(source)
+    except expressions.ExpressionError as exc:
+        return f"'opts.if': invalid CEL expression: {exc}"
     return None
 
 
@@ -104,6 +142,9 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
             problem = _op_problem(op)
             if problem:
                 return _error(f"opcode {i} ({op['op']}): {problem}", status)
+            problem = _expression_problem(op)
+            if problem:  # the same answer would come back on a retry
+                return _error(f"opcode {i} ({op['op']}): {problem}", status, retriable=False)
         version_text = headers.get("x-inngest-req-version", "").strip()
         try:
             version: int | None = int(version_text) if version_text else None
@@ -128,12 +169,26 @@ def parse_response(status: int, headers: dict[str, str], body: bytes) -> Outcome
         message = f"invalid status code: {status}" + (f": {text}" if text.strip() else "")
         error = {"error": f"invalid status code: {status}", "name": "Error", "message": message}
     retriable = not no_retry if no_retry_header is not None else True
-    return CallError(message, error, retriable, retry_after, status)
+    body_as_sent = parsed_error if from_sdk and isinstance(parsed_error, dict) else None
+    return CallError(message, error, retriable, retry_after, status, body_as_sent)
+
+
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # Inngest's limit on an SDK's answer
+CONNECT_TIMEOUT_S = 10.0
 
 
 class Driver:
-    def __init__(self, timeout_s: float = 600.0) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+    """Calls apps. Redirects are never followed (a 307 would re-POST the signed run state
+    wherever it points), connecting has its own short timeout (an unreachable app fails
+    fast while a step may run for hours), and an answer over `max_response_bytes` fails the
+    run instead of filling the executor's memory."""
+
+    def __init__(self, timeout_s: float = 600.0, *,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self.connect_timeout_s = connect_timeout_s
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -147,14 +202,39 @@ class Driver:
 
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            async with self._client().post(url, data=body, headers=headers) as response:
-                raw = await response.read()
+            async with self._client().post(url, data=body, headers=headers,
+                                           allow_redirects=False) as response:
+                if 300 <= response.status < 400:
+                    target = response.headers.get("Location", "(no Location)")
+                    return _error(f"the app answered {response.status} with a redirect to "
+                                  f"{target}; redirects are not followed: register the "
+                                  "function at its final URL", response.status)
+                raw = await self._read(response)
+                if raw is None:
+                    return _error(f"the app's answer is larger than {self.max_response_bytes} "
+                                  "bytes, the limit (--max-response-bytes)", response.status,
+                                  retriable=False)
                 got = {k.lower(): v for k, v in response.headers.items()}
                 return parse_response(response.status, got, raw)
+        except aiohttp.ConnectionTimeoutError:
+            return _error(f"could not connect to {url} within {self.connect_timeout_s:g}s")
         except TimeoutError:
             return _error(f"the call to {url} timed out")
         except aiohttp.ClientError as exc:
             return _error(f"the call to {url} failed: {exc.__class__.__name__}: {exc}")
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None once it is over the limit (never read further)."""
+        limit = self.max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            return None
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -6,6 +6,7 @@ import re
 
 _UNIT_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000,
             "d": 86_400_000, "w": 604_800_000}
+MAX_MS = 9_223_372_036_854  # Go's longest time.Duration, about 292 years
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
 
 
@@ -24,4 +25,6 @@ def parse_ms(text: str) -> int:
         pos = match.end()
     if pos != len(value) or pos == 0:
         raise ValueError(f"cannot read {text!r} as a duration (e.g. 30s, 5m, 1h30m, 2d)")
+    if not total <= MAX_MS:  # also catches inf: a long run of digits reads as infinity
+        raise ValueError(f"{text[:40]!r} is longer than the longest duration (about 292 years)")
     return int(total)

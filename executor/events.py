@@ -1,6 +1,10 @@
 """Events in: validate a request's events and give each one an id.
 
-Validation is complete before anything is written, so a bad request stores nothing.
+Validation is complete before anything is written. A request that is wrong as a whole
+(malformed JSON, not an event or a list, no events, too many) stores nothing. In a batch,
+events are taken in order up to the first invalid one: the valid events before it are
+accepted and the rest is not, as Inngest's event API does (the official SDKs report the ids
+of the accepted events beside the error, e.g. Python's `SendEventsError.ids`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 import orjson
 from ulid import ULID
 
+from . import bodies
+
 RESERVED_PREFIX = "inngest/"
 MAX_NAME_CHARS = 512
 TS_MIN_MS = 315_532_800_000  # 1980-01-01
@@ -22,10 +28,22 @@ class EventError(ValueError):
     """A request's event is wrong; the message names the field and the problem."""
 
 
+# Inngest's own ceiling per event, what its dev server admits (the official Python suite
+# sends ~1 MiB events in dev); production keeps Inngest Cloud's default.
+DEV_MAX_EVENT_BYTES = 3 * 1024 * 1024
+PRODUCTION_MAX_EVENT_BYTES = 512 * 1024
+
+
 @dataclasses.dataclass
 class Limits:
-    max_event_bytes: int = 512 * 1024
+    max_event_bytes: int = DEV_MAX_EVENT_BYTES
     max_events: int = 5000
+
+    @classmethod
+    def for_mode(cls, production: bool, max_event_bytes: int | None = None) -> Limits:
+        """The limits of dev or production mode, unless `max_event_bytes` is given."""
+        default = PRODUCTION_MAX_EVENT_BYTES if production else DEV_MAX_EVENT_BYTES
+        return cls(max_event_bytes=max_event_bytes or default)
 
 
 @dataclasses.dataclass
@@ -104,10 +122,21 @@ def parse_request(
     body: bytes, limits: Limits, now_ms: int, seed: str | None = None
 ) -> list[IncomingEvent]:
     """Every event of one `POST /e/{key}` body, or EventError for the first problem."""
+    accepted, problem = parse_batch(body, limits, now_ms, seed)
+    if problem is not None:
+        raise problem
+    return accepted
+
+
+def parse_batch(
+    body: bytes, limits: Limits, now_ms: int, seed: str | None = None
+) -> tuple[list[IncomingEvent], EventError | None]:
+    """The events of one `POST /e/{key}` body up to the first invalid one, and that one's
+    error (None when all are valid). Raises EventError when the body is wrong as a whole."""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise EventError(f"body: malformed JSON: {exc}") from None
+        parsed = bodies.loads(body)
+    except bodies.BodyError as exc:
+        raise EventError(str(exc)) from None
     single = isinstance(parsed, dict)
     batch = [parsed] if single else parsed
     if not isinstance(batch, list):
@@ -118,14 +147,20 @@ def parse_request(
         raise EventError(
             f"body: {len(batch)} events, over the limit of {limits.max_events} per request"
         )
-    checked = [
-        _check(raw, "" if single else f"events[{i}].", limits, now_ms)
-        for i, raw in enumerate(batch)
-    ]
+    checked: list[dict[str, Any]] = []
+    problem: EventError | None = None
+    for i, raw in enumerate(batch):
+        try:
+            checked.append(_check(raw, "" if single else f"events[{i}].", limits, now_ms))
+        except EventError as exc:
+            problem = exc
+            break
+    # seeded ids depend on the position only: the accepted events get the ids that a fully
+    # valid retry of the same request would give them
     ids = _seeded_ids(seed, len(checked)) or [str(ULID()) for _ in checked]
     out = []
     for internal_id, event in zip(ids, checked, strict=True):
         user_id = event["id"]
         event["id"] = user_id or internal_id
         out.append(IncomingEvent(internal_id, event, user_id))
-    return out
+    return out, problem

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from typing import Any
 
 from . import durations, expressions, keys
@@ -217,4 +218,6 @@ def priority_s(flow: FlowControl, event: dict[str, Any]) -> int:
     value = expressions.evaluate(flow.priority, {"event": event})
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0  # inf and NaN have no integer value: no head start
     return max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, int(value)))

@@ -16,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import expressions, flow, indexes, keys
+from . import expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
 from .pauses import Pauses
 from .queue import FinishTimeout, QueueItem, StartTimeout
@@ -209,10 +209,8 @@ class Ingest:
             ],
             "runs": runs,
         }
-        out = await self.scripts(
-            "ingest", INGEST_KEYS,
-            [orjson.dumps(payload)],
-        )
+        out = await ingest_chunks.ingest(lambda body: self.scripts(  # pieces: ingest_chunks.py
+            "ingest", INGEST_KEYS, [body]), payload)
         ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
         split = ids.index("|")
         for replaced in ids[split + 1:]:  # singleton in cancel mode: the new run replaces it

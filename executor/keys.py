@@ -87,7 +87,8 @@ RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}
 
 
 def run(run_id: str) -> str:
-    """Hash: run metadata (function, status, output, times, events, version, seq)."""
+    """Hash: run metadata (function, status, output, times, events, version, seq; `error`:
+    a failed run's normalized error for its end events, beside the SDK's body in `output`)."""
     return f"{RUN_PREFIX}{run_id}}}"
 
 
@@ -220,6 +221,11 @@ SESSION_SECRET = f"{PREFIX}:session-secret"  # random secret shared by every pro
 def session(token_hash: str) -> str:
     """String with a TTL: a dashboard login session, keyed by the hash of its cookie."""
     return f"{PREFIX}:session:{token_hash}"
+
+
+def login_failures(client: str) -> str:
+    """String counter with a TTL: failed dashboard logins from one client address."""
+    return f"{PREFIX}:login-failures:{client}"
 
 
 # -- flow control ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import orjson
 from redis.asyncio import Redis
 
 from . import keys
+from .events import IncomingEvent
 from .ingest import Ingest, internal_event
 from .pauses import FINISHED
 
@@ -45,6 +46,10 @@ def end_events(fields: dict[bytes, bytes], now_ms: int) -> list[Any]:
         data["correlation_id"] = correlation
     if status == "Completed":
         data["result"] = output
+    elif fields.get(b"error"):
+        # the output is the SDK's error body as sent; the events keep the normalized error
+        # ({error, name, message, stack}) that on_failure handlers and invokers expect
+        data["error"] = orjson.loads(fields[b"error"])
     else:
         data["error"] = output
     events = [internal_event(FINISHED, data, f"{run_id}-finished", now_ms)]
@@ -62,12 +67,27 @@ class Lifecycle:
         self.clock = clock
 
     async def run_ended(self, run_id: str) -> None:
-        fields: Any = await self.redis.hgetall(keys.run(run_id))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hlen(keys.pauses(FINISHED))
+            pipe.get(keys.REGISTRY_VERSION)
+            fields, waiting, version = await pipe.execute()
         if fields and fields.get(b"status") != b"Running":
-            events = end_events(fields, self.clock())
+            await self.ingest.registry.refresh(int(version or 0))
+            events = [e for e in end_events(fields, self.clock())
+                      if e.wire["name"] != FINISHED or waiting or self._listened(e)]
             if events:
                 await self.ingest.accept(events)
         await self.redis.zrem(keys.OUTBOX, run_id)
+
+    def _listened(self, finished: IncomingEvent) -> bool:
+        """`inngest/function.finished` ends every run, so it is stored only when something
+        uses it: an invoking run waits for it (its correlation id), or a function is
+        triggered by it (or a wait matches it, checked by the caller). `.failed` and
+        `.cancelled` are rarer and always kept (alerts and the dashboard read them)."""
+        if finished.wire["data"].get("correlation_id"):
+            return True
+        return any(fn.subscribes(FINISHED) for fn in self.ingest.registry.functions.values())
 
     async def sweep(self, older_than_ms: int = 10_000) -> int:
         """Emit end events of runs a crashed process left in the outbox (entries younger

@@ -9,13 +9,14 @@ retries with backoff. Every write is one lease-guarded script in `state.RunState
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
 
 from inngest_like.wire import Opcode, memo_data, memo_error
 
-from . import backoff, durations, times
+from . import ai_gateway, backoff, durations, times
 from .clock import Clock
 from .driver import CallError, Completed, Ops, Outcome
 from .ingest import Ingest
@@ -27,6 +28,11 @@ from .waits import MAX_WAIT_MS, Waits
 log = logging.getLogger("inngest_like.executor")
 
 MAX_STEPS = 1000  # Inngest's limit of ops per run: also stops an SDK that loops
+# what each opcode of a parallel group becomes: a targeted call (an AIGateway is made when
+# the SDK reports it for its own call), a timer, or a pause started by its own queue item
+GROUP_ITEM_KINDS = {Opcode.STEP_PLANNED: "call", Opcode.AI_GATEWAY: "call",
+                    Opcode.SLEEP: "sleep", Opcode.WAIT_FOR_EVENT: "pause",
+                    Opcode.INVOKE_FUNCTION: "pause"}
 Next = tuple[QueueItem | None, CallState | None]  # the run's next item, leased to us, if any
 
 
@@ -55,7 +61,11 @@ def _error(message: str) -> dict[str, Any]:
 
 class Opcodes:
     def __init__(self, state: RunState, ingest: Ingest, waits: Waits, *, clock: Clock,
-                 lease_ms: int, retry_interval_s: float | None, max_idle_calls: int) -> None:
+                 lease_ms: int, retry_interval_s: float | None, max_idle_calls: int,
+                 gateway: ai_gateway.AIGateway,
+                 renew: Callable[[str, str], Coroutine[Any, Any, None]]) -> None:
+        self.gateway = gateway  # step.ai.infer's provider calls
+        self.renew = renew  # keeps an item's lease while the executor itself calls out
         self.state = state
         self.ingest = ingest
         self.waits = waits
@@ -79,9 +89,10 @@ class Opcodes:
 
     # -- the run's end and failed attempts ----------------------------------------------
     async def end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
-                  record: StepRecord | None = None) -> None:
+                  record: StepRecord | None = None, *, event_error: Any = None) -> None:
         """End the run, then emit its end events (which on_failure and invoke wait for)."""
-        if await self.state.finish(item, token, now, status, output, record) == 1:
+        if await self.state.finish(item, token, now, status, output, record,
+                                   event_error=event_error) == 1:
             await self.ingest.run_ended(item.run_id)
 
     async def fail(self, item: QueueItem, token: str, now: int, message: str) -> None:
@@ -102,7 +113,8 @@ class Opcodes:
             return
         record = StepRecord.of_op(op, "Failed", attempts, now, now, error=error.error) \
             if op else None
-        await self.end(item, token, now, "Failed", error.error, record)
+        output = error.body if error.body is not None else error.error  # the SDK's, as sent
+        await self.end(item, token, now, "Failed", output, record, event_error=error.error)
 
     # -- the next call ----------------------------------------------------------------------
     async def next(self, item: QueueItem, token: str, now: int, *,
@@ -137,7 +149,7 @@ class Opcodes:
             await self.failed_attempt(item, token, CallError(message, _error(message)), now)
             return None, None
         if len(ops) > 1 or Opcode.parse(ops[0]["op"]) is Opcode.STEP_PLANNED:
-            await self._plan(item, token, ops, now)
+            await self._plan(item, token, state, ops, now)
             return None, None
         op = ops[0]
         kind = Opcode.parse(op["op"])
@@ -181,16 +193,19 @@ class Opcodes:
         if kind is Opcode.INVOKE_FUNCTION:
             await self.waits.invoke(item, token, op, started, now)
             return None, None
+        if kind is Opcode.AI_GATEWAY:
+            return await ai_gateway.infer(self, item, token, op, started)
         await self.unsupported(item, token, now, f"the {op['op']} opcode")
         return None, None
 
-    async def _plan(self, item: QueueItem, token: str, ops: list[dict[str, Any]],
-                    now: int) -> None:
-        """Several steps at once (a parallel group): each StepPlanned becomes its own targeted
-        call, each Sleep a timer; the run resumes when all are done (or each, racing)."""
+    async def _plan(self, item: QueueItem, token: str, state: CallState,
+                    ops: list[dict[str, Any]], now: int) -> None:
+        """Several steps at once (a parallel group): each StepPlanned (or AIGateway) becomes
+        its own targeted call, each Sleep a timer, each WaitForEvent or InvokeFunction its own
+        pause; the run resumes when all are done (or each, racing)."""
         kinds = [Opcode.parse(op["op"]) for op in ops]
         odd = [op["op"] for op, kind in zip(ops, kinds, strict=True)
-               if kind not in (Opcode.STEP_PLANNED, Opcode.SLEEP)]
+               if kind not in GROUP_ITEM_KINDS]
         if odd:
             await self.unsupported(item, token, now, f"{', '.join(odd)} inside a parallel group")
             return
@@ -207,6 +222,11 @@ class Opcodes:
                     await self.unsupported(item, token, now, str(exc))
                     return
                 planned.append((str(op["id"]), "sleep", wake, name))
+            elif kind is not None and GROUP_ITEM_KINDS[kind] == "pause":
+                # started by its own queue item, stored with the group (Timers, GroupPause)
+                spec = orjson.dumps({"op": op, "started": now,
+                                     "since": state.redis_ms or now}).decode()
+                planned.append((str(op["id"]), "pause", now, spec))
             else:
                 planned.append((str(op["id"]), "call", now, name))
         race = any((op.get("opts") or {}).get("parallelMode") == "race" for op in ops)

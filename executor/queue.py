@@ -66,13 +66,23 @@ class ScanWait:
     since_ms: int
 
 
-Payload = PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
+@dataclasses.dataclass(frozen=True)
+class GroupPause:
+    """A wait or invoke of a parallel group, started as if it had been reported alone:
+    `spec` is the JSON text {"op": <the opcode>, "started": <ms>} (kept as text: Lua's cjson
+    would rewrite numbers in the op's user data)."""
+
+    spec: str
+
+
+Payload = (PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
+           | GroupPause)
 
 # item kind -> its payload type; "call" items (calls to the app) carry none
 PAYLOADS: dict[str, type[Payload]] = {
     "pause-timeout": PauseTimeout, "timeout-start": StartTimeout,
     "timeout-finish": FinishTimeout, "sleep": GroupSleep, "emit-invoke": EmitInvoke,
-    "scan-wait": ScanWait,
+    "scan-wait": ScanWait, "pause": GroupPause,
 }
 
 
@@ -80,7 +90,8 @@ PAYLOADS: dict[str, type[Payload]] = {
 class QueueItem:
     """One thing to do for run `run_id` of `fn_id`. Kind "call" calls the app, targeting
     `step_id` ("step" = discovery); every other kind is handled without a call and carries
-    a typed payload (see PAYLOADS).
+    a typed payload (see PAYLOADS). Only calls take concurrency slots (lease.lua); the
+    others carry the run's slots in `ck` for the call that follows them.
     """
 
     id: str
@@ -142,6 +153,8 @@ def _legacy_payload(kind: str, ref: str) -> dict[str, Any]:
         return {"after_ms": int(ref)}
     if kind == "sleep":
         return {"name": ref}
+    if kind == "pause":
+        return {"spec": ref}
     spec = orjson.loads(ref)
     if kind == "emit-invoke":
         return {"data": spec["data"]}

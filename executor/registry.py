@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 import uuid
 from typing import Any
@@ -19,6 +20,8 @@ from redis.exceptions import WatchError
 from . import cron, durations, expressions, flow, keys
 from .flow import FlowControl
 
+log = logging.getLogger("inngest_like.executor")
+
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 MAX_TRIGGERS = 10
@@ -28,6 +31,10 @@ DEFAULT_CANCEL_TIMEOUT_MS = 365 * 24 * 3600 * 1000
 
 class SyncError(ValueError):
     """A sync payload is wrong; the message names the function and the field."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclasses.dataclass
@@ -215,7 +222,13 @@ class Registry:
         functions = {}
         for value in raw.values():
             stored = orjson.loads(value)
-            fn = parse_function(stored["config"], stored["app_id"], 0)
+            try:
+                fn = parse_function(stored["config"], stored["app_id"], 0)
+            except SyncError as exc:
+                # stored under older, looser rules: skip it (its app's next sync says why)
+                # rather than fail every event this process takes
+                log.error("a stored function no longer validates and is skipped: %s", exc)
+                continue
             functions[fn.id] = fn
         self.functions = functions
         self.version = version
@@ -225,49 +238,66 @@ class Registry:
         return [fn for fn in self.functions.values() if fn.matches(event)]
 
     async def sync(self, body: Any, raw_body: bytes, now_ms: int) -> dict[str, Any]:
-        """Store an app and replace its function set. Raises SyncError for a bad payload."""
+        """Store an app and replace its function set. Raises SyncError for a bad payload,
+        and for a function id another app owns: an app cannot take over another's
+        function (that app must first sync without it)."""
         app_id, url, functions = parse_sync(body)
         checksum = hashlib.sha256(raw_body).hexdigest()
-        # optimistic transaction: the app's entry is watched from the read of its previous
-        # function set to the write of the new one, so two concurrent syncs cannot both
-        # compute their removals from the same old set (which resurrected removed functions)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(keys.APPS)
-                    previous = await pipe.hget(keys.APPS, app_id)
-                    old = orjson.loads(previous) if previous else {}
-                    modified = old.get("checksum") != checksum
-                    app = {
-                        "id": app_id,
-                        "url": url,
-                        "sdk": body.get("sdk", ""),
-                        "framework": body.get("framework", ""),
-                        "synced_at": now_ms,
-                        "checksum": checksum,
-                        "functions": [fn.id for fn in functions],
-                        "error": None,
-                    }
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(keys.APPS, app_id, orjson.dumps(app))
-                    if modified or old.get("error"):
-                        gone = set(old.get("functions", [])) - set(app["functions"])
-                        if gone:
-                            pipe.hdel(keys.FUNCTIONS, *gone)
-                        for fn in functions:
-                            pipe.hset(keys.FUNCTIONS, fn.id,
-                                      orjson.dumps({"app_id": app_id, "config": fn.raw}))
-                        pipe.incr(keys.REGISTRY_VERSION)
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue  # another sync wrote meanwhile: read its result, decide again
-        if not modified and not old.get("error"):
-            # an identical re-sync (dev polls every few seconds): only the time was noted
-            return {"ok": True, "modified": False, "sync_id": str(uuid.uuid4()),
-                    "app_id": app_id}
-        await self.refresh()
+        app = {
+            "id": app_id,
+            "url": url,
+            "sdk": body.get("sdk", ""),
+            "framework": body.get("framework", ""),
+            "synced_at": now_ms,
+            "checksum": checksum,
+            "functions": [fn.id for fn in functions],
+            "error": None,
+        }
+        while True:  # optimistic: another process syncing at the same moment makes us retry
+            try:
+                modified = await self._store(app, functions)
+                break
+            except WatchError:
+                continue
+        if modified:
+            await self.refresh()
         return {"ok": True, "modified": modified, "sync_id": str(uuid.uuid4()), "app_id": app_id}
+
+    async def _store(self, app: dict[str, Any], functions: list[FunctionConfig]) -> bool:
+        app_id = app["id"]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(keys.APPS, keys.FUNCTIONS)
+            previous = await pipe.hget(keys.APPS, app_id)
+            old = orjson.loads(previous) if previous else {}
+            gone = [f for f in old.get("functions", []) if f not in app["functions"]]
+            ids = [fn.id for fn in functions] + gone
+            stored = await pipe.hmget(keys.FUNCTIONS, ids) if ids else []
+            owners = {i: orjson.loads(v)["app_id"] if v else None
+                      for i, v in zip(ids, stored, strict=True)}
+            for index, fn in enumerate(functions):
+                owner = owners[fn.id]
+                if owner is not None and owner != app_id:
+                    raise SyncError(f"functions[{index}].id: {fn.id!r} belongs to app "
+                                    f"{owner!r}; sync that app without it first", status=409)
+            intact = all(owners[fn.id] == app_id for fn in functions)
+            if old.get("checksum") == app["checksum"] and not old.get("error") and intact:
+                # an identical re-sync (dev polls every few seconds): note the time only
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hset(keys.APPS, app_id, orjson.dumps(app))
+                await pipe.execute()
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(keys.APPS, app_id, orjson.dumps(app))
+            mine = [f for f in gone if owners[f] == app_id]  # never another app's
+            if mine:
+                pipe.hdel(keys.FUNCTIONS, *mine)
+            for fn in functions:
+                pipe.hset(
+                    keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})
+                )
+            pipe.incr(keys.REGISTRY_VERSION)
+            await pipe.execute()
+            return True
 
     async def record_sync_error(self, url: str, error: str, now_ms: int) -> None:
         """Remember that syncing `url` failed, for the apps list."""

@@ -20,6 +20,7 @@ from .ingest import Ingest, internal_event
 from .invariants import StrandSweep
 from .lifecycle import Lifecycle
 from .registry import FunctionConfig, Registry
+from .retention import Retention
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -27,12 +28,13 @@ SCHEDULED = "inngest/scheduled.timer"
 CLAIM_TTL_S = 60  # a claimer that died before firing frees its tick after this
 SWEEP_EVERY_MS = 5_000
 STRAND_SWEEP_EVERY_MS = 30_000
+RETENTION_EVERY_MS = 60_000
 
 
 class Scheduler:
     def __init__(self, redis: Redis, registry: Registry, ingest: Ingest, lifecycle: Lifecycle,
                  clock: Callable[[], int], strand_sweep_every_ms: int = STRAND_SWEEP_EVERY_MS,
-                 ) -> None:
+                 retention: Retention | None = None) -> None:
         self.redis = redis
         self.registry = registry
         self.ingest = ingest
@@ -42,6 +44,8 @@ class Scheduler:
         self.strand_sweep_every_ms = strand_sweep_every_ms
         self._last_sweep = 0
         self._last_strand_sweep = clock()
+        self.retention = retention or Retention(redis, clock)
+        self._last_retention = 0
 
     async def run_forever(self) -> None:
         while True:
@@ -67,6 +71,10 @@ class Scheduler:
         if now - self._last_strand_sweep >= self.strand_sweep_every_ms:
             self._last_strand_sweep = now
             await self.strands.sweep()
+        if now - self._last_retention >= RETENTION_EVERY_MS:
+            self._last_retention = now
+            while max(await self.retention.sweep()) >= self.retention.batch:
+                pass  # a full pass: more may be due (each pass is bounded)
         return next_due - now
 
     async def _cron(self, fn: FunctionConfig, source: str, now: int) -> int:

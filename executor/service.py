@@ -14,15 +14,19 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
+from inngest_like import signing
+
 from .auth import Auth
 from .clock import Clock, system_ms
-from .driver import Driver
+from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES, Driver
 from .events import Limits
 from .ingest import Ingest
 from .lifecycle import Lifecycle
 from .queue import Queue
 from .read_model import ReadModel
-from .registry import Registry
+from .registry import Registry, SyncError
+from .request_guard import DEFAULT_MAX_BODY_BYTES
+from .retention import DEFAULT_RETENTION_MS, Retention
 from .scheduler import Scheduler
 from .scripts import Scripts
 from .state import RunState
@@ -47,6 +51,7 @@ class Settings:
     # a call to the app that has not answered after this long is a failed attempt (retried
     # with backoff); long LLM steps need minutes, a hung app must not hold a run for hours
     call_timeout_s: float = 600.0
+    retention_ms: int = DEFAULT_RETENTION_MS  # ended runs and events are kept this long
     slots: int = 64
     poll_interval_s: float = 5.0
     limits: Limits = dataclasses.field(default_factory=Limits)
@@ -54,10 +59,40 @@ class Settings:
     signing_key: str | None = None
     signing_key_fallback: str | None = None
     dashboard_password: str | None = None
+    allowed_hosts: list[str] | None = None  # `Host` names accepted; None: any (request_guard)
+    max_request_bytes: int = DEFAULT_MAX_BODY_BYTES
+    trust_proxy: bool = False  # X-Forwarded-* come from a trusted TLS-terminating proxy
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     @property
     def production(self) -> bool:
         return self.mode == "cloud"
+
+
+async def _read_capped(answer: httpx.Response, limit: int) -> bytes:
+    """An app's answer to a sync, refused past `limit` bytes (ValueError)."""
+    chunks, size = [], 0
+    async for chunk in answer.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"the sync answer is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _sync_answer_error(status: int, raw: bytes) -> str | None:
+    body: Any = {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    if status >= 400:
+        detail = body.get("message") or body.get("error") if isinstance(body, dict) else ""
+        return f"HTTP {status}: {detail or ''}"
+    if isinstance(body, dict) and body.get("error"):
+        return str(body["error"])
+    return None
 
 
 class Executor:
@@ -70,7 +105,9 @@ class Executor:
         self.queue = Queue(redis, self.scripts)
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
-        self.driver = Driver(settings.call_timeout_s)
+        self.driver = Driver(settings.call_timeout_s,
+                             connect_timeout_s=settings.connect_timeout_s,
+                             max_response_bytes=settings.max_response_bytes)
         self.auth = Auth(redis, production=settings.production,
                          signing_keys=[settings.signing_key or "",
                                        settings.signing_key_fallback or ""],
@@ -78,7 +115,8 @@ class Executor:
         self.ingest = Ingest(redis, self.scripts, self.registry, self.state, clock)
         self.lifecycle = Lifecycle(redis, self.ingest, clock)
         self.ingest.on_run_ended = self.lifecycle.run_ended
-        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock)
+        self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock,
+                                   retention=Retention(redis, clock, settings.retention_ms))
         self.worker = Worker(
             self.queue,
             self.state,
@@ -110,32 +148,57 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.driver.close()
+        await self.worker.opcodes.gateway.close()
 
     async def sync_app(self, url: str) -> str | None:
-        """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any."""
+        """PUT the app's serve URL so its SDK registers (protocol §3.1); the error, if any.
+        In production the PUT asks for an in-band sync (§3.3): the app answers with its
+        registration, signed with our key, so nobody else can register on its behalf."""
         request, signature = self.auth.sign(orjson.dumps({"url": url}))
+        in_band = self.settings.production and bool(signature)
         headers = {"Content-Type": "application/json",
-                   "X-Inngest-Server-Kind": self.settings.mode, **signature}
+                   "X-Inngest-Server-Kind": self.settings.mode, **signature,
+                   **({"X-Inngest-Sync-Kind": "in_band"} if in_band else {})}
         error: str | None = None
         try:
             async with httpx.AsyncClient(timeout=30, verify=tls_context()) as http:
-                answer = await http.put(url, content=request, headers=headers)
+                async with http.stream("PUT", url, content=request, headers=headers) as answer:
+                    raw = await _read_capped(answer, self.settings.max_request_bytes)
         except httpx.HTTPError as exc:
             error = f"unreachable: {exc.__class__.__name__}"
+        except ValueError as exc:
+            error = str(exc)
         else:
-            body: Any = {}
-            try:
-                body = answer.json()
-            except ValueError:
-                pass
-            if answer.status_code >= 400:
-                detail = body.get("message") or body.get("error") if isinstance(body, dict) else ""
-                error = f"HTTP {answer.status_code}: {detail or ''}"
-            elif isinstance(body, dict) and body.get("error"):
-                error = str(body["error"])
+            if answer.headers.get("x-inngest-sync-kind") == "in_band" and answer.status_code < 300:
+                error = await self._store_in_band(answer, raw)
+            else:
+                error = _sync_answer_error(answer.status_code, raw)
         if error:
             await self.registry.record_sync_error(url, error, self.clock())
         return error
+
+    async def _store_in_band(self, answer: httpx.Response, raw: bytes) -> str | None:
+        try:
+            signing.verify(raw, answer.headers.get("x-inngest-signature"),
+                           self.auth.signing_keys, canonicalise=False)
+        except signing.SignatureError as exc:
+            return f"in-band sync answer refused: {exc.message}"
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return "in-band sync answer is not JSON"
+        if not isinstance(body, dict):
+            return "in-band sync answer is not a JSON object"
+        language, version = body.get("sdk_language") or "", body.get("sdk_version") or ""
+        registration = {"appName": body.get("app_id"), "url": body.get("url"),
+                        "functions": body.get("functions"),
+                        "sdk": body.get("sdk") or f"{language}:v{version}",
+                        "framework": body.get("framework") or ""}
+        try:
+            await self.registry.sync(registration, raw, self.clock())
+        except SyncError as exc:
+            return str(exc)
+        return None
 
     async def _sync_forever(self) -> None:
         """Dev mode: sync each `-u` app at start, then again every poll interval."""

@@ -225,9 +225,12 @@ class RunState:
         status: str,
         output: Any = None,
         record: StepRecord | None = None,
+        *,
+        event_error: Any = None,
     ) -> int:
         """End the run with `status` and drop the item; 1 ended, 2 the run had ended
-        already, 0 lease lost."""
+        already, 0 lease lost. A failed run's end events carry `event_error` when given
+        (the normalized error), else the output (the SDK's error body as sent)."""
         call_ms = self._take_call(item, record)
         tail_keys, tail_args = (indexes.end_plan(item.fn_id, status, now_ms, output)
                                 if status else ([], []))
@@ -237,7 +240,8 @@ class RunState:
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
                  keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING, *tail_keys],
-                [item.id, token, now_ms, status, orjson.dumps(output), encode(record), call_ms,
+                [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
+                 b"" if event_error is None else orjson.dumps(event_error), call_ms,
                  *tail_args],
             )
         )
@@ -282,22 +286,24 @@ class RunState:
             await self.scripts(
                 "resume",
                 [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
-                 keys.run_listeners(run_id)],
+                 keys.run_listeners(run_id), keys.run_pending(run_id)],
                 [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
                  record.to_json(), template],
             )
         )
 
     async def checkpoint(self, run_id: str, now_ms: int,
-                         steps: list[tuple[str, bytes, StepRecord]]) -> int:
-        """Save checkpointed steps (hash, memo, record); -1 when the run is not running."""
-        args: list[Any] = [now_ms]
+                         steps: list[tuple[str, bytes, StepRecord]], *,
+                         item_id: str = "", generation: str = "") -> int:
+        """Save checkpointed steps (hash, memo, record); -1 when the run is not running, -2
+        when the call (`item_id`, `generation`) no longer holds its lease."""
+        args: list[Any] = [now_ms, item_id, generation]
         for hashed, memo, record in steps:
             args += [hashed, memo, record.to_json()]
         return int(await self.scripts(
             "checkpoint",
             [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
-             keys.run_steps(run_id)],
+             keys.run_steps(run_id), keys.QUEUE_LEASES],
             args,
         ))
 

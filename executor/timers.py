@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import logging
 
+import orjson
+
+from inngest_like.wire import Opcode
+
 from .clock import Clock
 from .ingest import Ingest
+from .opcodes import Opcodes
 from .queue import (
     EmitInvoke,
     FinishTimeout,
+    GroupPause,
     GroupSleep,
     PauseTimeout,
     QueueItem,
@@ -25,10 +31,12 @@ log = logging.getLogger("inngest_like.executor")
 
 
 class Timers:
-    def __init__(self, state: RunState, ingest: Ingest, waits: Waits, clock: Clock) -> None:
+    def __init__(self, state: RunState, ingest: Ingest, waits: Waits, opcodes: Opcodes,
+                 clock: Clock) -> None:
         self.state = state
         self.ingest = ingest
         self.waits = waits
+        self.opcodes = opcodes
         self.clock = clock
 
     async def fire(self, item: QueueItem, token: str, now: int) -> None:
@@ -47,6 +55,9 @@ class Timers:
                 item, token, now, step_hash=item.step_id, memo=b"null", record=record,
                 next_due=now, next_template=item.template(step_id="step", attempt=0))
             return
+        if isinstance(timer, GroupPause):
+            await self._start_group_pause(item, token, timer, now)  # pause.lua drops the item
+            return
         if isinstance(timer, PauseTimeout):
             await self.waits.timed_out(timer, now)
         elif isinstance(timer, EmitInvoke):
@@ -63,3 +74,23 @@ class Timers:
             await self.ingest.cancel(item.run_id, f"the run did not finish within "
                                      f"{timer.after_ms / 1000:g}s (timeouts.finish)")
         await self.state.drop(item, token, now)
+
+    async def _start_group_pause(self, item: QueueItem, token: str, timer: GroupPause,
+                                 now: int) -> None:
+        """A wait or invoke of a parallel group begins as if it had been reported alone, at
+        the time the group was reported (a wait matches the events since then)."""
+        spec = orjson.loads(timer.spec)
+        op, started = spec["op"], int(spec["started"])
+        state = await self.state.load(item.run_id)
+        if state is None or state.status != "Running":
+            await self.state.drop(item, token, now)
+            return
+        try:
+            if Opcode.parse(op["op"]) is Opcode.INVOKE_FUNCTION:
+                await self.waits.invoke(item, token, op, started, now)
+            else:
+                await self.waits.wait_for_event(item, token, state, op, started, now,
+                                                since_ms=spec.get("since"))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            await self.opcodes.fail(item, token, now, f"cannot act on the SDK's answer: "
+                                    f"{exc.__class__.__name__}: {exc}")

@@ -55,7 +55,11 @@ class Waits:
         self.clock = clock
 
     async def wait_for_event(self, item: QueueItem, token: str, state: CallState,
-                             op: dict[str, Any], started: int, now: int) -> None:
+                             op: dict[str, Any], started: int, now: int,
+                             since_ms: int | None = None) -> None:
+        """Park the run on a pause for the op's event. The look-back starts at `since_ms`
+        (Redis time: when the call that reported the wait began), by default the time this
+        call's state was read."""
         opts = op.get("opts") or {}
         name = str(opts.get("event") or op.get("name") or "")
         expires = deadline_ms(opts.get("timeout"), now)
@@ -74,7 +78,7 @@ class Waits:
         # it) would otherwise be missed: a queue item stored with the pause offers them to
         # it, so not even a crash right now skips that. resume.lua makes it race-free. The
         # start is Redis time (read with the run's state), the clock events are indexed by.
-        since = (state.redis_ms or started) - lookback
+        since = (since_ms or state.redis_ms or started) - lookback
         scan = QueueItem.of(ScanWait(pause_key, pause["id"], name, since),
                             id=f"{item.run_id}:scan:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)

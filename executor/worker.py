@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 
+from . import ai_gateway
 from .clock import Clock, system_ms
 from .driver import AppDriver, CallError, Outcome
 from .ingest import Ingest
@@ -50,6 +51,7 @@ class Worker:
         lease_ms: int = 20_000,
         retry_interval_s: float | None = None,
         max_idle_calls: int = MAX_IDLE_CALLS,
+        gateway: ai_gateway.AIGateway | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
@@ -61,8 +63,9 @@ class Worker:
         self.lease_ms = lease_ms
         waits = Waits(state, registry, ingest, clock)
         self.opcodes = Opcodes(state, ingest, waits, clock=clock, lease_ms=lease_ms,
-                               retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls)
-        self.timers = Timers(state, ingest, waits, clock)
+                               retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls,
+                               gateway=gateway or ai_gateway.AIGateway(), renew=self._renew)
+        self.timers = Timers(state, ingest, waits, self.opcodes, clock)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
         self._stopping = False
@@ -195,7 +198,10 @@ class Worker:
                 url,
                 body,
                 {"Content-Type": "application/json", "X-Inngest-Req-Version": "2",
-                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id, **signature},
+                 "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id,
+                 # checkpoints of this call name it by its lease (checkpoint.lua)
+                 "X-Inngest-Generation-Id": token,
+                 **signature},
             )
         finally:
             renewer.cancel()

@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from . import signing
+from ._checkpoint import Sessions
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
 from ._function import (
@@ -82,6 +83,7 @@ class Inngest:
         api_base_url: str | None = None,
         event_api_base_url: str | None = None,
         logger: logging.Logger | None = None,
+        checkpointing: bool = True,
     ) -> None:
         if not app_id:
             raise ConfigError("Inngest: app_id must be a non-empty string")
@@ -114,8 +116,21 @@ class Inngest:
         self.signing_key_fallback = (
             signing_key_fallback or os.environ.get("INNGEST_SIGNING_KEY_FALLBACK") or None
         )
+        for name, key in (("signing_key (INNGEST_SIGNING_KEY)", self.signing_key),
+                          ("signing_key_fallback (INNGEST_SIGNING_KEY_FALLBACK)",
+                           self.signing_key_fallback)):
+            problem = signing.key_problem(key) if key else None
+            if problem:
+                raise ConfigError(f"Inngest: {name} {problem}")
         self.logger = logger or logging.getLogger("inngest_like")
         self.functions: dict[str, Function] = {}
+        # consecutive steps of an async function run in one request, each persisted through
+        # the executor's checkpoint API (see _checkpoint.py); False: one call per step
+        self.checkpointing = checkpointing
+        self.checkpoint_sessions = Sessions()
+        # one connection pool for this client's sends and API calls, per event loop
+        self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
 
     def create_function(
         self,
@@ -164,11 +179,39 @@ class Inngest:
 
         return decorator
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, key: str | None = None) -> dict[str, str]:
         """`Authorization: Bearer <hashed signing key>` for the executor's API, if keyed."""
-        if not self.signing_key:
+        key = key or self.signing_key
+        if not key:
             return {}
-        return {"Authorization": f"Bearer {signing.bearer(self.signing_key)}"}
+        return {"Authorization": f"Bearer {signing.bearer(key)}"}
+
+    def http(self) -> httpx.AsyncClient:
+        """This client's connection pool (a new one if the event loop changed)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http.is_closed or self._http_loop is not loop:
+            self._http, self._http_loop = http_client(), loop
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the connection pool (`serve()` does it when the app shuts down)."""
+        http, self._http = self._http, None
+        if http is not None and self._http_loop is asyncio.get_running_loop():
+            await http.aclose()
+
+    async def api_request(self, method: str, url: str, *, content: bytes | None = None,
+                          headers: dict[str, str] | None = None) -> httpx.Response:
+        """A call to the executor's API with Bearer auth; on 401 or 403 it is made once more
+        with the fallback key, so keys can be rotated on the server first."""
+        keys: list[str | None] = [k for k in (self.signing_key, self.signing_key_fallback) if k]
+        keys = keys or [None]  # dev mode without a key: no Authorization header
+        for i, key in enumerate(keys):
+            response = await self.http().request(
+                method, url, content=content, headers={**(headers or {}),
+                                                       **self.auth_headers(key)})
+            if response.status_code not in (401, 403) or i == len(keys) - 1:
+                return response
+        raise AssertionError("unreachable")
 
     # -- sending events ---------------------------------------------------------------
     def _send_request(self, events: Event | Sequence[Event]) -> tuple[str, bytes, dict[str, str]]:
@@ -206,17 +249,17 @@ class Inngest:
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
         """Send one event or a list; returns their ids in order."""
         url, body, headers = self._send_request(events)
-        async with http_client() as http:
-            for attempt in range(_SEND_ATTEMPTS):
-                try:
-                    response = await http.post(url, content=body, headers=headers)
-                except httpx.TransportError:
-                    if attempt == _SEND_ATTEMPTS - 1:
-                        raise
-                else:
-                    if response.status_code < 500 or attempt == _SEND_ATTEMPTS - 1:
-                        return self._parse_send(response)
-                await asyncio.sleep(0.1 * 2**attempt + random.random() * 0.1)
+        http = self.http()
+        for attempt in range(_SEND_ATTEMPTS):
+            try:
+                response = await http.post(url, content=body, headers=headers)
+            except httpx.TransportError:
+                if attempt == _SEND_ATTEMPTS - 1:
+                    raise
+            else:
+                if response.status_code < 500 or attempt == _SEND_ATTEMPTS - 1:
+                    return self._parse_send(response)
+            await asyncio.sleep(0.1 * 2**attempt + random.random() * 0.1)
         raise AssertionError("unreachable")
 
     def send_sync(self, events: Event | Sequence[Event]) -> list[str]:

@@ -100,6 +100,9 @@ class Dispatch:
         # asyncio.gather of steps: the new steps reached together, and whether they were
         # reported; the Step API fills these in, the engine only decides
         self.arrivals: list[StepInfo] = []
+        # the opcode each arrival is reported with in a group: StepPlanned for a step.run,
+        # its own opcode for a sleep, wait or invoke
+        self.arrival_ops: dict[str, dict[str, Any]] = {}
         self.reported = False
         self.parked: list[Any] = []  # tasks waiting for the call to end, cancelled after it
 
@@ -162,14 +165,46 @@ class Dispatch:
         if self.reported:
             return False
         self.reported = True
-        raise _Interrupt([a.op(Opcode.STEP_PLANNED) for a in self.arrivals])
+        raise _Interrupt([self.arrival_ops.get(a.hashed) or a.op(Opcode.STEP_PLANNED)
+                          for a in self.arrivals])
 
     def report(self, info: StepInfo, opcode: Opcode, **fields: Any) -> NoReturn:
-        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction)."""
+        """Interrupt with a non-run opcode (Sleep, WaitForEvent, InvokeFunction). While the
+        executor targets another step, a sibling in a group is skipped, like a step.run."""
+        if self.target_step not in (DISCOVERY_STEP, info.hashed):
+            if self.in_parallel:
+                raise _Interrupt([])
+            raise StepUnexpectedError(
+                f"step {info.user_id!r} was reached while the executor targeted step "
+                f"{self.target_step}; is the function deterministic?"
+            )
         raise _Interrupt([info.op(opcode, **fields)])
 
     def ran(self, info: StepInfo, output: Any) -> NoReturn:
-        raise _Interrupt([info.op(Opcode.STEP_RUN, data=to_json(output))])
+        raise _Interrupt([self.run_op(info, output)])
+
+    def run_op(self, info: StepInfo, output: Any) -> dict[str, Any]:
+        return info.op(Opcode.STEP_RUN, data=to_json(output))
+
+    def may_checkpoint(self) -> bool:
+        """A step that just ran may be checkpointed (and the function go on in this request)
+        only in a discovery call outside a parallel group, as JS v4 does; a retried call
+        (attempt > 0) answers after its step so the next one starts at attempt 0."""
+        return (self.target_step == DISCOVERY_STEP and not self.in_parallel
+                and not self.disable_immediate_execution and self.attempt == 0)
+
+    def checkpointed(self, op: dict[str, Any],
+                     model: type[pydantic.BaseModel] | None) -> Any:
+        """A step was persisted mid-request: it is settled (the next step to arrive is a new
+        arrival, not its sibling), and the function goes on with the value a later replay
+        would give (JSON, or the pydantic model), so it sees the same either way."""
+        self.arrivals.clear()
+        self.arrival_ops.clear()
+        self.reported = False
+        value = op.get("data")
+        if model is not None and value is not None:
+            return model.model_validate(value)
+        return value
 
     def failed(self, info: StepInfo, exc: BaseException) -> NoReturn:
         body = error_body(exc)

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from ._client import Inngest, http_client
+from ._checkpoint import Checkpointer
+from ._client import Inngest
 from ._context import Context, Group
 from ._engine import Dispatch, error_body, to_json
 from ._errors import ConfigError, NonRetriableError, RetryAfterError, StepError, _Interrupt
@@ -24,7 +25,7 @@ from ._event import Event
 from ._function import Function
 from ._step import Step, StepSync
 from ._version import SDK_HEADER, VERSION
-from .signing import SignatureError, verify
+from .signing import SignatureError, sign, verify
 
 FRAMEWORK = "fast_api"
 
@@ -46,6 +47,40 @@ class Response:
 
     def encoded(self) -> bytes:
         return orjson.dumps(self.body)
+
+
+MAX_JSON_DEPTH = 100  # as the executor's: deeper values cannot be written back (orjson: 254)
+
+
+def _too_deep(value: Any) -> bool:
+    """Nested deeper than MAX_JSON_DEPTH? Measured by orjson's own write limit (254): the
+    value is wrapped so that exactly the too-deep ones pass it."""
+    wrapped = value
+    for _ in range(254 - MAX_JSON_DEPTH):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except TypeError:
+        return True
+    return False
+
+
+def _call_fields(payload: Any) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """A call request's `ctx`, `events` and `steps`; ValueError names a wrong field."""
+    if not isinstance(payload, dict):
+        raise ValueError("body: must be a JSON object")
+    if _too_deep(payload):
+        raise ValueError(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    ctx = payload.get("ctx") or {}
+    if not isinstance(ctx, dict):
+        raise ValueError("ctx: must be an object")
+    events = payload.get("events") or []
+    if not isinstance(events, list):
+        raise ValueError("events: must be a list of events")
+    steps = payload.get("steps") or {}
+    if not isinstance(steps, dict):
+        raise ValueError("steps: must be an object of memos by hashed step id")
+    return ctx, events, steps
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> Response:
@@ -78,6 +113,8 @@ class Handler:
             )
         self.serve_origin = serve_origin or os.environ.get("INNGEST_SERVE_ORIGIN")
         self.serve_path = serve_path or os.environ.get("INNGEST_SERVE_PATH")
+        self.allow_in_band_sync = os.environ.get(
+            "INNGEST_ALLOW_IN_BAND_SYNC", "").strip().lower() not in ("false", "0")
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {
@@ -100,6 +137,20 @@ class Handler:
 
     def _keys(self) -> list[str]:
         return [k for k in (self.client.signing_key, self.client.signing_key_fallback) if k]
+
+    def _signed_by(self, request: Request) -> str | None:
+        """Production: the key that signed this request (to sign the answer with), if one
+        did. Dev mode never considers a request signed, as the official SDKs."""
+        if not self.client.is_production:
+            return None
+        header = request.headers.get("x-inngest-signature")
+        for key in self._keys():
+            try:
+                verify(request.body, header, [key])
+            except SignatureError:
+                continue
+            return key
+        return None
 
     def _unverified(self, request: Request) -> Response | None:
         """In production every POST must carry a valid signature: None if it does, else
@@ -147,33 +198,85 @@ class Handler:
         kind = request.headers.get("x-inngest-server-kind")
         if kind and kind != self._mode():
             return _error(400, "server_kind_mismatch", f"Sync rejected: server is {kind}")
-        serve_url = self._serve_url(request.url.split("?")[0])
+        signed_by = self._signed_by(request)
+        if request.headers.get("x-inngest-sync-kind") == "in_band" and self.allow_in_band_sync:
+            if signed_by is None:
+                return _error(401, "sig_verification_failed",
+                              "an in-band sync must be signed with this app's signing key")
+            return self._in_band(request, signed_by)
+        serve_url = self._sync_url(request, signed_by)
+        if isinstance(serve_url, Response):
+            return serve_url
         url = urllib.parse.urljoin(self.client.api_origin, "/fn/register")
         if deploy_id := request.query.get("deployId"):
             url += f"?deployId={urllib.parse.quote(deploy_id)}"
-        headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER,
-                   **self.client.auth_headers()}
+        headers = {"Content-Type": "application/json", "X-Inngest-SDK": SDK_HEADER}
         if kind:
             headers["X-Inngest-Expected-Server-Kind"] = kind
         try:
-            async with http_client() as http:
-                answer = await http.post(
-                    url, content=orjson.dumps(self.registration(serve_url)), headers=headers
-                )
+            answer = await self.client.api_request(
+                "POST", url, content=orjson.dumps(self.registration(serve_url)), headers=headers)
             body = answer.json()
         except (httpx.HTTPError, ValueError) as exc:
             return _error(500, "registration_failed", f"could not reach {url}: {exc}")
         status = 200 if answer.status_code < 400 else answer.status_code
         return Response(status, body, self._headers({"X-Inngest-Sync-Kind": "out_of_band"}))
 
+    def _sync_url(self, request: Request, signed_by: str | None) -> str | Response:
+        """Where this app is served, for an out-of-band sync. In production never from the
+        `Host` header (anybody can send a PUT with a forged one): from `serve_origin` /
+        INNGEST_SERVE_ORIGIN, or from the body of a sync the executor signed."""
+        if not self.client.is_production or self.serve_origin:
+            return self._serve_url(request.url.split("?")[0])
+        if signed_by is not None:
+            try:
+                signed_url = orjson.loads(request.body).get("url")
+            except (orjson.JSONDecodeError, AttributeError):
+                signed_url = None
+            if isinstance(signed_url, str) and signed_url.startswith(("http://", "https://")):
+                return self._serve_url(signed_url)
+        return _error(400, "serve_origin_required",
+                      "in production the serve URL comes from serve_origin= or "
+                      "INNGEST_SERVE_ORIGIN, or from a signed sync; never from the Host header")
+
+    def _in_band(self, request: Request, signed_by: str) -> Response:
+        """In-band sync (protocol §3.3): answer the signed PUT with the registration itself,
+        signed with the same key, instead of calling `/fn/register`."""
+        try:
+            url = orjson.loads(request.body)["url"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            url = None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return _error(400, "malformed_request", "url: an in-band sync body needs the "
+                          "http(s) URL the server reached this app at")
+        serve_url = self._serve_url(url)
+        body = {
+            "app_id": self.client.app_id,
+            "framework": FRAMEWORK,
+            "functions": [fn.to_config(serve_url) for fn in self.functions.values()],
+            "inspection": {**self.inspect(request).body, "authentication_succeeded": True,
+                           "app_id": self.client.app_id, "sdk_language": "py",
+                           "sdk_version": VERSION, "serve_origin": self.serve_origin,
+                           "serve_path": self.serve_path},
+            "sdk_author": "inngest_like",
+            "sdk_language": "py",
+            "sdk_version": VERSION,
+            "sdk": f"py:v{VERSION}",
+            "url": serve_url,
+            "capabilities": {"in_band_sync": "v1", "trust_probe": "v1"},
+        }
+        signature = sign(orjson.dumps(body), signed_by)  # over the bytes sent, as the SDKs do
+        return Response(200, body, self._headers({"X-Inngest-Sync-Kind": "in_band",
+                                                  "X-Inngest-Signature": signature}))
+
     # -- POST: one call request ---------------------------------------------------------
     async def _fetch_state(self, run_id: str) -> tuple[list[Any], dict[str, Any]]:
         """`use_api`: the payload was too large to send, so fetch events and memos."""
         base = self.client.api_origin
-        headers = self.client.auth_headers()
-        async with http_client(headers=headers) as http:
-            batch = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/batch"))
-            actions = await http.get(urllib.parse.urljoin(base, f"/v0/runs/{run_id}/actions"))
+        batch = await self.client.api_request(
+            "GET", urllib.parse.urljoin(base, f"/v0/runs/{run_id}/batch"))
+        actions = await self.client.api_request(
+            "GET", urllib.parse.urljoin(base, f"/v0/runs/{run_id}/actions"))
         batch.raise_for_status()
         actions.raise_for_status()
         return list(batch.json()), dict(actions.json())
@@ -194,9 +297,7 @@ class Handler:
             )
         try:
             payload = orjson.loads(request.body)
-            ctx_in = payload.get("ctx") or {}
-            events_raw = payload.get("events") or []
-            steps = payload.get("steps") or {}
+            ctx_in, events_raw, steps = _call_fields(payload)
             if payload.get("use_api") or ctx_in.get("use_api"):
                 events_raw, steps = await self._fetch_state(str(ctx_in["run_id"]))
             event = Event.model_validate(payload.get("event") or events_raw[0])
@@ -216,7 +317,11 @@ class Handler:
         )
         step: Step | StepSync
         if fn.is_async:
-            step = Step(dispatch, self.client.send)
+            checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
+                                       request.headers.get("x-inngest-generation-id", ""))
+                          if self.client.checkpointing and ctx_in.get("fn_id") and run_id
+                          else None)
+            step = Step(dispatch, self.client.send, checkpoint)
         else:
             step = StepSync(dispatch, self.client.send_sync)
         ctx = Context(
@@ -245,6 +350,12 @@ class Handler:
                 output = await loop.run_in_executor(None, functools.partial(fn.handler, *args))
         except _Interrupt as interrupt:
             extra = {"Retry-After": interrupt.retry_after} if interrupt.retry_after else {}
+            try:
+                orjson.dumps(interrupt.ops)  # a step's output nested too deep to be written
+            except TypeError as exc:
+                return Response(500, {"code": "unserializable_output", "message": str(exc),
+                                      "name": type(exc).__name__},
+                                self._headers({"X-Inngest-No-Retry": "true"}))
             return Response(206, interrupt.ops, self._headers(extra))
         except (NonRetriableError, StepError) as exc:
             # A failed step re-raised by user code fails the run: retrying replays the memo.

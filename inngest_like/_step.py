@@ -13,11 +13,12 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pydantic
 
 from . import wire
+from ._checkpoint import Checkpointer
 from ._engine import MISSING, Dispatch, StepInfo
 from ._errors import _Interrupt
 from ._event import Event
@@ -29,6 +30,7 @@ T = TypeVar("T")
 SETTLE_TURNS = 3
 
 Duration = int | float | datetime.timedelta
+_NonRun = tuple[StepInfo, Any, dict[str, Any]]  # a sleep, wait or invoke: step, memo, opcode
 
 
 def _return_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | None:
@@ -81,50 +83,50 @@ def _with_ids(events: list[Event], run_id: str, hashed_step: str) -> list[Event]
 
 
 class _StepBase:
-    def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any]) -> None:
+    def __init__(self, dispatch: Dispatch, send: Callable[[list[Event]], Any],
+                 checkpoint: Checkpointer | None = None) -> None:
         self._dispatch = dispatch
         self._send = send
+        self._checkpoint = checkpoint  # async functions only: the save is I/O
 
     # Non-run steps only ever replay a memo or report an opcode: no I/O, shared by both kinds.
-    def _sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+    # Each returns (step, memo or MISSING, the opcode to report when there is no memo).
+    def _sleep_until_op(self, step_id: str, until: datetime.datetime) -> _NonRun:
         info = self._dispatch.begin(step_id)
-        if self._dispatch.memo(info) is not MISSING:
-            return
-        self._dispatch.report(info, wire.Opcode.SLEEP, name=wire.rfc3339(until), opts={"until": wire.rfc3339(until)})
+        return info, self._dispatch.memo(info), {
+            "op": wire.Opcode.SLEEP, "name": wire.rfc3339(until), "opts": {"until": wire.rfc3339(until)}}
 
-    def _sleep(self, step_id: str, duration: Duration) -> None:
+    def _sleep_op(self, step_id: str, duration: Duration) -> _NonRun:
         info = self._dispatch.begin(step_id)
-        if self._dispatch.memo(info) is not MISSING:
-            return
         rendered = render_duration(duration)
-        self._dispatch.report(info, wire.Opcode.SLEEP, name=rendered, opts={"duration": rendered})
+        return info, self._dispatch.memo(info), {
+            "op": wire.Opcode.SLEEP, "name": rendered, "opts": {"duration": rendered}}
 
-    def _wait_for_event(
+    def _wait_op(
         self, step_id: str, event: str, if_exp: str | None, timeout: Duration,
         lookback: Duration | None = None,
-    ) -> Event | None:
+    ) -> _NonRun:
         info = self._dispatch.begin(step_id)
-        found = self._dispatch.memo(info)
-        if found is not MISSING:
-            return None if found is None else Event.model_validate(found)
         opts: dict[str, Any] = {"event": event, "timeout": render_duration(timeout)}
         if if_exp:
             opts["if"] = if_exp
         if lookback is not None:
             opts["lookback"] = render_duration(lookback)  # ours: Inngest has no lookback
-        self._dispatch.report(info, wire.Opcode.WAIT_FOR_EVENT, name=event, opts=opts)
+        return info, self._dispatch.memo(info), {"op": wire.Opcode.WAIT_FOR_EVENT, "name": event,
+                                                 "opts": opts}
 
-    def _invoke(
+    def _invoke_op(
         self, step_id: str, function_id: str, data: dict[str, Any] | None, timeout: Duration | None
-    ) -> Any:
+    ) -> _NonRun:
         info = self._dispatch.begin(step_id)
-        found = self._dispatch.memo(info)
-        if found is not MISSING:
-            return found
         opts: dict[str, Any] = {"function_id": function_id, "payload": {"data": data or {}}}
         if timeout is not None:
             opts["timeout"] = render_duration(timeout)
-        self._dispatch.report(info, wire.Opcode.INVOKE_FUNCTION, opts=opts)
+        return info, self._dispatch.memo(info), {"op": wire.Opcode.INVOKE_FUNCTION, "opts": opts}
+
+    def _report(self, info: StepInfo, op: dict[str, Any]) -> NoReturn:
+        fields = {k: v for k, v in op.items() if k != "op"}
+        self._dispatch.report(info, op["op"], **fields)
 
     def _memo_or_gate(self, step_id: str, handler: Callable[..., Any]) -> tuple[StepInfo, Any]:
         info = self._dispatch.begin(step_id)
@@ -136,6 +138,10 @@ class _StepBase:
 
 def _function_id(function: Any) -> str:
     return function if isinstance(function, str) else str(function.id)
+
+
+def _event_or_none(found: Any) -> Event | None:
+    return None if found is None else Event.model_validate(found)
 
 
 class Step(_StepBase):
@@ -159,11 +165,22 @@ class Step(_StepBase):
             raise
         except Exception as exc:
             self._dispatch.failed(info, exc)
+        if self._checkpoint is not None and dispatch.may_checkpoint():
+            op = dispatch.run_op(info, output)
+            if await self._checkpoint.save(op):
+                return dispatch.checkpointed(op, _return_model(handler))
+            raise _Interrupt([op])  # not persisted: the plain protocol saves it
         self._dispatch.ran(info, output)
 
-    async def _settle(self, info: StepInfo) -> None:
+    async def _settle(self, info: StepInfo, op: dict[str, Any] | None = None) -> None:
+        """Wait a few loop turns for the siblings of an asyncio.gather: several new steps
+        reached together are reported together (`op` is how a non-run step reports itself),
+        then run as parallel calls."""
         dispatch = self._dispatch
         dispatch.arrivals.append(info)
+        if op is not None:
+            dispatch.arrival_ops[info.hashed] = info.op(
+                op["op"], **{k: v for k, v in op.items() if k != "op"})
         for _ in range(SETTLE_TURNS):
             await asyncio.sleep(0)
         if not dispatch.settle(info):
@@ -189,12 +206,20 @@ class Step(_StepBase):
         result: list[str] = await self.run(step_id, send)
         return result
 
+    async def _non_run(self, step: _NonRun) -> Any:
+        info, found, op = step
+        if found is not MISSING:
+            return found
+        if not self._dispatch.in_parallel:
+            await self._settle(info, op)
+        self._report(info, op)
+
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Pause the run for `duration` (seconds or timedelta); holds no worker meanwhile."""
-        self._sleep(step_id, duration)
+        await self._non_run(self._sleep_op(step_id, duration))
 
     async def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
-        self._sleep_until(step_id, until)
+        await self._non_run(self._sleep_until_op(step_id, until))
 
     async def wait_for_event(
         self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration,
@@ -202,7 +227,8 @@ class Step(_StepBase):
     ) -> Event | None:
         """The first matching event after the wait began (or up to `lookback` before it),
         or None on timeout. `if_exp` is CEL over `event` (this run's trigger) and `async`."""
-        return self._wait_for_event(step_id, event, if_exp, timeout, lookback)
+        return _event_or_none(
+            await self._non_run(self._wait_op(step_id, event, if_exp, timeout, lookback)))
 
     async def invoke(
         self,
@@ -212,7 +238,8 @@ class Step(_StepBase):
         data: dict[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> Any:
-        return self._invoke(step_id, _function_id(function), data, timeout)
+        return await self._non_run(self._invoke_op(step_id, _function_id(function), data,
+                                                   timeout))
 
     async def parallel(self, callables: Sequence[Callable[[], Awaitable[T]]]) -> tuple[T, ...]:
         """Run several steps as parallel calls; returns their results in order."""
@@ -260,17 +287,24 @@ class StepSync(_StepBase):
         result: list[str] = self.run(step_id, lambda: list(self._send(batch)))
         return result
 
+    def _non_run(self, step: _NonRun) -> Any:
+        info, found, op = step
+        if found is not MISSING:
+            return found
+        self._report(info, op)
+
     def sleep(self, step_id: str, duration: Duration) -> None:
-        self._sleep(step_id, duration)
+        self._non_run(self._sleep_op(step_id, duration))
 
     def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
-        self._sleep_until(step_id, until)
+        self._non_run(self._sleep_until_op(step_id, until))
 
     def wait_for_event(
         self, step_id: str, *, event: str, if_exp: str | None = None, timeout: Duration,
         lookback: Duration | None = None,
     ) -> Event | None:
-        return self._wait_for_event(step_id, event, if_exp, timeout, lookback)
+        return _event_or_none(
+            self._non_run(self._wait_op(step_id, event, if_exp, timeout, lookback)))
 
     def invoke(
         self,
@@ -280,7 +314,7 @@ class StepSync(_StepBase):
         data: dict[str, Any] | None = None,
         timeout: Duration | None = None,
     ) -> Any:
-        return self._invoke(step_id, _function_id(function), data, timeout)
+        return self._non_run(self._invoke_op(step_id, _function_id(function), data, timeout))
 
     def parallel(self, callables: Sequence[Callable[[], T]]) -> tuple[T, ...]:
         dispatch = self._dispatch

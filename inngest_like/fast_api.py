@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 import fastapi
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
+from starlette.types import Lifespan
 
 from ._client import Inngest
 from ._function import Function
@@ -54,4 +59,17 @@ def serve(
     app.add_api_route(route, get, methods=["GET"], include_in_schema=False)
     app.add_api_route(route, put, methods=["PUT"], include_in_schema=False)
     app.add_api_route(route, post, methods=["POST"], include_in_schema=False)
+    app.router.lifespan_context = _closing(app.router.lifespan_context, client)
     return handler
+
+
+def _closing(lifespan: Lifespan[Any], client: Inngest) -> Lifespan[Any]:
+    """The app's lifespan, then the client's connection pool closed at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def wrapped(app: Any) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            yield state
+        await client.aclose()
+
+    return wrapped

@@ -18,7 +18,10 @@ import jcs
 import orjson
 
 _PREFIX = re.compile(r"^signkey-\w+-")
+_KEY = re.compile(r"signkey-\w+-([0-9a-fA-F]*)")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 MAX_AGE_S = 5 * 60
+MIN_KEY_HEX_CHARS = 32  # 128 bits; Inngest's keys carry 64 hex characters
 
 
 class SignatureError(Exception):
@@ -32,6 +35,20 @@ class SignatureError(Exception):
 
 def strip_prefix(key: str) -> str:
     return _PREFIX.sub("", key.strip())
+
+
+def key_problem(key: str) -> str | None:
+    """What is wrong with a signing key, for a start-up error (never quoting the key)."""
+    match = _KEY.fullmatch(key.strip())
+    if match is None:
+        return "must look like signkey-<env>-<hex>, e.g. signkey-prod-<64 hex characters>"
+    secret = match.group(1)
+    if len(secret) < MIN_KEY_HEX_CHARS:
+        return (f"has {len(secret)} hex characters after signkey-<env>-; at least "
+                f"{MIN_KEY_HEX_CHARS} are needed")
+    if len(secret) % 2:
+        return "needs an even number of hex characters after signkey-<env>- (whole bytes)"
+    return None
 
 
 def canonical(body: bytes) -> bytes:
@@ -49,9 +66,10 @@ def sign(body: bytes, key: str, now_s: int | None = None) -> str:
 
 
 def verify(body: bytes, header: str | None, keys: list[str], now_s: int | None = None,
-           max_age_s: int = MAX_AGE_S) -> None:
-    """Accept `header` if it signs `body` (canonicalised here) with one of `keys` within
-    `max_age_s`; raise SignatureError otherwise. Compares in constant time."""
+           max_age_s: int = MAX_AGE_S, *, canonicalise: bool = True) -> None:
+    """Accept `header` if it signs `body` (canonicalised here, unless `canonicalise` is
+    false: SDKs sign their answers' raw bytes) with one of `keys` within `max_age_s`; raise
+    SignatureError otherwise. Compares in constant time."""
     if not header:
         raise SignatureError("header_missing", "X-Inngest-Signature is missing")
     fields = dict(part.split("=", 1) for part in header.split("&") if "=" in part)
@@ -62,11 +80,14 @@ def verify(body: bytes, header: str | None, keys: list[str], now_s: int | None =
     if abs(now - int(t)) > max_age_s:
         raise SignatureError("sig_verification_failed", "the signature is too old")
     try:
-        message = canonical(body) + t.encode()
+        message = (canonical(body) if canonicalise else body) + t.encode()
     except (orjson.JSONDecodeError, TypeError, ValueError):
         raise SignatureError("sig_verification_failed", "the body is not JSON") from None
     for key in keys:
-        expected = hmac.new(strip_prefix(key).encode(), message, hashlib.sha256).hexdigest()
+        secret = strip_prefix(key)
+        if not secret:
+            continue  # an empty HMAC key is one anybody can sign with
+        expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature):
             return
     raise SignatureError("sig_verification_failed", "the signature does not match")
@@ -79,15 +100,21 @@ def bearer(key: str) -> str:
 
 def bearer_matches(token: str, keys: list[str]) -> bool:
     """Does an `Authorization: Bearer` token name one of `keys`? Accepts the hash or the
-    plain key, with or without the `signkey-*-` prefix (JS keeps it, Python drops it)."""
+    plain key, with or without the `signkey-*-` prefix (JS keeps it, Python drops it).
+    An empty or non-hex token never matches, whatever the keys are."""
     token = strip_prefix(token)
+    if not _HEX.fullmatch(token):
+        return False
     ok = False
     for key in keys:
-        plain = strip_prefix(key)
+        if not strip_prefix(key):
+            continue
+        candidates = [strip_prefix(key)]
         try:
-            hashed = bearer(key)
+            candidates.append(bearer(key))
         except ValueError:
-            hashed = ""
-        # evaluate both comparisons for every key: no early exit on a match
-        ok |= hmac.compare_digest(token, hashed) | hmac.compare_digest(token, plain)
+            pass  # not hex: only the plain key can match
+        # every comparison runs for every key: no early exit on a match
+        for candidate in candidates:
+            ok |= bool(candidate) and hmac.compare_digest(token, candidate)
     return ok

@@ -12,5 +12,5 @@ $PY -m uvicorn examples.fastapi_app.main:app --host 127.0.0.1 --port 8000 --log-
 app=$!
 trap 'kill $app 2>/dev/null || true' EXIT INT TERM
 echo "example app: http://127.0.0.1:8000/api/inngest"
-echo "send an event: curl -X POST http://127.0.0.1:8288/e/dev -d '{\"name\":\"research/requested\",\"data\":{\"topic\":\"durable agents\"}}'"
+echo "send an event: curl -X POST http://127.0.0.1:8288/e/dev -H \"Content-Type: application/json\" -d '{\"name\":\"research/requested\",\"data\":{\"topic\":\"durable agents\"}}'"
 $PY -m executor dev -u http://127.0.0.1:8000/api/inngest "$@"

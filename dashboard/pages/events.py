@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from executor import bodies
 from executor import events as event_in
 from executor.read_model import parse_search
 
@@ -60,9 +61,9 @@ def router(dash: Dashboard) -> APIRouter:
         values = {"name": form.get("name", ""), "data": form.get("data", "")}
         errors: dict[str, str] = {}
         try:
-            data = orjson.loads(values["data"] or "{}")
-        except orjson.JSONDecodeError as exc:
-            errors["data"] = f"data: malformed JSON: {exc}"
+            data = bodies.loads(values["data"] or "{}", "data")
+        except bodies.BodyError as exc:
+            errors["data"] = str(exc)
         else:
             body = orjson.dumps({"name": values["name"].strip(), "data": data})
             try:

@@ -23,6 +23,9 @@ for i = 1, #due, 2 do
     local item = cjson.decode(raw)
     local blocked = nil
     local slots = item['ck']
+    -- only a call to the app takes a concurrency slot; timers and pause starts carry the
+    -- run's slots in `ck` for the call that follows them
+    if item['kind'] and item['kind'] ~= 'call' then slots = nil end
     if type(slots) == 'table' and #slots > 0 then
       for _, slot in ipairs(slots) do
         redis.call('ZREMRANGEBYSCORE', slot['key'], '-inf', now)  -- leases that expired

@@ -5,6 +5,7 @@ local function release_slots(ready_key, wake_key, id, raw)
   if not raw then return end
   local item = cjson.decode(raw)
   if type(item['ck']) ~= 'table' then return end
+  if item['kind'] and item['kind'] ~= 'call' then return end  -- it took no slot (lease.lua)
   for _, slot in ipairs(item['ck']) do
     redis.call('ZREM', slot['key'], id)
     local head = redis.call('ZRANGE', slot['wait'], 0, 0, 'WITHSCORES')

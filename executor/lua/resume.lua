@@ -1,8 +1,10 @@
 -- Resume a paused run exactly once: by a matching event, by the invoked function's end, or
--- by the pause's timeout. Whoever deletes the pause wins; everyone else gets 0.
+-- by the pause's timeout. Whoever deletes the pause wins; everyone else gets 0. A pause of a
+-- parallel group (its step is pending) schedules the run's next discovery only when it is
+-- the last of the group to finish, or at once in race mode, like complete.lua.
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
 --       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pause hash,
---       11 listeners set
+--       11 listeners set, 12 pending set
 -- ARGV: 1 pause id, 2 hashed step id, 3 memo JSON, 4 now_ms, 5 timeout item id,
 --       6 step record JSON, 7 next (discovery) item JSON without id
 -- returns: 1 resumed; 0 the pause was already consumed (or never existed); 2 consumed but
@@ -19,6 +21,15 @@ if redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[3]) == 1 then
   redis.call('RPUSH', KEYS[8], ARGV[2])
 end
 save_record(KEYS[9], ARGV[6])
+if KEYS[12] and redis.call('SREM', KEYS[12], ARGV[2]) == 1 then
+  if redis.call('SCARD', KEYS[12]) > 0 and redis.call('HGET', KEYS[6], 'race') ~= '1' then
+    return 1
+  end
+  -- the group is done: request version 2 resumes immediate execution
+  if redis.call('HGET', KEYS[6], 'version') == '2' then
+    redis.call('HSET', KEYS[6], 'disable_immediate', '0')
+  end
+end
 local item = cjson.decode(ARGV[7])
 local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
 item['id'] = item['run_id'] .. ':' .. seq

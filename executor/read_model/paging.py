@@ -51,7 +51,7 @@ def split_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not cursor:
         return None
     score, _, member = cursor.partition(".")
-    if not member or not score.isdigit():
+    if not member or not (score.isascii() and score.isdigit()):  # "²".isdigit() is true
         return None
     return int(score), member
 

@@ -41,6 +41,16 @@ async def call(request: Request) -> Response:
         ops = [{"op": "TeleportStep", "id": "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3",
                 "displayName": "teleport"}]
         return JSONResponse(ops, 206, headers=SDK_HEADERS)
+    if fn_id == "bad-group-invoke":  # an invoke beside a step, with a list for its payload
+        ops = [{"op": "StepPlanned", "id": "a" * 40, "displayName": "a"},
+               {"op": "InvokeFunction", "id": "b" * 40, "displayName": "call",
+                "opts": {"function_id": "bad-good", "payload": ["not", "an", "object"]}}]
+        return JSONResponse(ops, 206, headers=SDK_HEADERS)
+    if fn_id == "bad-ai-url":  # step.ai.infer asking the executor to read a local file
+        ops = [{"op": "AIGateway", "id": "c" * 40, "displayName": "ask",
+                "opts": {"url": "file:///etc/passwd", "body": {}, "auth_key": "k",
+                         "format": "openai-chat", "headers": {}}}]
+        return JSONResponse(ops, 206, headers=SDK_HEADERS)
     if fn_id == "bad-no-header":
         return JSONResponse({"looks": "fine"}, 200)
     if fn_id == "bad-empty-ops":

@@ -121,6 +121,31 @@ async def gather(ctx: inngest.Context, step: inngest.Step) -> list[str]:
     return list(results)
 
 
+# -- waits and invokes beside other steps, in parallel ------------------------------------
+@client.create_function(
+    fn_id="parallel-pauses", trigger=inngest.TriggerEvent(event="prim/parallel-pauses")
+)
+async def parallel_pauses(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
+    def quick() -> str:
+        mark(ctx.run_id, "quick")
+        return "quick-done"
+
+    def wait() -> Any:
+        return step.wait_for_event("wait-reply", event="prim/pp-reply", timeout=20,
+                                   if_exp="async.data.key == event.data.key")
+
+    def invoke() -> Any:
+        return step.invoke("call-add", function=add, data={"a": 1, "b": 2})
+
+    if ctx.event.data.get("gather"):
+        done, reply, added = await asyncio.gather(step.run("quick", quick), wait(), invoke())
+    else:
+        done, reply, added = await ctx.group.parallel(
+            (lambda: step.run("quick", quick), wait, invoke))
+    await step.run("after", lambda: mark(ctx.run_id, "after"))
+    return {"quick": done, "reply": None if reply is None else reply.data, "added": added}
+
+
 # -- on_failure ---------------------------------------------------------------------------
 async def on_doomed_failure(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any]:
     failed = ctx.event.data
@@ -208,7 +233,8 @@ def ticker(fn_id: str, schedule: str) -> inngest.Function:
 
 TICKERS = [ticker("every-second", "@every 1s"), ticker("every-four-seconds", "@every 4s")]
 
-FUNCTIONS = [sleeper, sleep_past, waiter, add, ledger, slowpoke, invoker, gather, doomed,
+FUNCTIONS = [sleeper, sleep_past, waiter, add, ledger, slowpoke, invoker, gather,
+             parallel_pauses, doomed,
              cancellable, bystander, finish_timeout, three_steps, idempotent_charge]
 
 app = FastAPI()

@@ -358,7 +358,11 @@ def test_production_forms_require_the_csrf_token(production: Executor) -> None:
     base = production.url
     with httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/events").status_code == 303  # the login comes first
-        login = http.post("/login", data={"password": "pw-dashboard", "next": "/events"})
+        form = http.get("/login").text
+        login_csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', form)
+        assert login_csrf, "the login form carries a CSRF token"
+        login = http.post("/login", data={"password": "pw-dashboard", "next": "/events",
+                                          "csrf": login_csrf.group(1)})
         assert login.status_code == 303
         page = http.get("/events")
         assert page.status_code == 200

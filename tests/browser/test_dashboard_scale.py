@@ -244,6 +244,8 @@ def test_events_page_hides_internal_events_searches_data_and_a_time_range(
         pages: Pages, stack: Stack) -> None:
     marker = f"m{secrets.token_hex(4)}"
     finished(stack, stack.executor.send("research/requested", {"topic": marker}))
+    # a failed run's end stores inngest/function.failed (an internal event)
+    finished(stack, stack.executor.send("trip/requested", {"trip_id": "t-events"}), "Failed")
     page = pages.page("/events")
     names = page.locator("#events tr[data-id] td:first-child")
     expect(names.first).to_be_visible()
@@ -251,7 +253,7 @@ def test_events_page_hides_internal_events_searches_data_and_a_time_range(
     page.get_by_label("Show internal inngest/* events").check()
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"/events\?internal=1$"))
-    expect(page.locator("#events tr[data-id]", has_text="inngest/function.finished").first
+    expect(page.locator("#events tr[data-id]", has_text="inngest/function.failed").first
            ).to_be_visible()
     page.goto(f"{stack.executor.url}/events")
     page.get_by_label("Search the event data").fill(

@@ -1,6 +1,7 @@
 """Bad input to `POST /e/{key}` and `POST /fn/register` is refused with a 4xx whose JSON error
-names the field and the problem, and stores nothing (all or nothing, even for a batch whose
-first events are valid). In-process: the API over fakeredis, no worker."""
+names the field and the problem. A request wrong as a whole stores nothing; in a batch, the
+valid events before the first invalid one are accepted (their ids come back beside the error)
+and nothing from the invalid one on. In-process: the API over fakeredis, no worker."""
 
 from __future__ import annotations
 
@@ -84,6 +85,29 @@ class Api:
         assert await self.redis.dbsize() == before_size
         assert await self.snapshot() == before
         return str(payload["error"])
+
+
+    async def partly_refused(self, batch: list[Any], accepted: int) -> tuple[str, list[str]]:
+        """POST `batch`: expect 400 naming the first invalid event, the ids of the `accepted`
+        events before it, those stored (and their runs started), nothing after them."""
+        answer = await self.http.post("/e/test-key", content=orjson.dumps(batch),
+                                      headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        payload = answer.json()
+        assert payload["status"] == 400
+        assert isinstance(payload["error"], str) and payload["error"]
+        ids = list(payload["ids"])
+        assert len(ids) == accepted
+        for i, event_id in enumerate(ids):
+            found = (await self.http.get(f"/v1/events/{event_id}")).json()["data"]
+            assert found["name"] == batch[i]["name"]
+            runs = (await self.http.get(f"/v1/events/{event_id}/runs")).json()["data"]
+            assert [r["function_id"] for r in runs] == [FN_ID]  # shop/* started its run
+        for later in batch[accepted:]:
+            if isinstance(later, dict) and isinstance(later.get("name"), str):
+                listed = await self.http.get("/v1/events", params={"name": later["name"]})
+                assert listed.json()["data"] == [], later
+        return str(payload["error"]), ids
 
 
 async def make_api(settings: Settings) -> AsyncIterator[Api]:
@@ -190,21 +214,41 @@ async def test_event_just_under_a_small_limit_is_accepted(small_api: Api) -> Non
     assert answer.status_code == 200, answer.text
 
 
-async def test_event_over_the_default_512_kib_limit(api: Api) -> None:
-    error = await api.refused({"name": "shop/ordered", "data": {"blob": "x" * (600 * 1024)}})
-    assert f"over the limit of {512 * 1024}" in error
+async def test_event_over_the_dev_default_3_mib_limit(api: Api) -> None:
+    error = await api.refused({"name": "shop/ordered",
+                               "data": {"blob": "x" * (3 * 1024 * 1024)}})
+    assert f"over the limit of {3 * 1024 * 1024}" in error
+
+
+async def test_dev_default_admits_a_batch_of_1_mib_events(api: Api) -> None:
+    # the official Python suite's large batch: events of 1 MiB of data each
+    batch = [{"name": "shop/large", "data": {"msg": "a" * 1024 * 1024}} for _ in range(3)]
+    answer = await api.http.post("/e/test-key", json=batch)
+    assert answer.status_code == 200, answer.text[:300]
+    assert len(answer.json()["ids"]) == 3
+
+
+def test_production_default_stays_512_kib() -> None:
+    assert Limits.for_mode(production=True).max_event_bytes == 512 * 1024
+    assert Limits.for_mode(production=False).max_event_bytes == 3 * 1024 * 1024
+    assert Limits.for_mode(production=True, max_event_bytes=1000).max_event_bytes == 1000
 
 
 async def test_big_event_in_a_batch_names_its_index(small_api: Api) -> None:
     batch = [ok_event(0), ok_event(1), {"name": "shop/big", "data": {"blob": "y" * 5000}}]
-    error = await small_api.refused(batch)
+    error, _ = await small_api.partly_refused(batch, accepted=2)
     assert "events[2]" in error
     assert "over the limit of 1024" in error
 
 
 async def test_whole_event_error_in_a_batch_is_prefixed_events_index(small_api: Api) -> None:
-    error = await small_api.refused([ok_event(0), "not an object"])
+    error, _ = await small_api.partly_refused([ok_event(0), "not an object"], accepted=1)
     assert error.startswith("events[1]: "), error
+
+
+async def test_batch_whose_first_event_is_invalid_stores_nothing(api: Api) -> None:
+    error = await api.refused([{"name": ""}, ok_event(1)])
+    assert error.startswith("events[0].name:"), error
 
 
 async def test_single_event_size_error_does_not_start_with_a_bare_colon(small_api: Api) -> None:
@@ -244,15 +288,24 @@ async def test_empty_batch(api: Api) -> None:
         ("not an object", "", "JSON object"),
     ],
 )
-async def test_batch_with_a_late_bad_event_stores_nothing(
+async def test_batch_with_a_late_bad_event_accepts_the_events_before_it(
     api: Api, bad: Any, field: str, words: str
 ) -> None:
     batch = [ok_event(0), ok_event(1), bad, ok_event(3)]
-    error = await api.refused(batch)
+    error, _ = await api.partly_refused(batch, accepted=2)
     assert error.startswith(f"events[2].{field}:" if field else "events[2]")
     assert words in error
-    answer = await api.http.get("/v1/events", params={"name": "shop/ordered-0"})
-    assert answer.json()["data"] == []
+
+
+async def test_partial_batch_ids_are_the_seeded_ids_a_valid_retry_gets(api: Api) -> None:
+    seed = {"X-Inngest-Event-Id-Seed": "1718121495000,AAECAwQFBgcICQ=="}
+    bad = await api.http.post("/e/test-key", json=[ok_event(10), {"name": ""}],
+                              headers=seed)
+    assert bad.status_code == 400
+    good = await api.http.post("/e/test-key", json=[ok_event(10), ok_event(11)],
+                               headers=seed)
+    assert good.status_code == 200
+    assert bad.json()["ids"] == good.json()["ids"][:1]
 
 
 async def test_valid_batch_ids_in_input_order(api: Api) -> None:

@@ -72,8 +72,10 @@ def test_keyed_concurrency_lets_keys_progress_in_parallel(flow: Flow) -> None:
 
 
 def test_a_waiting_run_says_why(flow: Flow) -> None:
-    events = [flow.send("flow/keyed", {"n": i, "user": "c"}, 0) for i in range(3)]
-    runs = [flow.ex.wait_run(e, ("Running", "Completed"), timeout=20) for e in events]
+    # five runs on one key with limit 1: each holds it ~0.5 s, so the last waits ~2 s
+    events = [flow.send("flow/keyed", {"n": i, "user": "c"}, 0) for i in range(5)]
+    runs = [run for e in events for run in flow.ex.runs_of(e)]  # written with the event
+    assert len(runs) == 5
 
     def reason() -> tuple[str, str] | None:
         for run in runs:
@@ -97,7 +99,8 @@ def test_throttle_spreads_starts_over_the_period(flow: Flow) -> None:
     assert len(starts) == 6
     # limit 2 per 2 s: two at once, then one every second: the 6th ~4 s after the first
     assert starts[-1] - starts[0] >= 3.5
-    assert starts[1] - starts[0] < 0.8
+    # the first two start together: far closer than the spacing of the later ones
+    assert starts[1] - starts[0] < (starts[-1] - starts[1]) / 8
 
 
 def test_rate_limit_skips_beyond_the_limit(flow: Flow) -> None:

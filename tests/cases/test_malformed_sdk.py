@@ -28,6 +28,8 @@ BAD = {
     "bad-html-502": ("bad/html-502", ["invalid status code: 502", "Bad Gateway"]),
     "bad-empty-ops": ("bad/empty-ops", ["206 with no opcodes"]),
     "bad-hang": ("bad/hang", ["timed out"]),  # the executor runs with --call-timeout 1
+    "bad-group-invoke": ("bad/group-invoke", ["InvokeFunction", "opts.payload"]),
+    "bad-ai-url": ("bad/ai-url", ["AIGateway", "opts.url", "http(s)"]),
 }
 
 

@@ -162,14 +162,18 @@ def test_dashboard_login(prod: Prod) -> None:
     url = prod.executor.url
     page = httpx.get(f"{url}/", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
-    wrong = httpx.post(f"{url}/login", data={"password": "nope", "next": "/"})
+    browser = httpx.Client(base_url=url, timeout=10)
+    form = browser.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    wrong = browser.post("/login", data={"password": "nope", "next": "/", "csrf": csrf})
     assert wrong.status_code == 401
-    right = httpx.post(f"{url}/login", data={"password": PASSWORD, "next": "//evil.example"},
-                       follow_redirects=False)
+    right = browser.post("/login", data={"password": PASSWORD, "next": "//evil.example",
+                                         "csrf": csrf}, follow_redirects=False)
     assert right.status_code == 303 and right.headers["location"] == "/"
     cookie = right.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     session = right.cookies["il_session"]
+    browser.close()
     assert httpx.get(f"{url}/", cookies={"il_session": session}).status_code == 200
     assert httpx.get(f"{url}/v1/functions", cookies={"il_session": session}).status_code == 200
 

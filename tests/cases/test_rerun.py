@@ -15,6 +15,7 @@ from ..conftest import Stack, app_stack
 from ..procs import wait_for
 
 pytestmark = pytest.mark.real
+JSON = {"Content-Type": "application/json"}  # API writes are JSON (issue 10.3)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def first_run(stack: Stack) -> tuple[str, dict[str, Any]]:
 
 def rerun(stack: Stack, run_id: str, **params: str) -> dict[str, Any]:
     answer = httpx.post(f"{stack.executor.url}/v1/runs/{run_id}/rerun", params=params,
-                        timeout=10)
+                        headers=JSON, timeout=10)
     assert answer.status_code == 200, answer.text
     new = dict(answer.json()["data"])
     assert new["run_id"] != run_id
@@ -77,6 +78,6 @@ def test_rerun_from_a_step_reuses_the_steps_before_it(prim: Stack) -> None:
 def test_rerun_from_an_unknown_step_is_refused(prim: Stack) -> None:
     _, old = first_run(prim)
     answer = httpx.post(f"{prim.executor.url}/v1/runs/{old['run_id']}/rerun",
-                        params={"from_step": "no-such-step"}, timeout=10)
+                        params={"from_step": "no-such-step"}, headers=JSON, timeout=10)
     assert answer.status_code == 400, answer.text
     assert "no-such-step" in answer.json()["error"]

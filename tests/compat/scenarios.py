@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from . import gql
 from .harness import CompatStack, failed_event_of, run_of, stays, step_named, wait_step
 
 FUNCTIONS = [
@@ -256,7 +257,9 @@ def check_idempotency_key_starts_one_run(compat: CompatStack) -> None:
     run = run_of(ex, first, compat.fid("idempotent"), "Completed", timeout=20)
     assert run["output"] == key
     second = ex.send("compat/idempotent", {"key": key})
-    stays(lambda: ex.runs_of(second) == [], 1.0, "a second event with the same key started a run")
+    # no second run: a Skipped one that names the run holding the key
+    skipped = run_of(ex, second, compat.fid("idempotent"), "Skipped", timeout=10)
+    assert run["run_id"] in skipped["output"]["reason"]
 
 
 def check_batch_events_start_one_run_with_all_events(compat: CompatStack) -> None:
@@ -326,3 +329,40 @@ PRODUCTION = [
 
 def scenario_id(check: object) -> str:
     return str(getattr(check, "__name__", check)).removeprefix("check_")
+
+
+# -- /v0/gql: the four query shapes, over runs of the official SDKs -------------------------
+def check_gql_reads_a_completed_run_its_trigger_and_step_outputs(compat: CompatStack) -> None:
+    ex = compat.executor
+    event_id = ex.send("compat/steps", {"n": 7})
+    (run_id,) = gql.run_ids_of_event(ex, event_id)
+    run = gql.run_when(ex, run_id, "COMPLETED")
+    assert run["output"] == {"n": 7, "doubled": 14, "tags": ["a", "b"], "third": None}
+    assert run["event"]["name"] == "compat/steps" and run["event"]["data"] == {"n": 7}
+    assert [s["name"] for s in gql.step_spans(ex, run_id)] == ["first", "second", "third"]
+    assert gql.step_output(ex, run_id, "second") == {"data": {"doubled": 14, "tags": ["a", "b"]}}
+    assert gql.step_output(ex, run_id, "third") == {"data": None}
+
+
+def check_gql_reads_a_failed_run_and_its_failed_step(compat: CompatStack) -> None:
+    ex = compat.executor
+    event_id = ex.send("compat/doomed", {"reactor": "r-9"})
+    run_ids = gql.run_ids_of_event(ex, event_id)
+    run = gql.run_when(ex, run_ids[0], "FAILED")
+    assert "reactor r-9 melted" in run["output"]["message"]
+    failed = gql.step_output(ex, run_ids[0], "explode")
+    assert failed["data"] is None
+    assert "reactor r-9 melted" in failed["error"]["message"]
+    assert failed["error"]["name"]
+
+
+def check_gql_refuses_a_field_it_does_not_serve(compat: CompatStack) -> None:
+    ex = compat.executor
+    answer = gql.post(ex, "query($id: String!) { run(runID: $id) { status bogusField } }",
+                      {"id": "nope"})
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["errors"]
+    assert "bogusField" in error["message"]
+    unknown = gql.data(ex, gql.RUN.replace("runTrigger(runID: $runID) { payloads }", ""),
+                       {"runID": "01NOSUCHRUN0000000000000000"})
+    assert unknown == {"run": None}

@@ -196,16 +196,16 @@ async def test_the_runs_list_says_why_each_run_is_running(engine: Engine,
 async def test_the_events_page_hides_internal_events_unless_asked(
         engine: Engine, http: httpx.AsyncClient) -> None:
     await engine.sync({"id": "f"})
-    engine.answer(lambda call: Completed(1))
+    engine.answer(lambda call: CallError("no", {"name": "Error", "message": "no"}, False))
     await engine.send({"order": 17}, name="shop/order.placed")
     await engine.send({"order": 18}, name="shop/order.placed")
-    await engine.send()  # starts a run, whose end stores inngest/function.finished
+    await engine.send()  # starts a run that fails: its end stores inngest/function.failed
     await engine.run_until_idle()
     mine = (await http.get("/events")).text
-    assert "shop/order.placed" in mine and "inngest/function.finished" not in mine
+    assert "shop/order.placed" in mine and "inngest/function.failed" not in mine
     assert "internal <code>inngest/*</code> events hidden" in mine
     everything = (await http.get("/events?internal=1")).text
-    assert "inngest/function.finished" in everything
+    assert "inngest/function.failed" in everything
     found = _text((await http.get("/events?q=data.order+%3D+18")).text)
     assert "1 event " in found
     recent = await http.get("/events?range=15m&q=&name=")

@@ -3,6 +3,7 @@ before these fixes (the run stayed Running forever, or the event left no trace).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -265,3 +266,31 @@ async def test_priority_orders_runs_due_at_the_same_time(engine: Engine) -> None
     engine.clock.advance(60_000)
     await engine.run_until_idle()
     assert order == [60, 30, 0, -60]
+
+
+async def test_a_cancel_during_a_call_stops_the_run_before_its_next_step(
+        engine: Engine) -> None:
+    """The next call of a run is handed over (immediate execution) by the script that records
+    the step, which sees a cancel that landed while the step's call was in flight."""
+    await engine.sync({"id": "f"})
+    cancelled: list[str] = []
+
+    def answer(call: Call) -> Outcome:
+        if not cancelled:  # the user cancels while the first step runs
+            cancelled.append(call.run_id)
+            asyncio.get_event_loop().create_task(
+                engine.executor.ingest.cancel(call.run_id, "stop"))
+        return ops(step_run(f"{len(call.steps):040d}", 1))
+
+    async def slow_call(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        outcome = await real_call(url, body, headers)
+        await asyncio.sleep(0.05)  # the cancel lands before the step is recorded
+        return outcome
+
+    engine.answer(answer)
+    real_call = engine.driver.call
+    engine.driver.call = slow_call  # type: ignore[method-assign]
+    (run_id,) = await engine.send()
+    await engine.run_until_idle()
+    assert (await engine.run(run_id))["status"] == "Cancelled"
+    assert len(engine.driver.calls) == 1  # no step after the cancel

@@ -148,12 +148,22 @@ def test_500_sdk_error_body_is_carried() -> None:
     assert error.status == 500
 
 
+def test_500_sdk_error_body_is_kept_as_sent_for_the_run_output() -> None:
+    sent = {"code": "step_unexpected", "name": "StepUnexpectedError",
+            "message": 'found step "x" when targeting a different step', "stack": None}
+    error = call_error(500, {**SDK, "x-inngest-no-retry": "true"}, orjson.dumps(sent))
+    assert error.body == sent  # every field, and the null stack stays null
+    assert error.error == {"error": "invalid status code: 500", "name": "StepUnexpectedError",
+                           "message": sent["message"], "stack": ""}  # the end events' form
+
+
 def test_500_without_sdk_header_is_an_infra_error_with_the_body_text() -> None:
     error = call_error(502, {}, b"Bad Gateway from nginx")
     assert error.error["error"] == "invalid status code: 502"
     assert error.error["name"] == "Error"
     assert "Bad Gateway from nginx" in error.message
     assert error.retriable is True
+    assert error.body is None  # not an SDK's body: the run's output is the normalized error
 
 
 def test_error_body_text_is_truncated() -> None:
@@ -285,6 +295,12 @@ def test_retry_after_unreadable_is_none(value: str | None) -> None:
     (b'[{"op": "WaitForEvent", "name": "a/b"}]', "'id' must be a non-empty string"),
     (b'[{"op": "Sleep", "id": "h", "opts": "1s"}]', "'opts' must be an object"),
     (b'[{"op": "StepRun", "data": 1}]', "'id' must be a non-empty string"),
+    (b'[{"op": "WaitForEvent", "id": "h", "opts": {"timeout": "1s"}}]', "'opts.event'"),
+    (b'[{"op": "InvokeFunction", "id": "h", "opts": {}}]', "'opts.function_id'"),
+    (b'[{"op": "InvokeFunction", "id": "h", "opts": {"function_id": "f", "payload": 1}}]',
+     "'opts.payload' must be an object"),
+    (b'[{"op": "StepPlanned", "id": "a"}, {"op": "InvokeFunction", "id": "h", "opts": '
+     b'{"function_id": "f", "payload": {"data": [1]}}}]', "'opts.payload.data'"),
 ])
 def test_206_op_shapes_the_worker_relies_on(body: bytes, problem: str) -> None:
     """Ops the worker could not act on fail the attempt here, with a readable message

@@ -129,6 +129,54 @@ def test_sleep_and_wait_report_their_opcodes() -> None:
     assert asyncio.run(_step({hash_step_id("nap", 0): None}).sleep("nap", 5)) is None
 
 
+def test_gather_of_a_run_a_wait_and_an_invoke_reports_them_together() -> None:
+    step = _step({})
+    ran: list[int] = []
+
+    async def flow() -> Any:
+        return await asyncio.gather(
+            step.run("a", lambda: ran.append(1)),
+            step.wait_for_event("w", event="approval/decided", timeout=60),
+            step.invoke("i", function="app-add", data={"x": 1}),
+        )
+
+    ops = _interrupt(flow()).ops
+    assert [(o["op"], o["displayName"]) for o in ops] == [
+        ("StepPlanned", "a"), ("WaitForEvent", "w"), ("InvokeFunction", "i")]
+    assert ops[1]["opts"]["event"] == "approval/decided" and ops[1]["name"] == "approval/decided"
+    assert ops[2]["opts"]["function_id"] == "app-add"
+    assert ran == []  # planned, not run in this call
+
+
+def test_targeted_call_skips_the_waits_and_invokes_beside_its_step() -> None:
+    for group in ("gather", "parallel"):
+        step = _step({}, target_step=hash_step_id("a", 0))
+
+        async def flow(step: Step = step, group: str = group) -> Any:
+            if group == "gather":
+                return await asyncio.gather(
+                    step.wait_for_event("w", event="e", timeout=60),
+                    step.run("a", lambda: "A"),
+                    step.invoke("i", function="app-add"))
+            return await step.parallel([
+                lambda: step.wait_for_event("w", event="e", timeout=60),
+                lambda: step.run("a", lambda: "A"),
+                lambda: step.invoke("i", function="app-add")])
+
+        ops = _interrupt(flow()).ops
+        assert [(o["op"], o["displayName"], o.get("data")) for o in ops] == [
+            ("StepRun", "a", "A")], group
+
+
+def test_parallel_group_reports_waits_and_invokes_with_their_opcodes() -> None:
+    step = _step({})
+    interrupt = _interrupt(step.parallel([
+        lambda: step.run("a", lambda: 1),
+        lambda: step.wait_for_event("w", event="e", timeout=60),
+        lambda: step.invoke("i", function="app-add")]))
+    assert [o["op"] for o in interrupt.ops] == ["StepPlanned", "WaitForEvent", "InvokeFunction"]
+
+
 class Summary(pydantic.BaseModel):
     text: str
 

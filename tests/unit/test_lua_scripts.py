@@ -3,6 +3,7 @@ in-memory fake otherwise (both when both are there)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from executor import keys
+from executor import keys, lifecycle
 from executor.ingest import INGEST_KEYS
 from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
@@ -120,6 +121,27 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     fake = QueueItem(id="r1:x", run_id="r1", fn_id="f")
     assert await state.finish(fake, "", NOW, "Failed", 0) == 2
     assert await redis.hget(keys.run("r1"), "status") == b"Completed"
+
+
+async def test_finish_keeps_the_sdk_error_as_output_and_the_event_error_beside_it(
+        redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    sent = {"code": "step_unexpected", "name": "StepUnexpectedError", "message": "m",
+            "stack": None}
+    normalized = {"error": "invalid status code: 500", "name": "StepUnexpectedError",
+                  "message": "m", "stack": ""}
+    assert await state.finish(item, token, NOW, "Failed", sent, event_error=normalized) == 1
+    fields = await redis.hgetall(keys.run("r1"))
+    assert orjson.loads(fields[b"output"]) == sent
+    assert orjson.loads(fields[b"error"]) == normalized
+    # the end events carry the normalized error, as on_failure handlers expect
+    fields[b"events"] = fields[b"event"] = orjson.dumps({"name": "x", "data": {}})
+    fields[b"function_id"] = b"f"
+    finished, failed = lifecycle.end_events(fields, NOW)
+    assert finished.wire["data"]["error"] == failed.wire["data"]["error"] == normalized
 
 
 async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
@@ -257,6 +279,15 @@ async def test_checkpoint_codes(redis: Redis) -> None:
     assert await state.checkpoint("r1", NOW, steps) == 0  # first values kept
     assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"a", b"b"]
     assert await state.checkpoint("nobody", NOW, steps) == -1
+    # a checkpoint names its call: refused once that call no longer holds its lease
+    item, token = await _leased(redis, scripts, "r9")
+    generation = token
+    more = [("c", b'{"data":3}', _record("c"))]
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation="0" * 40) == -2
+    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation=generation) == 1
+    assert await Queue(redis, scripts).reap(NOW + 10_000) >= 1  # the lease expired
+    assert await state.checkpoint("r9", NOW, [("d", b"1", _record("d"))], item_id=item.id,
+                                  generation=generation) == -2
 
 
 async def test_strand_codes(redis: Redis) -> None:
@@ -285,4 +316,83 @@ async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
         item = leased or item
     assert codes == [1, 1, 4, 4]  # the third would be one too many: nothing written
     assert await redis.hget(keys.run("r1"), "idle_calls") == b"2"
-    assert queue is not None
+    # steps checkpointed during a call are progress: the count starts again
+    assert await state.checkpoint("r1", NOW, [("c", b'{"data":1}', _record("c"))]) == 1
+    code, _, _ = await state.complete(item, token, NOW, next_due=NOW,
+                                      next_template=item.template(), lease_expiry=NOW + 1000,
+                                      max_idle_calls=2)
+    assert code == 1 and queue is not None
+async def test_group_pauses_resume_the_run_when_the_last_pending_step_ends(
+        redis: Redis) -> None:
+    """A wait of a parallel group: plan.lua stores a pause-start item, pause.lua parks it,
+    resume.lua schedules no discovery while a sibling is pending (code 1, nothing queued),
+    and the sibling's completion is the one that resumes the run."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    ref = orjson.dumps({"op": {"id": "w", "op": "WaitForEvent"}, "started": NOW}).decode()
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, ref)]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    assert by_step["w"].kind == "pause" and by_step["w"].payload == {"spec": ref}
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"),
+                             pause=pause, timeout_due=NOW + 60_000,
+                             record=_record("w")) == 1
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b'{"name":"x"}', NOW,
+                              _record("w")) == 1
+    assert await redis.smembers(keys.run_pending("r1")) == {b"a"}
+    assert (await queue.lease(NOW, 1000, 10))[0] == []  # no discovery while `a` is pending
+    code, nxt, _ = await state.complete(
+        by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}', next_due=NOW,
+        next_template=item.template(), lease_expiry=NOW + 1000)
+    assert code == 1 and nxt is not None and nxt.step_id == "step"
+    assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"w", b"a"]
+
+
+async def test_a_group_wait_resumed_last_schedules_the_discovery(redis: Redis) -> None:
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    await redis.hset(keys.run("r1"), "version", "2")
+    assert await state.plan(item, token, NOW, [("a", "call", NOW, "a"),
+                                               ("w", "pause", NOW, "{}")]) == 2
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    by_step = {i.step_id: i for i in leased}
+    await state.complete(by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}',
+                         next_due=NOW, next_template=item.template())
+    pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
+    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"), pause=pause,
+                      timeout_due=NOW + 60_000, record=_record("w"))
+    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
+    assert await state.resume(keys.pauses("x"), stored, b"null", NOW,
+                              _record("w")) == 1
+    (discovery,), _, _ = await queue.lease(NOW, 1000, 10)
+    assert discovery.step_id == "step" and discovery.kind == "call"
+    assert await redis.hget(keys.run("r1"), "disable_immediate") == b"0"  # version 2
+
+
+async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
+    """Timers and pause starts carry the run's slots for the call after them, but take none:
+    a full key holds back calls only."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), token, _ = await queue.lease(NOW, 1000, 10)
+    slot = {"key": "il:conc:test", "wait": "il:conc-wait:test", "limit": 1, "label": "full"}
+    await redis.zadd(slot["key"], {"someone-else": NOW + 60_000})  # the key is full
+    held = dataclasses.replace(item, ck=[slot])
+    assert await state.plan(held, token, NOW, [("s", "sleep", NOW, "s"),
+                                               ("w", "pause", NOW, "{}"),
+                                               ("a", "call", NOW, "a")]) == 3
+    leased, token2, _ = await queue.lease(NOW, 1000, 10)
+    assert sorted(i.kind for i in leased) == ["pause", "sleep"]  # the call waits for the key
+    assert all(i.ck == [slot] for i in leased)  # kept for the discovery that follows them
+    assert await redis.zcard(slot["wait"]) == 1
+    sleep = next(i for i in leased if i.kind == "sleep")
+    await state.complete(sleep, token2, NOW, step_hash="s", memo=b"null")
+    assert await redis.zcard(slot["wait"]) == 1  # releasing a timer frees no one

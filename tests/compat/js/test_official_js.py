@@ -242,3 +242,15 @@ def test_priority_expression_is_accepted(compat: CompatStack) -> None:
                          ids=scenarios.scenario_id)
 def test_production_mode(prod: CompatStack, scenario: Callable[[CompatStack], None]) -> None:
     scenario(prod)
+
+
+def test_gql_reads_a_completed_run_its_trigger_and_step_outputs(compat: CompatStack) -> None:
+    scenarios.check_gql_reads_a_completed_run_its_trigger_and_step_outputs(compat)
+
+
+def test_gql_reads_a_failed_run_and_its_failed_step(compat: CompatStack) -> None:
+    scenarios.check_gql_reads_a_failed_run_and_its_failed_step(compat)
+
+
+def test_gql_refuses_a_field_it_does_not_serve(compat: CompatStack) -> None:
+    scenarios.check_gql_refuses_a_field_it_does_not_serve(compat)

@@ -20,6 +20,7 @@ from typing import Any
 import inngest
 import inngest.fast_api
 from fastapi import FastAPI
+from inngest.experimental import ai
 
 client = inngest.Inngest(app_id="compat-py")
 COUNTER_FILE = os.environ.get("COUNTER_FILE", "/tmp/compat-py-counter.txt")
@@ -399,11 +400,92 @@ def sync_steps(ctx: inngest.ContextSync) -> dict[str, Any]:
     return {"first": first, "second": second, "parts": list(parts)}
 
 
+# -- Python only: step.ai.infer, made by the executor against the provider named in the event
+def model_adapter(data: dict[str, Any]) -> ai.BaseAdapter:
+    if data.get("provider") == "openai":
+        return ai.openai.Adapter(auth_key="sk-openai-fake", base_url=data["base_url"],
+                                 model="gpt-fake")
+    return ai.anthropic.Adapter(auth_key="sk-ant-fake-000", base_url=data["base_url"],
+                                headers={"x-my-header": "my-value"}, model="claude-fake")
+
+
+@client.create_function(
+    fn_id="ai-infer", trigger=inngest.TriggerEvent(event="compat/ai"), retries=1
+)
+async def ai_infer(ctx: inngest.Context) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": ctx.event.data["say"]}], "max_tokens": 100}
+    try:
+        answer = await ctx.step.ai.infer("ask-model", adapter=model_adapter(ctx.event.data),
+                                         body=body)
+    except inngest.StepError as err:
+        return {"error": {"name": err.name, "message": err.message}}
+    await ctx.step.run("after", lambda: mark(ctx.run_id, "after"))
+    return {"answer": answer}
+
+
+@client.create_function(
+    fn_id="ai-parallel", trigger=inngest.TriggerEvent(event="compat/ai-parallel")
+)
+async def ai_parallel(ctx: inngest.Context) -> list[Any]:
+    adapter = model_adapter(ctx.event.data)
+
+    def ask(what: str) -> Any:
+        body = {"messages": [{"role": "user", "content": what}], "max_tokens": 10}
+        return ctx.step.ai.infer(f"ask-{what}", adapter=adapter, body=body)
+
+    answers = await ctx.group.parallel((lambda: ask("one"), lambda: ask("two")))
+    return [a["echo"]["messages"][0]["content"] for a in answers]
+
+
+# -- Python only: an error the SDK sends with a null stack (never raised: no traceback) ----
+@client.create_function(
+    fn_id="unexpected-step", trigger=inngest.TriggerEvent(event="compat/unexpected-step"),
+    retries=0,
+)
+async def unexpected_step(ctx: inngest.Context) -> None:
+    # a function that is not deterministic: a targeted call meets a step discovery did not
+    if getattr(ctx.step, "_target_hashed_id", None) is not None:
+        await ctx.step.run("unexpected", lambda: mark(ctx.run_id, "unexpected"))
+    await ctx.group.parallel((lambda: ctx.step.run("p1", lambda: 1),
+                              lambda: ctx.step.run("p2", lambda: 2)))
+
+
+# -- Python only: a wait and an invoke beside a step.run in one parallel group ------------
+@client.create_function(
+    fn_id="parallel-pauses", trigger=inngest.TriggerEvent(event="compat/parallel-pauses")
+)
+async def parallel_pauses(ctx: inngest.Context) -> dict[str, Any]:
+    def quick() -> str:
+        mark(ctx.run_id, "quick")
+        return "quick-done"
+
+    done, reply, added = await ctx.group.parallel((
+        lambda: ctx.step.run("quick", quick),
+        lambda: ctx.step.wait_for_event(
+            "wait-reply", event="compat/pp-reply", if_exp="async.data.key == event.data.key",
+            timeout=datetime.timedelta(seconds=20)),
+        lambda: ctx.step.invoke("call-adder", function=adder, data={"a": 1, "b": 2}),
+    ))
+    await ctx.step.run("after", lambda: mark(ctx.run_id, "after"))
+    return {"quick": done, "reply": None if reply is None else reply.data, "added": added}
+
+
+# -- Python only: a batch of ~1 MiB events (the official suite's large batch) ------------
+@client.create_function(
+    fn_id="big-batch", trigger=inngest.TriggerEvent(event="compat/big-batch"), retries=0,
+    batch_events=inngest.Batch(max_size=4, timeout=datetime.timedelta(seconds=5)),
+)
+async def big_batch(ctx: inngest.Context) -> dict[str, Any]:
+    return {"events": len(ctx.events), "sizes": [len(e.data["msg"]) for e in ctx.events]}
+
+
+PY_ONLY = [ai_infer, ai_parallel, unexpected_step, parallel_pauses, big_batch]
+
 FUNCTIONS = [
     steps, sleeper, waiter, adder, invoker, parallel, parallel_mixed, fanout, fan_target,
     retry_after, non_retriable, doomed, cancellable, big_state, fragile, slow, invoke_errors,
     flaky_fn, sleep_until, debounced, serial, idempotent, batched, throttled, rate_limited,
-    singleton, timed, prioritized, sync_steps,
+    singleton, timed, prioritized, sync_steps, *PY_ONLY,
 ]
 
 fastapi_app = FastAPI()

@@ -1,0 +1,62 @@
+"""Issue 10.6: a request's events reach the ingest script in bounded pieces, each event
+with the runs it starts (what keeps a retried request from starting runs twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from executor import ingest_chunks
+
+
+def event(i: int, size: int = 10) -> dict[str, Any]:
+    return {"id": f"e{i}", "json": "x" * size}
+
+
+def run(event_id: str, n: int = 0) -> dict[str, Any]:
+    return {"run_id": f"{event_id}-r{n}", "fields": {"event_id": event_id, "event": "{}",
+                                                     "events": "[]"}}
+
+
+def test_pieces_respect_both_limits_and_keep_runs_with_their_event() -> None:
+    events = [event(i) for i in range(25)]
+    runs = [run(f"e{i}", n) for i in range(25) for n in range(2)]
+    pieces = list(ingest_chunks.split(events, runs, max_events=10, max_bytes=1 << 20))
+    assert [len(e) for e, _ in pieces] == [10, 10, 5]
+    for piece_events, piece_runs in pieces:
+        ids = {e["id"] for e in piece_events}
+        assert {r["fields"]["event_id"] for r in piece_runs} == ids
+        assert len(piece_runs) == 2 * len(piece_events)
+    assert [e["id"] for p, _ in pieces for e in p] == [e["id"] for e in events]  # in order
+
+
+def test_bytes_bound_a_piece_but_a_big_event_still_travels_whole() -> None:
+    events = [event(0, 600), event(1, 600), event(2, 5000)]
+    pieces = list(ingest_chunks.split(events, [], max_events=100, max_bytes=1000))
+    assert [[e["id"] for e in p] for p, _ in pieces] == [["e0"], ["e1"], ["e2"]]
+
+
+def test_runs_without_their_event_go_last() -> None:
+    pieces = list(ingest_chunks.split([], [run("elsewhere")]))
+    assert pieces == [([], [run("elsewhere")])]
+
+
+async def test_answers_merge_as_one_call() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def call(body: bytes) -> list[Any]:
+        payload = orjson.loads(body)
+        seen.append(payload)
+        return [*(r["run_id"].encode() for r in payload["runs"]), b"|",
+                *([b"old-" + payload["events"][0]["id"].encode()] if payload["events"] else [])]
+
+    events = [event(i) for i in range(5)]
+    runs = [run(f"e{i}") for i in range(5)]
+    out = await ingest_chunks.ingest(call, {"now": 7, "events": events, "runs": runs})
+    assert len(seen) == 1 and seen[0]["now"] == 7
+    assert out == [*(f"e{i}-r0".encode() for i in range(5)), "|", b"old-e0"]
+    big = [event(i) for i in range(450)]
+    out = await ingest_chunks.ingest(call, {"now": 7, "events": big, "runs": []})
+    assert len(seen) == 1 + 3  # 200 + 200 + 50
+    assert out == ["|", b"old-e0", b"old-e200", b"old-e400"]

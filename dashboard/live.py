@@ -1,7 +1,8 @@
 """Live pages over server-sent events. A feed knows what its page has seen and, once a
 second, answers with the messages that bring the page up to date; `stream` turns a feed
-into a bounded SSE response (it ends after STREAM_SECONDS and the page reconnects, handing
-back what it has, so a shutting-down server is never held open)."""
+into a bounded SSE response (it ends after STREAM_SECONDS, saying so with a `bye` message,
+and the page reconnects at once, handing back what it has, so a shutting-down server is
+never held open and a planned restart never shows as a lost connection)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 import orjson
 from fastapi.responses import StreamingResponse
 
-from executor.read_model import ReadModel, RunQuery
+from executor.read_model import ReadModel, RunQuery, Search
+from executor.read_model.phases import add_phases
 
 from .render import SECURITY_HEADERS, rows
 
@@ -31,6 +33,7 @@ def stream(tick: Callable[[], Awaitable[list[str]]]) -> StreamingResponse:
             messages = await tick()
             yield "".join(messages) if messages else ": tick\n\n"
             if time.monotonic() >= deadline:
+                yield "event: bye\ndata: {}\n\n"  # planned: the page reconnects quietly
                 return
             await asyncio.sleep(STREAM_TICK)
 
@@ -49,7 +52,8 @@ class RunsFeed:
     status changes of the running rows shown (`watched`)."""
 
     def __init__(self, read: ReadModel, query: RunQuery, *, after: int, new: bool,
-                 watch: str | None = None, pend: str | None = None) -> None:
+                 watch: str | None = None, pend: str | None = None,
+                 clock: Callable[[], int] | None = None) -> None:
         self.read = read
         self.wanted_status = query.status
         query.status = None  # new runs start Running: watched until they match
@@ -59,6 +63,8 @@ class RunsFeed:
         self.watched = _ids(watch)
         self.pending = _ids(pend)
         self.seen: dict[str, int] = {}
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.phases: dict[str, str] = {}  # run id -> the sub-status last sent
 
     async def tick(self) -> list[str]:
         messages: list[str] = []
@@ -67,7 +73,9 @@ class RunsFeed:
             await self._new_rows(messages)
         ids = list(self.watched) + list(self.pending)
         if ids:
-            for row in await self.read.run_rows(ids):
+            rows = await self.read.run_rows(ids)
+            await add_phases(self.read.redis, rows, self.clock())
+            for row in rows:
                 self._changed(row, messages)
             for run_id in [r for r, s in self.watched.items() if s != "Running"]:
                 del self.watched[run_id]
@@ -77,7 +85,8 @@ class RunsFeed:
         return messages
 
     async def _new_rows(self, messages: list[str]) -> None:
-        for row in await self.read.runs_after(self.after, set(self.seen), self.query):
+        for row in await self.read.runs_after(self.after, set(self.seen), self.query,
+                                              now_ms=self.clock()):
             self.seen[row["run_id"]] = row["score"]
             self.after = max(self.after, row["score"])
             if self.wanted_status and row["status"] != self.wanted_status:
@@ -87,15 +96,18 @@ class RunsFeed:
             messages.append(self._message(row, True))
             if row["status"] == "Running":
                 self.watched[row["run_id"]] = row["status"]
+                self.phases[row["run_id"]] = _phase(row)
         horizon = self.after - SEEN_HORIZON_MS
         for run_id in [r for r, s in self.seen.items() if s < horizon]:
             del self.seen[run_id]
 
     def _changed(self, row: dict[str, Any], messages: list[str]) -> None:
         run_id, status = row["run_id"], row["status"]
-        if run_id in self.watched and self.watched[run_id] != status:
+        if run_id in self.watched and (self.watched[run_id] != status
+                                       or self.phases.get(run_id) != _phase(row)):
             messages.append(self._message(row, False))
             self.watched[run_id] = status
+            self.phases[run_id] = _phase(row)
         elif run_id in self.pending and status == self.wanted_status:
             messages.append(self._message(row, True))
             self.pending.pop(run_id)
@@ -106,25 +118,36 @@ class RunsFeed:
     def _message(self, row: dict[str, Any], is_new: bool) -> str:
         html = str(rows.module.run_row(row))  # type: ignore[attr-defined]
         data = orjson.dumps({"id": row["run_id"], "score": row["score"],
-                             "status": row["status"], "new": is_new, "html": html})
+                             "status": row["status"], "phase": _phase(row), "new": is_new,
+                             "html": html})
         return f"event: row\nid: {self.after}\ndata: {data.decode()}\n\n"
 
 
-class EventsFeed:
-    """The events list, live: new events (of one name, if filtered)."""
+def _phase(row: dict[str, Any]) -> str:
+    phase = row.get("phase")
+    return f"{phase['label']}|{phase.get('at_ms')}" if phase else str(row.get("status"))
 
-    def __init__(self, read: ReadModel, name: str | None, *, after: int, new: bool) -> None:
+
+class EventsFeed:
+    """The events list, live: new events (of one name, if filtered; the user's only unless
+    `internal`; matching `search`)."""
+
+    def __init__(self, read: ReadModel, name: str | None, *, after: int, new: bool,
+                 internal: bool = True, search: Search | None = None) -> None:
         self.read = read
         self.name = name
         self.after = after
         self.new = new
+        self.internal = internal
+        self.search = search
         self.seen: dict[str, int] = {}
 
     async def tick(self) -> list[str]:
         if not self.new:
             return []
         messages: list[str] = []
-        for row in await self.read.events_after(self.after, set(self.seen), self.name):
+        for row in await self.read.events_after(self.after, set(self.seen), self.name,
+                                                internal=self.internal, search=self.search):
             self.seen[row["id"]] = row["received_ms"]
             self.after = max(self.after, row["received_ms"])
             html = str(rows.module.event_row(row))  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from . import csrf
-from .pages import catalog, events, runs, session
+from .pages import bulk, catalog, events, runs, session
 from .render import HERE, Dashboard
 
 
@@ -27,5 +27,5 @@ def mount(app: FastAPI, executor: Any) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
     app.add_middleware(csrf.CsrfCookie)
     dash = Dashboard(executor)
-    for pages in (session, runs, events, catalog):
+    for pages in (session, runs, bulk, events, catalog):
         app.include_router(pages.router(dash))

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import api_schema, bodies, control, gql, ops_routes
+from . import api_ops, api_schema, bodies, control, gql, ops_routes
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .registry import SyncError
@@ -162,13 +162,15 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return ORJSONResponse({"data": found})
 
     @app.delete("/v1/runs/{run_id}")
-    async def cancel_run(run_id: str) -> Response:
+    async def cancel_run(run_id: str, reason: str | None = None) -> Response:
         found = await executor.read.run(run_id)
         if found is None:
             return _error(404, f"run {run_id} not found")
         if found["status"] != "Running":
             return _error(409, f"run {run_id} is {found['status']}, not running")
-        await executor.ingest.cancel(run_id, "cancelled through the API")
+        why = " ".join((reason or "").split())[:500]
+        await executor.ingest.cancel(run_id, "cancelled through the API"
+                                     + (f": {why}" if why else ""))
         return ORJSONResponse({"data": await executor.read.run(run_id)})
 
     @app.post("/v1/runs/{run_id}/rerun")
@@ -261,6 +263,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         if done < 0:
             return _error(409, f"fingerprint {fingerprint} names {-done} keys; give more of it")
         return ORJSONResponse({"data": {"revoked": fingerprint}})
+
+    app.include_router(api_ops.router(executor))  # runs list, metrics, bulk actions
 
     @app.get("/v1/apps")
     async def list_apps() -> Response:

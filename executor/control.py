@@ -25,9 +25,12 @@ class RerunError(ValueError):
         self.status = status
 
 
-async def rerun(executor: Executor, run_id: str, from_step: str | None = None) -> str:
+async def rerun(executor: Executor, run_id: str, from_step: str | None = None,
+                reason: str = "") -> str:
     """Start a new run of the same function from the same events. With `from_step` (a hashed
-    step id or a step name), the memos saved before that step are reused, not re-run."""
+    step id or a step name), the memos saved before that step are reused, not re-run. The
+    old run lists its reruns (`keys.run_reruns`), the new one names the old (`rerun_of`)
+    and keeps `reason`."""
     redis = executor.redis
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.run(run_id))
@@ -64,9 +67,12 @@ async def rerun(executor: Executor, run_id: str, from_step: str | None = None) -
         event.wire = original
     run = executor.ingest.new_run(fn, events, executor.clock(), memos=reused, rerun=True)
     run["fields"]["rerun_of"] = run_id
+    if reason:
+        run["fields"]["rerun_reason"] = reason
     created = await executor.ingest.accept([], runs=[run])
     if not created:  # cannot happen with fresh run ids; answer it rather than crash
         raise RerunError(409, f"run {run_id}: the rerun was not started")
+    await redis.rpush(keys.run_reruns(run_id), created[0])  # type: ignore[misc]
     return created[0]
 
 

@@ -16,7 +16,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import expressions, flow, ingest_chunks, keys
+from . import expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
 from .pauses import Pauses
 from .queue import FinishTimeout, QueueItem, StartTimeout
@@ -133,6 +133,7 @@ class Ingest:
             "listeners_key": keys.run_listeners(run_id),
             "listeners": listeners,
             "timers": timers,
+            "ix": indexes.start_plan(fn.id, now_ms, first.wire),
         })
         return record
 
@@ -208,6 +209,7 @@ class Ingest:
                     "id": e.internal_id,
                     "ts": now,
                     "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
+                    **indexes.event_plan(e.wire),
                 }
                 for e in events
             ],
@@ -228,10 +230,15 @@ class Ingest:
         if self.on_run_ended is not None:
             await self.on_run_ended(run_id)
 
-    async def cancel(self, run_id: str, message: str, unless_started: str = "") -> bool:
+    async def cancel(self, run_id: str, message: str, unless_started: str = "",
+                     event_id: str = "") -> bool:
         """Cancel a running run (API, cancel event, timeouts); False if it was not running
-        (or, with `unless_started`, that item of it was leased or is gone)."""
-        reason = {"error": message, "name": "FunctionCancelled", "message": message}
+        (or, with `unless_started`, that item of it was leased or is gone). `event_id`: the
+        event that cancelled it (kept in the reason, so the run page links to it)."""
+        reason: dict[str, Any] = {"error": message, "name": "FunctionCancelled",
+                                  "message": message}
+        if event_id:
+            reason["event_id"] = event_id
         if await self.state.cancel(run_id, self.clock(), reason, unless_started) != 1:
             return False
         await self.run_ended(run_id)

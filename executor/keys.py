@@ -52,6 +52,21 @@ def events_by_name(name: str) -> str:
     return f"{PREFIX}:events:name:{name}"
 
 
+# zset event id -> received time (ms) of the events not named `inngest/*` (the Events page's
+# default list: internal lifecycle events would otherwise bury the user's)
+EVENTS_USER = f"{PREFIX}:events:user"
+
+
+def event_resumed(event_id: str) -> str:
+    """List: ids of the runs whose wait this event resumed."""
+    return f"{PREFIX}:event:{event_id}:resumed"
+
+
+def event_cancelled(event_id: str) -> str:
+    """List: ids of the runs this event cancelled (`cancelOn`)."""
+    return f"{PREFIX}:event:{event_id}:cancelled"
+
+
 # -- runs --------------------------------------------------------------------------------
 RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
 # zset run id -> start time (ms) of the runs that are Running: added when a run starts,
@@ -67,6 +82,19 @@ RUNS_STALLED = f"{PREFIX}:runs:stalled"
 def runs_of_function(function_id: str) -> str:
     """Zset: run id -> start time (ms) of one function's runs (dashboard filter, stats)."""
     return f"{PREFIX}:runs:fn:{function_id}"
+
+
+def runs_by_status(status: str) -> str:
+    """Zset: run id -> start time (ms) of the runs that ended with `status` (Completed,
+    Failed, Cancelled, Skipped); the Running ones are RUNS_RUNNING. Written by the scripts
+    that start and end runs, so a status filter reads an index, not every run."""
+    return f"{PREFIX}:runs:status:{status}"
+
+
+def runs_of_function_status(function_id: str, status: str) -> str:
+    """Zset: run id -> start time (ms) of one function's runs with `status` (Running
+    included: a run moves from that index to its final one when it ends)."""
+    return f"{PREFIX}:runs:fs:{status}:{function_id}"
 
 
 RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}"
@@ -104,6 +132,9 @@ def run_usage(run_id: str) -> str:
     step's totals (per model, per attempt).
     The run's own totals are fields of the run hash (the budget check reads them there)."""
     return f"{PREFIX}:run:{{r:{run_id}}}:usage"
+def run_reruns(run_id: str) -> str:
+    """List: ids of the runs started as reruns of this one."""
+    return f"{PREFIX}:run:{{r:{run_id}}}:reruns"
 
 
 def run_keys(run_id: str) -> list[str]:
@@ -156,6 +187,57 @@ def cron_tick(function_id: str, tick_ms: int) -> str:
 def cancellation(cancellation_id: str) -> str:
     """Hash: a bulk cancellation's request and result."""
     return f"{PREFIX}:cancellation:{cancellation_id}"
+
+
+# -- dashboard: search indexes, statistics, bulk actions -----------------------------------
+# Search: `scope` is "r" (runs: trigger event, output, error) or "e" (events). Members are
+# run (event) ids; scores the run's start (event's receipt) time, or the value for numbers.
+def search_term(scope: str, term: str) -> str:
+    """Zset: the runs (events) with a leaf `path=value` (see executor/indexes.py)."""
+    return f"{PREFIX}:search:{scope}:t:{term}"
+
+
+def search_number(scope: str, path: str) -> str:
+    """Zset: run (event) id -> the number at `path` (range comparisons)."""
+    return f"{PREFIX}:search:{scope}:n:{path}"
+
+
+def search_word(scope: str, word: str) -> str:
+    """Zset: the runs (events) with `word` in one of their text values (free text)."""
+    return f"{PREFIX}:search:{scope}:w:{word}"
+
+
+def search_words(scope: str) -> str:
+    """Zset (all scores 0): every indexed word, for `prefix*` searches (ZRANGEBYLEX)."""
+    return f"{PREFIX}:search:{scope}:words"
+
+
+def stats_minute(function_id: str, minute: int) -> str:
+    """Hash: the counters of one function's runs that started or ended in one minute (unix
+    ms // 60000): metric -> count (see executor/metrics_store.py). Expires."""
+    return f"{PREFIX}:stats:m:{minute}:{function_id}"
+
+
+def stats_hour(function_id: str, hour: int) -> str:
+    """Hash: the same counters per hour (unix ms // 3600000), kept longer."""
+    return f"{PREFIX}:stats:h:{hour}:{function_id}"
+
+
+# set: the concurrency waiting zsets that ever held an item back (the backlog read walks
+# them; an empty zset costs a ZCARD)
+CONCURRENCY_WAITING = f"{PREFIX}:conc-wait-keys"
+
+BULK_JOBS = f"{PREFIX}:bulk"  # zset bulk job id -> created (ms)
+
+
+def bulk_job(job_id: str) -> str:
+    """Hash: a bulk action's request, progress and result."""
+    return f"{PREFIX}:bulk:{job_id}"
+
+
+def bulk_job_runs(job_id: str) -> str:
+    """List: the run ids a bulk action acts on, in order (progress is an index into it)."""
+    return f"{PREFIX}:bulk:{job_id}:runs"
 
 
 # -- production auth -------------------------------------------------------------------------

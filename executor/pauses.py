@@ -7,7 +7,7 @@ resume.lua / cancel.lua.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -23,9 +23,14 @@ FINISHED = "inngest/function.finished"
 MAX_LOOKBACK_EVENTS = 1000
 
 
+class Canceller(Protocol):
+    def __call__(self, run_id: str, message: str, unless_started: str = "",
+                 event_id: str = "") -> Awaitable[bool]: ...
+
+
 class Pauses:
     def __init__(self, redis: Redis, state: RunState, clock: Callable[[], int],
-                 cancel: Callable[[str, str], Awaitable[bool]]) -> None:
+                 cancel: Canceller) -> None:
         self.redis = redis
         self.state = state
         self.clock = clock
@@ -66,11 +71,18 @@ class Pauses:
             return
         if pause["kind"] == "cancel":
             message = f"cancelled by event {event.wire['name']} ({event.internal_id})"
-            await self.cancel(pause["run_id"], message)
+            if await self.cancel(pause["run_id"], message, event_id=event.internal_id):
+                await self._linked(keys.event_cancelled(event.internal_id), pause["run_id"])
         elif pause["kind"] == "wait":
-            await self.state.resume(pause_key, pause, orjson.dumps(event.wire), now,
-                                    StepRecord.of_pause(pause, "Completed", now,
-                                                        matched=event.internal_id))
+            if await self.state.resume(pause_key, pause, orjson.dumps(event.wire), now,
+                                       StepRecord.of_pause(pause, "Completed", now,
+                                                           matched=event.internal_id)) == 1:
+                await self._linked(keys.event_resumed(event.internal_id), pause["run_id"])
+
+    async def _linked(self, key: str, run_id: str) -> None:
+        """The event page's links to the runs an event resumed or cancelled (written once
+        the script that did it answered: a crash in between loses a link, never a run)."""
+        await self.redis.rpush(key, run_id)  # type: ignore[misc]
 
     async def _invoke_done(self, pause: dict[str, Any], finished: IncomingEvent) -> None:
         data = finished.wire["data"]
@@ -107,5 +119,7 @@ class Pauses:
                 done = await self.state.resume(
                     pause_key, pause, orjson.dumps(stored), now,
                     StepRecord.of_pause(pause, "Completed", now, matched=internal_id))
+                if done == 1:
+                    await self._linked(keys.event_resumed(str(internal_id)), pause["run_id"])
                 return done != 0
         return False

@@ -106,6 +106,8 @@ class QueueItem:
     # hashed step id -> what that step declared (timeout, heartbeat; agent_options.py), for
     # the calls of a planned group; follow-up calls start without
     limits: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # how long this call waited to be taken after it was due (set by lease.lua, never stored)
+    queued_ms: int = 0
 
     @classmethod
     def of(cls, payload: Payload, *, id: str, run_id: str, fn_id: str,
@@ -132,7 +134,9 @@ class QueueItem:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        body = dataclasses.asdict(self)
+        body.pop("queued_ms")
+        return body
 
     def template(self, **changes: Any) -> bytes:
         """The JSON of a follow-up call of this run (its id is assigned by the script)."""
@@ -181,7 +185,8 @@ class Queue:
         token = str(ULID())
         out = await self.scripts(
             "lease",
-            [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
+            [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS,
+             keys.CONCURRENCY_WAITING],
             [now_ms, now_ms + lease_ms, token, limit, keys.RUN_PREFIX],
         )
         next_due = int(out[0]) if int(out[0]) >= 0 else None

@@ -11,16 +11,26 @@ from redis.commands.core import AsyncScript
 
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
-         "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall")
+         "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall",
+         "backlog")
 
 
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
 
 
 def source(name: str) -> str:
-    """A script's text with its `--#include NAME` lines replaced by `lib_NAME.lua`."""
-    text = (_DIR / f"{name}.lua").read_text()
-    return _INCLUDE.sub(lambda m: (_DIR / f"lib_{m.group(1)}.lua").read_text(), text)
+    """A script's text with its `--#include NAME` lines replaced by `lib_NAME.lua` (libraries
+    may include others; each is included once, where it is first named)."""
+    seen: set[str] = set()
+
+    def include(match: re.Match[str]) -> str:
+        lib = match.group(1)
+        if lib in seen:
+            return ""
+        seen.add(lib)
+        return _INCLUDE.sub(include, (_DIR / f"lib_{lib}.lua").read_text())
+
+    return _INCLUDE.sub(include, (_DIR / f"{name}.lua").read_text())
 
 
 class Scripts:

@@ -10,13 +10,14 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from . import keys
+from . import indexes, keys
 from .queue import QUEUE_KEYS, PauseTimeout, QueueItem
 from .scripts import Scripts
 from .step_record import StepRecord, encode
 
 # Above this, memos + events are not sent with the call: the SDK fetches them (`use_api`).
 USE_API_BYTES = 4 * 1024 * 1024
+ATTEMPT_ERROR_CHARS = 4000  # each attempt's error is kept, its message and stack cut here
 
 
 @dataclasses.dataclass
@@ -76,10 +77,49 @@ def call_body(item: QueueItem, state: CallState) -> bytes:
     )
 
 
+def _short_error(error: Any) -> Any:
+    """An attempt's error as kept in its step record: the fields people read, bounded."""
+    if not isinstance(error, dict):
+        return str(error)[:ATTEMPT_ERROR_CHARS] if error is not None else None
+    out = {}
+    for field in ("name", "message", "error", "stack", "code", "status"):
+        value = error.get(field)
+        if value is not None:
+            out[field] = value[:ATTEMPT_ERROR_CHARS] if isinstance(value, str) else value
+    return out
+
+
 class RunState:
     def __init__(self, redis: Redis, scripts: Scripts) -> None:
         self.redis = redis
         self.scripts = scripts
+        # item id -> (start, end) of the call whose outcome is being recorded: noted by the
+        # worker, taken by the script call that records the outcome (execution time, and
+        # the attempt in the step's record)
+        self.calls: dict[str, tuple[int, int]] = {}
+
+    def note_call(self, item_id: str, start_ms: int, end_ms: int) -> None:
+        self.calls[item_id] = (start_ms, end_ms)
+
+    def _take_call(self, item: QueueItem, record: StepRecord | None) -> int:
+        """The ms the item's call took ('' when it made none), and the attempt it was added
+        to `record` (`try`: number, start, end, queue wait, status, error)."""
+        call = self.calls.pop(item.id, None)
+        if call is None:
+            return 0
+        start, end = call
+        if record is not None and record.status in ("Completed", "Failed", "Retrying"):
+            attempt: dict[str, Any] = {"n": item.attempt + 1, "start": start, "end": end,
+                                       "queued_ms": item.queued_ms, "status": record.status}
+            if record.extra.get("error") is not None:
+                attempt["error"] = _short_error(record.extra["error"])
+            if record.extra.get("retry_at"):
+                attempt["retry_at"] = record.extra["retry_at"]
+            record.extra["try"] = attempt
+            record.extra["max_attempts"] = item.max_attempts
+            if record.started_at is None or start < record.started_at:
+                record.started_at = start
+        return max(0, end - start)
 
     def _queue_load(self, pipe: Any, run_id: str) -> None:
         # the order before the memos: a memo is saved before it is listed, so whatever a
@@ -121,9 +161,10 @@ class RunState:
         now and `lease_expiry` is set, it comes straight back leased to us, with its state
         read in the same round trip. Code 4: the run made no progress in more than
         `max_idle_calls` calls in a row (nothing written)."""
+        call_ms = self._take_call(item, record)
         args = [item.id, token, now_ms, step_hash, memo, encode(record), next_due,
                 next_template, lease_expiry, "" if item.step_id == "step" else item.step_id,
-                max_idle_calls]
+                max_idle_calls, call_ms]
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -147,7 +188,8 @@ class RunState:
         """One item per planned step (hash, kind "call" or "sleep", due, name); the next discovery
         waits until all have finished (or each one, racing)."""
         args: list[Any] = [item.id, token, now_ms,
-                           item.template(attempt=0, limits=item.limits), "1" if race else ""]
+                           item.template(attempt=0, limits=item.limits), "1" if race else "",
+                           self._take_call(item, None)]
         for hashed, kind, due, name in planned:
             args += [hashed, kind, due, name]
         return int(
@@ -167,11 +209,12 @@ class RunState:
         """Put the item back for its next attempt: 1 rescheduled, 0 lease lost, 3 the run
         has ended (the item is dropped)."""
         again = dataclasses.replace(item, attempt=item.attempt + 1)
+        call_ms = self._take_call(item, record)
         ok = await self.scripts(
             "retry",
             [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id)],
             [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
-             encode(record)],
+             encode(record), call_ms],
         )
         return int(ok)
 
@@ -189,14 +232,18 @@ class RunState:
         """End the run with `status` and drop the item; 1 ended, 2 the run had ended
         already, 0 lease lost. A failed run's end events carry `event_error` when given
         (the normalized error), else the output (the SDK's error body as sent)."""
+        call_ms = self._take_call(item, record)
+        tail_keys, tail_args = (indexes.end_plan(item.fn_id, status, now_ms, output)
+                                if status else ([], []))
         return int(
             await self.scripts(
                 "finish",
                 [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
                  keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
-                 keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING],
+                 keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING, *tail_keys],
                 [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
-                 b"" if event_error is None else orjson.dumps(event_error)],
+                 b"" if event_error is None else orjson.dumps(event_error), call_ms,
+                 *tail_args],
             )
         )
 
@@ -222,7 +269,8 @@ class RunState:
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
                  orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
                  follow_up.id if follow_up else "",
-                 orjson.dumps(follow_up.to_dict()) if follow_up else b""],
+                 orjson.dumps(follow_up.to_dict()) if follow_up else b"",
+                 self._take_call(item, None)],
             )
         )
 
@@ -271,24 +319,35 @@ class RunState:
                      unless_started: str = "") -> int:
         """Cancel a running run: 1 cancelled, 0 it was not running, 4 `unless_started` (the
         id of its first item) was leased or is gone, so it started: not cancelled."""
+        tail_keys, tail_args = await self._end_plan(run_id, "Cancelled", now_ms, reason)
         return int(
             await self.scripts(
                 "cancel",
                 [keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX, keys.RUNS_RUNNING,
-                 keys.QUEUE_ITEMS, keys.QUEUE_LEASES],
-                [now_ms, orjson.dumps(reason), unless_started],
+                 keys.QUEUE_ITEMS, keys.QUEUE_LEASES, *tail_keys],
+                [now_ms, orjson.dumps(reason), unless_started, *tail_args],
             )
         )
+
+    async def _end_plan(self, run_id: str, status: str, now_ms: int,
+                        output: Any) -> tuple[list[str], list[str]]:
+        """The index tail of a script that ends a run known by its id alone (a run's function
+        never changes, so reading it first is safe)."""
+        fn: Any = await self.redis.hget(keys.run(run_id), "function_id")
+        if fn is None:
+            return [], []
+        return indexes.end_plan(fn.decode(), status, now_ms, output)
 
     async def fail_if_stranded(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> int:
         """The invariant sweep's check: 1 failed (no queue item and no pause), 0 fine, 2 not
         running."""
+        tail_keys, tail_args = await self._end_plan(run_id, "Failed", now_ms, reason)
         return int(
             await self.scripts(
                 "strand",
                 [keys.QUEUE_ITEMS, keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX,
-                 keys.RUNS_RUNNING],
-                [run_id, now_ms, orjson.dumps(reason)],
+                 keys.RUNS_RUNNING, *tail_keys],
+                [run_id, now_ms, orjson.dumps(reason), *tail_args],
             )
         )
 

@@ -186,6 +186,9 @@ class Worker:
         body = call_body(item, state)
         outcome = await self._call(item, token, step_url(fn.url, item.step_id), body, watch)
         await watch.record(outcome, self.clock())
+        # the script that records the outcome takes this: the run's execution time, and
+        # the attempt in the step's record
+        self.state.note_call(item.id, now, self.clock())
         try:
             if watch.ended is not None:  # step timeout or silence: a failed attempt
                 await self.opcodes.failed_attempt(item, token, watch.ended, self.clock(),
@@ -202,6 +205,7 @@ class Worker:
             return None, None
         finally:
             watch.end(outcome, self.clock())
+            self.state.calls.pop(item.id, None)
 
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes,
                     watch: CallWatch) -> Outcome:

@@ -10,7 +10,8 @@
 --       7 next call due ms (-1 = no next call), 8 next item JSON without id,
 --       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue),
 --       10 hashed id of the planned step this call ran ('' = a discovery call),
---       11 how many calls in a row may make no progress (0 = no limit)
+--       11 how many calls in a row may make no progress (0 = no limit),
+--       12 ms the call took ('' = not a call: added to the run's execution time)
 -- returns: {0} lease lost (nothing written); {3} the run has ended (cancelled): the item is
 --          dropped, nothing else written; {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
@@ -61,6 +62,7 @@ if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[4], ARGV[1])
   return {3}
 end
+if (tonumber(ARGV[12]) or 0) > 0 then redis.call('HINCRBY', KEYS[6], 'exec_ms', ARGV[12]) end
 if idle then
   redis.call('HINCRBY', KEYS[6], 'idle_calls', 1)
 else

@@ -4,14 +4,18 @@
 -- debounce, batching, throttle (and priority through the first item's due time).
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list,
 --       6 running-runs zset
--- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json}],
+-- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json, user_key, terms}],
 --               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s, label]...],
 --                       skip (a reason decided before: a key expression failed), run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
 --                       steps_key, records: [[hash, json]...], listeners_key,
 --                       listeners: [{key, id, json}...], timers: [{id, json, due}...],
---                       flow: {rate, singleton, debounce, batch, throttle} (each optional)}]}
---       (every key inside is built by executor/keys.py)
+--                       flow: {rate, singleton, debounce, batch, throttle} (each optional),
+--                       ix: the dashboard's indexes and counters (optional; see
+--                       executor/indexes.py start_plan)}]}
+--       (every key inside is built by executor/keys.py); an event's `user_key` ('' = none)
+--       indexes it among the user's events, its `terms` ([key, score, member], '' = its
+--       receipt time / its id) make it searchable
 -- returns: {created_run_id..., '|', run_id_to_cancel...}: runs created (a skipped run is
 --          created with status Skipped and its reason; a debounced or batched event joins
 --          a pending run instead), then the runs a singleton in cancel mode replaces. A run
@@ -20,6 +24,7 @@
 --          or the run exists.
 -- The events' index scores are Redis time (TIME), the clock the look-back scans of waits
 -- read too, so processes whose clocks disagree cannot hide an event from a wait.
+--#include stats
 local p = cjson.decode(ARGV[1])
 local now = tonumber(p['now'])
 local clock = redis.call('TIME')
@@ -29,6 +34,13 @@ for _, ev in ipairs(p['events']) do
   if redis.call('SET', ev['key'], ev['json'], 'NX') then
     redis.call('ZADD', KEYS[1], ev['ts'], ev['id'])
     redis.call('ZADD', ev['name_key'], redis_ms, ev['id'])
+    if (ev['user_key'] or '') ~= '' then redis.call('ZADD', ev['user_key'], ev['ts'], ev['id']) end
+    for _, t in ipairs(ev['terms'] or {}) do
+      local score, member = t[2], t[3]
+      if score == '' then score = ev['ts'] end
+      if member == '' then member = ev['id'] end
+      redis.call('ZADD', t[1], score, member)
+    end
   else
     repeated[ev['id']] = true
   end
@@ -166,6 +178,23 @@ for _, r in ipairs(p['runs']) do
     redis.call('ZADD', r['fn_runs_key'], now, r['run_id'])
     redis.call('RPUSH', r['runs_key'], r['run_id'])
     table.insert(created, r['run_id'])
+    local ix = r['ix']
+    if ix then
+      if skipped then
+        redis.call('ZADD', ix['skipped'], now, r['run_id'])
+        redis.call('ZADD', ix['skipped_fn'], now, r['run_id'])
+        count_stats(ix['stats'], ix['exp'], {'Skipped'})
+      else
+        redis.call('ZADD', ix['running_fn'], now, r['run_id'])
+        count_stats(ix['stats'], ix['exp'], {'started'})
+      end
+      for _, t in ipairs(ix['terms']) do
+        local score, member = t[2], t[3]
+        if score == '' then score = now end
+        if member == '' then member = r['run_id'] end
+        redis.call('ZADD', t[1], score, member)
+      end
+    end
     if not skipped then
       redis.call('ZADD', KEYS[6], now, r['run_id'])
       for _, memo in ipairs(r['memos'] or {}) do

@@ -1,8 +1,18 @@
 -- Shared (--#include end_run): what ending a run (finished or cancelled) does besides its
 -- status: remove its pauses and cancel listeners (entries "<pause hash key>|<pause id>"),
 -- free its singleton key, take it out of the running index, and queue its end events in
--- the outbox.
-local function end_run(run_key, listeners_key, outbox_key, running_key, now)
+-- the outbox. With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
+-- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
+--   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
+--   status index;
+--   KEYS[k+3]: the function's Running index; KEYS[k+4]: the function x status index;
+--   KEYS[k+5..]: the search entries of the run's output (or error);
+--   ARGV[a], ARGV[a+1]: the stats hashes' expiry (unix ms); then per search entry its
+--   score ('' = the run's start) and member ('' = the run id).
+-- The run's execution and queue times (`exec_ms`, `queue_ms`, summed over its calls by the
+-- scripts that record calls and by lease.lua) are counted in duration buckets.
+--#include stats
+local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, a)
   for _, entry in ipairs(redis.call('SMEMBERS', listeners_key)) do
     -- split at the last '|': the key holds an event name, which may contain one
     local key, id = string.match(entry, '^(.*)|([^|]*)$')
@@ -14,4 +24,23 @@ local function end_run(run_key, listeners_key, outbox_key, running_key, now)
   if single and redis.call('GET', single) == run_id then redis.call('DEL', single) end
   redis.call('ZREM', running_key, run_id)
   redis.call('ZADD', outbox_key, now, run_id)
+  if not k or not KEYS[k + 4] or not run_id then return end
+  local f = redis.call('HMGET', run_key, 'function_id', 'status', 'started_at', 'queue_ms',
+                       'exec_ms')
+  local started = tonumber(f[3]) or tonumber(now)
+  redis.call('ZREM', KEYS[k + 3], run_id)
+  redis.call('ZADD', KEYS[k + 2], started, run_id)
+  redis.call('ZADD', KEYS[k + 4], started, run_id)
+  if f[1] then
+    count_stats({KEYS[k], KEYS[k + 1]}, {ARGV[a], ARGV[a + 1]},
+                {f[2], 'e' .. stat_bucket(f[5]), 'q' .. stat_bucket(f[4])})
+  end
+  local n = a + 2
+  for i = k + 5, #KEYS do
+    local score, member = ARGV[n], ARGV[n + 1]
+    if score == '' then score = started end
+    if member == '' then member = run_id end
+    redis.call('ZADD', KEYS[i], score, member)
+    n = n + 2
+  end
 end

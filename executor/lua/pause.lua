@@ -6,7 +6,8 @@
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 pause id, 5 pause JSON,
 --       6 timeout item id, 7 timeout item JSON, 8 timeout due ms, 9 step record JSON,
 --       10 follow-up item id ('' = none), 11 its JSON: work due now that must survive a
---       crash, such as sending an invoke's event (stored here, with the pause, atomically)
+--       crash, such as sending an invoke's event (stored here, with the pause, atomically),
+--       12 ms the call took ('' = unknown: added to the run's execution time)
 -- returns: 1 waiting; 0 lease lost (nothing written); 3 the run has ended: item dropped
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -15,6 +16,7 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return 3 end
+if (tonumber(ARGV[12]) or 0) > 0 then redis.call('HINCRBY', KEYS[6], 'exec_ms', ARGV[12]) end
 redis.call('HSET', KEYS[8], ARGV[4], ARGV[5])
 redis.call('SADD', KEYS[9], KEYS[8] .. '|' .. ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])

@@ -9,9 +9,10 @@
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
 --       6 run hash, 7 pending set
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
---       5 race mode ('1' or ''), then quads: hashed step id, kind ('call' | 'sleep' |
---       'pause'), due ms, the payload's text (a sleep's step name; for a pause, its
---       opcode and start as JSON, kept as text: cjson would rewrite user numbers)
+--       5 race mode ('1' or ''), 6 ms the call took ('' = unknown: added to the run's
+--       execution time), then quads: hashed step id, kind ('call' | 'sleep' | 'pause'),
+--       due ms, the payload's text (a sleep's step name; for a pause, its opcode and start
+--       as JSON, kept as text: cjson would rewrite user numbers)
 -- returns: number of items enqueued; -1 lease lost (nothing written); -3 the run has ended
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
@@ -21,8 +22,9 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return -3 end
 redis.call('HSET', KEYS[6], 'disable_immediate', '1', 'race', ARGV[5])
+if (tonumber(ARGV[6]) or 0) > 0 then redis.call('HINCRBY', KEYS[6], 'exec_ms', ARGV[6]) end
 local n = 0
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   if redis.call('SADD', KEYS[7], ARGV[i]) == 1 then
     local item = cjson.decode(ARGV[4])
     local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)

@@ -2,7 +2,8 @@
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
 --       6 run hash, 7 steps hash
 -- ARGV: 1 item id, 2 lease token, 3 due ms, 4 item JSON (attempt already raised),
---       5 last error text, 6 step record JSON ('' = none)
+--       5 last error text, 6 step record JSON ('' = none), 7 ms the failed call took
+--       ('' = unknown: added to the run's execution time)
 -- returns: 1 rescheduled; 0 lease lost (nothing written); 3 the run has ended: item dropped
 --#include release
 --#include record
@@ -19,6 +20,7 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('HSET', KEYS[6], 'last_error', ARGV[5])
+if (tonumber(ARGV[7]) or 0) > 0 then redis.call('HINCRBY', KEYS[6], 'exec_ms', ARGV[7]) end
 save_record(KEYS[7], ARGV[6])
 redis.call('LPUSH', KEYS[5], '1')
 redis.call('LTRIM', KEYS[5], 0, 255)

@@ -4,36 +4,38 @@ Never writes.
 Costs (the dashboard shows at most a page of rows; every read below is pipelined, so a page
 is a few round trips, never one per row):
 
-- `runs_page` unfiltered (optionally by time range): O(log N) to find where the page starts
-  in the `il:runs` zset (ZREVRANK of the cursor's run, ZCOUNT for a time bound), then
-  ZREVRANGE of one page, then two commands per row shown (HMGET of the run's fields, GETRANGE
-  of the first bytes of its event for the event's name). Page 1 and page 5,000 cost the same.
-- `runs_page` filtered by function, status or a search of the trigger event: there is no
-  secondary index, so it examines runs newest first from the cursor, in pipelined batches of
-  `SCAN_BATCH` (HMGET of function and status per run, then HGET of the event JSON for the
-  runs that pass, only when searching), until a page of matches or `SCAN_BUDGET` runs were
-  examined. A search for rare values in a big store therefore answers "searched the newest
-  K runs, none matched; continue" and hands back a cursor to continue older. Cost per
-  request: O(examined) commands, bounded by the budget.
+- `runs_page` (`run_list.py`): every filter reads an index (`executor/indexes.py`): the run
+  zset of the status, the function, or both (`run_index`), within a time range by score.
+  Without a search: O(log N) to find where the page starts (ZREVRANK of the cursor's run,
+  ZCOUNT for a time bound), ZREVRANGE of one page, a ZCOUNT for the count of matches, two
+  commands per row shown (HMGET of the run's fields, GETRANGE of its event's first bytes)
+  and, for running rows, two more round trips for their sub-status (`phases.py`). Page 1
+  and page 5,000 cost the same. A search reads the index entries of its terms, words and
+  numbers (ZRANGE / ZRANGEBYSCORE), scores the matches in the filter's index (ZMSCORE) and
+  sorts them: it costs the number of matches, never the number of runs stored, and the
+  count is exact. A `!=` walks the filter's index skipping the excluded.
 - `run_detail`: two round trips whatever the number of steps (the run's hashes and list, then
-  the state of its next queue item).
-- `function_stats`: the runs started in the last day, newest first, at most `STATS_SAMPLE`
-  of them (one ZREVRANGEBYSCORE + one HMGET each); the page says when it sampled.
+  the state of its next queue item), plus one for its links (reruns, runs its end started).
+- `function_metrics` (`counters.py`): one HGETALL per minute or hour of the window from the
+  exact counters the run scripts keep (`executor/metrics_store.py`), and one read-only
+  script for the backlog: independent of how many runs are stored.
 """
 
 from __future__ import annotations
 
+from .counters import WINDOWS, Counters
 from .events import EventReads
 from .paging import Page, RunQuery, make_cursor, split_cursor
 from .run_detail import RunDetail
-from .run_list import RunList
-from .search import Search, parse_search
+from .run_list import RunList, run_index
+from .search import Search, SearchError, parse_search
 from .stats import Stats
 from .views import RUN_STATUSES, event_head, event_view, run_view
 
-__all__ = ["RUN_STATUSES", "Page", "ReadModel", "RunQuery", "Search", "event_head",
-           "event_view", "make_cursor", "parse_search", "run_view", "split_cursor"]
+__all__ = ["RUN_STATUSES", "WINDOWS", "Page", "ReadModel", "RunQuery", "Search", "SearchError",
+           "event_head", "event_view", "make_cursor", "parse_search", "run_index", "run_view",
+           "split_cursor"]
 
 
-class ReadModel(RunList, RunDetail, EventReads, Stats):
+class ReadModel(RunList, RunDetail, EventReads, Stats, Counters):
     """Reads for the REST API and the dashboard. Never writes."""

@@ -9,8 +9,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .. import keys
-from .paging import _row, split_cursor
+from .paging import _row, make_cursor, split_cursor
+from .search import Result
 from .views import EVENT_HEAD_BYTES, ROW_FIELDS, _text, event_head, run_view
+
+MEMBERS_PER_COMMAND = 10_000  # ZMSCORE of a big match set goes in pieces of this size
 
 
 class Reads:
@@ -83,3 +86,70 @@ class Reads:
             out = [(m, s) for m, s in out if s >= since_ms]
             ended = True
         return out, ended
+
+    async def _scores(self, index: str, members: list[str]) -> list[float | None]:
+        """Each member's score in `index` (None: not in it), pipelined in pieces."""
+        if not members:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for at in range(0, len(members), MEMBERS_PER_COMMAND):
+                pipe.zmscore(index, members[at:at + MEMBERS_PER_COMMAND])
+            parts = await pipe.execute()
+        return [s for part in parts for s in part]
+
+    async def _page(self, index: str, result: Result | None, cursor: str | None, limit: int,
+                    since_ms: int | None, until_ms: int | None
+                    ) -> tuple[list[tuple[str, float]], str | None, int]:
+        """A newest-first page of `index` within [since, until], keeping the members a
+        search `result` allows: (members with scores, next cursor, how many match in all).
+
+        Without a search, or with one that excludes a set (`!=`), it walks the index from the
+        cursor's rank (O(log N)) skipping the excluded; the count is ZCOUNT minus the
+        excluded in range. With a set of matches, it scores them in the index (ZMSCORE),
+        sorts those in range newest first and cuts the page after the cursor: exact, and
+        it costs the size of the match set, never the size of the store."""
+        low = since_ms if since_ms is not None else "-inf"
+        high = until_ms if until_ms is not None else "+inf"
+        if result is not None and not result.negated:
+            ids = sorted(result.ids)
+            scored = [(m, float(s)) for m, s in zip(ids, await self._scores(index, ids),
+                                                     strict=True)
+                      if s is not None and (since_ms is None or s >= since_ms)
+                      and (until_ms is None or s <= until_ms)]
+            scored.sort(key=lambda x: (x[1], x[0]), reverse=True)
+            total = len(scored)
+            parsed = split_cursor(cursor)
+            if parsed:
+                scored = [(m, s) for m, s in scored if (s, m) < (parsed[0], parsed[1])]
+            shown = scored[:limit]
+            nxt = make_cursor(shown[-1][1], shown[-1][0]) \
+                if len(scored) > limit and shown else None
+            return shown, nxt, total
+        excluded = result.ids if result is not None else frozenset()
+        start = await self._start_rank(index, cursor, until_ms)
+        found: list[tuple[str, float]] = []
+        chunk = limit + 1 if not excluded else max(4 * limit, 200)
+        while len(found) <= limit:
+            members, ended = await self._slice(index, start, chunk, since_ms)
+            for member in members:
+                start += 1
+                if member[0] not in excluded:
+                    found.append(member)
+                    if len(found) > limit:
+                        break
+            if ended or not members:
+                break
+        shown = found[:limit]
+        nxt = make_cursor(shown[-1][1], shown[-1][0]) if len(found) > limit and shown else None
+        total = int(await self.redis.zcount(index, low, high))
+        if excluded:
+            total -= await self._count(index, Result(excluded), since_ms, until_ms)
+        return shown, nxt, total
+
+    async def _count(self, index: str, result: Result, since_ms: int | None,
+                     until_ms: int | None) -> int:
+        """How many of a (positive) result's ids are in `index` within [since, until]."""
+        ids = list(result.ids)
+        return sum(1 for s in await self._scores(index, ids)
+                   if s is not None and (since_ms is None or s >= since_ms)
+                   and (until_ms is None or s <= until_ms))

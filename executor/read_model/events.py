@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from .. import keys
+from ..indexes import EVENTS, event_document, is_internal
 from .base import Reads
-from .paging import LIVE_LOOKBACK_MS, Page, make_cursor
+from .paging import LIVE_LOOKBACK_MS, Page
+from .search import Search
 from .views import EVENT_HEAD_BYTES, _iso, _text, event_head, event_view
 
 
@@ -32,6 +36,19 @@ class EventReads(Reads):
         """Light rows (see `run_rows`) of the runs an event started."""
         run_ids = await self.redis.lrange(keys.event_runs(event_id), 0, limit - 1)
         return await self.run_rows([_text(r) for r in run_ids])
+
+    async def event_links(self, event_id: str,
+                          limit: int = 200) -> dict[str, list[dict[str, Any]]]:
+        """Light rows of the runs an event started, resumed (a wait matched it) and
+        cancelled (`cancelOn`)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(keys.event_runs(event_id), 0, limit - 1)
+            pipe.lrange(keys.event_resumed(event_id), 0, limit - 1)
+            pipe.lrange(keys.event_cancelled(event_id), 0, limit - 1)
+            started, resumed, cancelled = await pipe.execute()
+        return {"started": await self.run_rows([_text(r) for r in started]),
+                "resumed": await self.run_rows([_text(r) for r in resumed]),
+                "cancelled": await self.run_rows([_text(r) for r in cancelled])}
 
     async def event_rows(self, members: Sequence[tuple[str, float]],
                          runs_per_event: int = 5) -> list[dict[str, Any]]:
@@ -75,20 +92,38 @@ class EventReads(Reads):
         return rows
 
     async def events_page(self, name: str | None = None, cursor: str | None = None,
-                          limit: int = 50) -> Page:
-        index = keys.events_by_name(name) if name else keys.EVENTS
-        start = await self._start_rank(index, cursor, None)
-        members, _ = await self._slice(index, start, limit + 1, None)
-        shown = members[:limit]
-        rows = await self.event_rows(shown)
-        more = len(members) > limit
-        nxt = make_cursor(shown[-1][1], shown[-1][0]) if more and shown else None
-        return Page(rows, nxt, examined=len(shown))
+                          limit: int = 50, *, internal: bool = False,
+                          search: Search | None = None, since_ms: int | None = None,
+                          until_ms: int | None = None) -> Page:
+        """A page of events newest first: of one name, or the user's (internal `inngest/*`
+        events only with `internal`), within [since, until], matching `search` (over the
+        user's events' name and data: internal events are not indexed), and the count."""
+        index = keys.events_by_name(name) if name else (
+            keys.EVENTS if internal else keys.EVENTS_USER)
+        result = await search.find(self.redis, EVENTS) if search else None
+        members, nxt, total = await self._page(index, result, cursor, limit, since_ms,
+                                               until_ms)
+        rows = await self.event_rows(members)
+        return Page(rows, nxt, examined=len(members), total=total)
 
     async def events_after(self, after_ms: int, seen: set[str], name: str | None = None,
-                           limit: int = 100) -> list[dict[str, Any]]:
-        index = keys.events_by_name(name) if name else keys.EVENTS
+                           limit: int = 100, *, internal: bool = True,
+                           search: Search | None = None) -> list[dict[str, Any]]:
+        index = keys.events_by_name(name) if name else (
+            keys.EVENTS if internal else keys.EVENTS_USER)
         got: Any = await self.redis.zrangebyscore(index, after_ms - LIVE_LOOKBACK_MS, "+inf",
-                                             start=0, num=limit + len(seen), withscores=True)
+                                                  start=0, num=limit + len(seen),
+                                                  withscores=True)
         fresh = [(_text(m), float(s)) for m, s in got if _text(m) not in seen][:limit]
+        if search is not None and fresh:
+            raws = await self.redis.mget([keys.event(m) for m, _ in fresh])
+            fresh = [m for m, raw in zip(fresh, raws, strict=True)
+                     if raw and self._event_matches(raw, search)]
         return await self.event_rows(fresh)
+
+    @staticmethod
+    def _event_matches(raw: bytes | str, search: Search) -> bool:
+        stored = orjson.loads(raw)
+        if is_internal(stored.get("name")):
+            return False
+        return search.matches(event_document(stored))

@@ -9,8 +9,6 @@ from typing import Any
 from .search import Search
 from .views import ROW_FIELDS, _int, _iso, _text
 
-SCAN_BATCH = 500
-SCAN_BUDGET = 5000
 LIVE_LOOKBACK_MS = 5000  # a run written late with an older score is still seen live
 
 
@@ -25,9 +23,9 @@ class RunQuery:
 
     @property
     def filtered(self) -> bool:
-        """True when rows must be examined (status or search: no index for those); a
-        function has its own index of runs."""
-        return bool(self.status or self.search or self.stalled)
+        """True when the list shows less than every run."""
+        return bool(self.status or self.search or self.function_id or self.stalled
+                    or self.since_ms is not None or self.until_ms is not None)
 
     def accepts(self, row: dict[str, Any]) -> bool:
         """Function and status (the search needs the event: see `_search_rows`)."""
@@ -42,9 +40,10 @@ class RunQuery:
 class Page:
     rows: list[dict[str, Any]]
     next_cursor: str | None = None  # older rows exist: pass this back as `cursor`
-    examined: int = 0  # runs examined (filtered pages)
-    partial: bool = False  # the scan budget ran out before a full page was found
+    examined: int = 0  # rows read for this page
+    partial: bool = False  # never set: every filter is answered from an index
     oldest_examined_ms: int | None = None
+    total: int | None = None  # how many rows match the filter, in all
 
 
 def make_cursor(score: float | int, member: str) -> str:
@@ -65,6 +64,7 @@ def _row(run_id: str, score: float | None, values: Sequence[Any]) -> dict[str, A
     if fields["status"] is None:
         return None  # gone
     started, ended = _int(fields["started_at"]), _int(fields["ended_at"])
+    queue_ms, exec_ms = _int(fields["queue_ms"]), _int(fields["exec_ms"])
     return {
         "run_id": run_id,
         "function_id": _text(fields["function_id"] or b""),
@@ -79,4 +79,11 @@ def _row(run_id: str, score: float | None, values: Sequence[Any]) -> dict[str, A
         "ended_at": _iso(ended),
         "score": int(score) if score is not None else started,
         "event_name": None,
+        "seq": _int(fields["seq"]),
+        "waiting_reason": _text(fields["waiting_reason"]) if fields["waiting_reason"] else None,
+        "queue_ms": queue_ms,
+        "exec_ms": exec_ms,
+        "stalled": bool(fields["stalled_since"]),
+        "phase": None,  # set for running rows by `phases.add_phases`
+        "elapsed_ms": None,
     }

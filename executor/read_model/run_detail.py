@@ -12,6 +12,14 @@ from .base import Reads
 from .views import _int, _iso, _step_status, _text, run_view
 
 
+def _attempt(raw: dict[str, Any]) -> dict[str, Any]:
+    """One attempt of a step, as its record keeps it (lib_record.lua)."""
+    return {"n": _int(raw.get("n")) or 0, "start_ms": _int(raw.get("start")),
+            "end_ms": _int(raw.get("end")), "queued_ms": _int(raw.get("queued_ms")) or 0,
+            "status": raw.get("status"), "error": raw.get("error"),
+            "retry_at_ms": _int(raw.get("retry_at"))}
+
+
 class RunDetail(Reads):
     async def steps(self, run_id: str) -> list[dict[str, Any]] | None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -82,7 +90,15 @@ class RunDetail(Reads):
         run.update(started_ms=started, ended_ms=ended,
                    duration_ms=(ended - started) if ended else None,
                    rerun_of=_text(fields[b"rerun_of"]) if fields.get(b"rerun_of") else None,
-                   output_bytes=len(fields.get(b"output") or b""))
+                   rerun_reason=_text(fields[b"rerun_reason"])
+                   if fields.get(b"rerun_reason") else None,
+                   output_bytes=len(fields.get(b"output") or b""),
+                   queue_ms=_int(fields.get(b"queue_ms")) or 0,
+                   exec_ms=_int(fields.get(b"exec_ms")) or 0,
+                   measured=b"exec_ms" in fields or b"queue_ms" in fields)
+        output = run["output"]
+        run["cancelled_by_event"] = (output.get("event_id") if run["status"] == "Cancelled"
+                                     and isinstance(output, dict) else None)
         event = orjson.loads(fields[b"event"]) if fields.get(b"event") else None
         batch = orjson.loads(fields[b"events"]) if fields.get(b"events") else []
         seq = _int(fields.get(b"seq"))
@@ -124,6 +140,8 @@ class RunDetail(Reads):
                 "order": order.get(key), "memo_bytes": len(memo) if memo else 0,
                 "has_output": False, "output": None, "error": rec.get("error"),
                 "usage": step_usage.get(key),
+                "max_attempts": rec.get("max_attempts"),
+                "tries": [_attempt(t) for t in rec.get("tries") or [] if isinstance(t, dict)],
             }
             value = orjson.loads(memo) if memo else None
             if isinstance(value, dict) and "data" in value:
@@ -136,12 +154,41 @@ class RunDetail(Reads):
                     "Waiting", "Sleeping", "Invoking", "Retrying"):
                 step["interrupted"] = step["status"]
                 step["status"] = run["status"]  # the run ended while this step was pending
+                # how long it really lasted: until the run ended, not its planned end
+                step["planned_end_ms"] = step["ended_ms"]
+                if ended is not None and step["started_ms"] is not None:
+                    step["ended_ms"] = max(step["started_ms"], min(step["ended_ms"] or ended,
+                                                                   ended))
+            step["error_bytes"] = len(orjson.dumps(step["error"])) if step["error"] else 0
             steps.append(step)
         big = len(order) + len(steps)
         steps.sort(key=lambda s: (s["order"] if s["order"] is not None else big,
                                   s["started_ms"] or 0))
         return {"run": run, "event": event, "batch": batch, "steps": steps, "queue": queue,
-                "rerunnable": [s for s in steps if s["order"] is not None]}
+                "rerunnable": [s for s in steps if s["order"] is not None],
+                "links": await self._links(run_id, event)}
+
+    async def _links(self, run_id: str, event: Any) -> dict[str, Any]:
+        """Runs related to this one, both ways: its reruns and the run it reran (`rerun_of`
+        in the run), the runs its end events started (an `on_failure` handler) and, for a
+        run started by another run's end or invoke, that run."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(keys.run_reruns(run_id), 0, 199)
+            for suffix in ("failed", "finished", "cancelled"):
+                pipe.lrange(keys.event_runs(f"{run_id}-{suffix}"), 0, 49)
+            reruns, *ended = await pipe.execute()
+        followers = list(dict.fromkeys(_text(r) for found in ended for r in found))
+        data = event.get("data") if isinstance(event, dict) else None
+        source = None
+        if isinstance(data, dict) and str(event.get("name", "")).startswith("inngest/function."):
+            if event.get("name") == "inngest/function.invoked":
+                source = ((data.get("_inngest") or {}).get("source_run_id"), "invoked by")
+            else:
+                source = (data.get("run_id"), "started by the end of")
+        return {"reruns": await self.run_rows([_text(r) for r in reruns]),
+                "followers": await self.run_rows(followers),
+                "source": {"run_id": source[0], "how": source[1]}
+                if source and isinstance(source[0], str) and source[0] else None}
 
     async def run_version(self, run_id: str) -> str | None:
         """A fingerprint that changes whenever the run page would: status, step records,

@@ -13,7 +13,8 @@ from .. import operations, times
 
 RUN_STATUSES = ("Running", "Completed", "Failed", "Cancelled")
 ROW_FIELDS = ("run_id", "function_id", "app_id", "event_id", "status", "started_at",
-              "ended_at", "rerun_of")
+              "ended_at", "rerun_of", "seq", "waiting_reason", "queue_ms", "exec_ms",
+              "stalled_since")
 EVENT_HEAD_BYTES = 4096  # enough for any event name (512 chars, escaped) and a data preview
 
 

@@ -173,9 +173,12 @@ def test_cancel_a_waiting_run_from_its_page(pages: Pages, example: Stack) -> Non
     expect(why).to_contain_text("async.data.request_id == event.data.request_id")
     expect(page.locator('.lane[data-lane="wait-for-decision"] .bar.Waiting')).to_be_visible()
     shot(page, "run-waiting-desktop-light")
-    page.get_by_role("button", name="Cancel run").click()
+    page.get_by_text("Cancel run…").click()  # asks for a confirmation and a reason
+    page.get_by_label("Reason (kept with the run)").fill("duplicate request")
+    page.get_by_role("button", name="Cancel this run").click()
     expect(page.locator("h1 .pill")).to_have_text("Cancelled")
-    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    expect(page.locator("#cancelled-by")).to_contain_text("duplicate request")
+    expect(page.get_by_role("button", name="Cancel this run")).to_have_count(0)
     expect(page.locator('article.step[data-step="wait-for-decision"]')).to_contain_text(
         "was waiting when the run ended")
     assert ex.run(run["run_id"])["status"] == "Cancelled"
@@ -225,7 +228,7 @@ def test_filter_by_status_and_search_an_event_field(pages: Pages, example: Stack
     statuses = page.locator("#runs tr[data-id] .pill")
     expect(statuses.first).to_have_text("Failed")
     assert set(statuses.all_inner_texts()) == {"Failed"}
-    expect(page.locator("#scan-note")).to_contain_text("examined")
+    expect(page.locator("#match-count")).to_contain_text("match this filter")
     shot(page, "runs-filter-failed-desktop-light")
 
     page.get_by_label("Status").select_option("")
@@ -279,7 +282,7 @@ def test_functions_stats_and_app_resync(pages: Pages, example: Stack) -> None:
     expect(card).to_contain_text("research/requested")
     expect(card).to_contain_text("retries")
     assert int(card.locator(".stats strong").first.inner_text()) >= 1  # runs in the last hour
-    expect(card.locator("svg.chart rect.ok").first).to_be_visible()
+    expect(card.locator("svg.chart rect.Completed").first).to_be_visible()
     expect(page.locator('article[data-function="llm-pipeline-trip-booking-failure"]')
            ).to_contain_text("inngest/function.failed")
 

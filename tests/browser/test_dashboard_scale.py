@@ -321,10 +321,10 @@ def test_copy_buttons_value_viewer_local_times_and_theme(browser: Any, stack: St
     # the value viewer: folding and search inside the dashboard
     page.locator("#run-output").get_by_role("link", name="Open in viewer").click()
     expect(page).to_have_url(re.compile(f"/runs/{run_id}/output/view$"))
-    page.get_by_label("Find keys or values").fill("tokens")
+    page.get_by_label("Find keys or values").fill("cost_usd")  # one key in the summary
     page.get_by_role("button", name="Find").click()
-    expect(page.locator("#viewer-hits")).to_contain_text("1 match for “tokens”")
-    expect(page.locator(".leaf.hit")).to_contain_text("tokens")
+    expect(page.locator("#viewer-hits")).to_contain_text("1 match for “cost_usd”")
+    expect(page.locator(".leaf.hit")).to_contain_text("cost_usd")
     page.get_by_role("button", name="Fold all", exact=True).click()
     assert page.locator("#value-tree details[open]").count() == 0
     page.get_by_role("button", name="Unfold all", exact=True).click()

@@ -99,6 +99,27 @@ def app_stack(factory: pytest.TempPathFactory, name: str, target: str,
         _keep_logs(directory)
 
 
+@contextlib.contextmanager
+def executor_alone(directory: pathlib.Path, extra: list[str] | None = None, *,
+                   production: bool = False, env: dict[str, str] | None = None,
+                   ) -> Iterator[Executor]:
+    """A redis-server and an executor with no app (`start` when `production`), stopped and
+    their logs kept after."""
+    redis = RedisServer(directory)
+    redis.start()
+    executor = Executor(directory, redis.url, [], port=free_port(), extra=extra)
+    if production:
+        executor.args[executor.args.index("dev")] = "start"
+    executor.env.update(env or {})
+    try:
+        executor.start()
+        yield executor
+    finally:
+        executor.stop()
+        redis.stop()
+        _keep_logs(directory)
+
+
 @pytest.fixture
 def stack(tmp_path: pathlib.Path) -> Iterator[Stack]:
     s = start_stack(tmp_path)
@@ -128,4 +149,4 @@ def _keep_logs(directory: pathlib.Path) -> None:
         shutil.copy(log, target / log.name)
 
 
-__all__ = ["Stack", "start_stack", "subprocess"]
+__all__ = ["Stack", "executor_alone", "start_stack", "subprocess"]

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import OUTPUT, Stack, _keep_logs, start_stack
-from ..procs import Executor, RedisServer, free_port, wait_for
+from ..conftest import OUTPUT, Stack, _keep_logs, executor_alone, start_stack
+from ..procs import Executor, wait_for
 
 pytestmark = pytest.mark.real
 
@@ -338,20 +338,10 @@ def test_pages_at_desktop_and_phone_in_light_and_dark(browser: Any, example: Sta
 # -- production mode: forms need the session's CSRF token --------------------------------------
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("dashboard-prod")
-    redis = RedisServer(directory)
-    redis.start()
-    executor = Executor(directory, redis.url, [], port=free_port(), extra=[
-        "--signing-key", "signkey-test-" + secrets.token_hex(32),
-        "--dashboard-password", "pw-dashboard"])
-    executor.args[executor.args.index("dev")] = "start"
-    try:
-        executor.start()
+    with executor_alone(tmp_path_factory.mktemp("dashboard-prod"), [
+            "--signing-key", "signkey-test-" + secrets.token_hex(32),
+            "--dashboard-password", "pw-dashboard"], production=True) as executor:
         yield executor
-    finally:
-        executor.stop()
-        redis.stop()
-        _keep_logs(directory)
 
 
 def test_production_forms_require_the_csrf_token(production: Executor) -> None:

@@ -5,7 +5,6 @@ JSON requests still pass. A real dev executor on real redis-server."""
 
 from __future__ import annotations
 
-import pathlib
 import re
 from collections.abc import Iterator
 
@@ -13,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from ..conftest import _keep_logs
-from ..procs import Executor, RedisServer
+from ..conftest import executor_alone
+from ..procs import Executor
 
 pytestmark = pytest.mark.real
 
@@ -27,17 +26,9 @@ EVIL_REGISTER = orjson.dumps({
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("devguard")
-    redis = RedisServer(directory)
-    redis.start()
-    executor = Executor(directory, redis.url, [], extra=["--allowed-hosts", "executor.internal"])
-    try:
-        executor.start()
+    with executor_alone(tmp_path_factory.mktemp("devguard"),
+                        ["--allowed-hosts", "executor.internal"]) as executor:
         yield executor
-    finally:
-        executor.stop()
-        redis.stop()
-        _keep_logs(directory)
 
 
 def functions(dev: Executor) -> list[str]:

@@ -17,8 +17,8 @@ import pytest
 
 from inngest_like import signing
 
-from ..conftest import _keep_logs
-from ..procs import ROOT, Executor, RedisServer
+from ..conftest import executor_alone
+from ..procs import ROOT, Executor
 
 pytestmark = pytest.mark.real
 
@@ -59,21 +59,12 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Executor]:
     (directory / "signing.key").write_text(KEY + "\n")
     (directory / "event.keys").write_text(f"{EVENT_KEY}\n")
     (directory / "password").write_text(PASSWORD)
-    redis = RedisServer(directory)
-    redis.start()
-    executor = Executor(directory, redis.url, [], extra=[
-        "--signing-key-file", str(directory / "signing.key"),
-        "--event-key-file", str(directory / "event.keys")])
-    executor.args[executor.args.index("dev")] = "start"
-    executor.env.update({"INNGEST_SIGNING_KEY_FALLBACK": FALLBACK,
-                         "INNGEST_LIKE_DASHBOARD_PASSWORD_FILE": str(directory / "password")})
-    try:
-        executor.start()
+    with executor_alone(directory, [
+            "--signing-key-file", str(directory / "signing.key"),
+            "--event-key-file", str(directory / "event.keys")], production=True, env={
+            "INNGEST_SIGNING_KEY_FALLBACK": FALLBACK,
+            "INNGEST_LIKE_DASHBOARD_PASSWORD_FILE": str(directory / "password")}) as executor:
         yield executor
-    finally:
-        executor.stop()
-        redis.stop()
-        _keep_logs(directory)
 
 
 def test_no_secret_on_the_command_line(production: Executor) -> None:

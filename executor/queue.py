@@ -192,10 +192,13 @@ class Queue:
         next_due = int(out[0]) if int(out[0]) >= 0 else None
         return [QueueItem.from_json(raw) for raw in out[1:]], token, next_due
 
-    async def renew(self, item_id: str, token: str, expiry_ms: int) -> bool:
+    async def renew(self, item_id: str, token: str, now_ms: int, expiry_ms: int) -> bool:
+        """Extend a lease (and its concurrency slots); False when it is no longer ours,
+        including when a late renewal finds its slot taken (renew.lua forfeits it)."""
         ok = await self.scripts(
-            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
-            [item_id, token, expiry_ms]
+            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS, keys.QUEUE_READY,
+                      keys.QUEUE_WAKE],
+            [item_id, token, expiry_ms, now_ms]
         )
         return bool(ok)
 

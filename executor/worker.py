@@ -229,7 +229,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
-                renewed = await self.queue.renew(item_id, token, self.clock() + self.lease_ms)
+                now = self.clock()
+                renewed = await self.queue.renew(item_id, token, now, now + self.lease_ms)
             except Exception:
                 log.warning("renewing the lease on %s failed; trying again", item_id)
                 continue  # a passing Redis error must not let the lease lapse mid-call

@@ -75,14 +75,25 @@ class GroupPause:
     spec: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Intake:
+    """What accepted events do to runs already there, stored with the events by ingest.lua:
+    offer `events` (ids of stored events) to the pauses waiting for them, and cancel the
+    `replaced` runs (a singleton in cancel mode). Redone whole if its taker dies: resuming
+    and cancelling are each exactly-once in their scripts."""
+
+    events: list[str]
+    replaced: list[str]
+
+
 Payload = (PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
-           | GroupPause)
+           | GroupPause | Intake)
 
 # item kind -> its payload type; "call" items (calls to the app) carry none
 PAYLOADS: dict[str, type[Payload]] = {
     "pause-timeout": PauseTimeout, "timeout-start": StartTimeout,
     "timeout-finish": FinishTimeout, "sleep": GroupSleep, "emit-invoke": EmitInvoke,
-    "scan-wait": ScanWait, "pause": GroupPause,
+    "scan-wait": ScanWait, "pause": GroupPause, "intake": Intake,
 }
 
 

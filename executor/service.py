@@ -147,6 +147,10 @@ class Executor:
             lease_ms=settings.lease_ms,
             retry_interval_s=settings.retry_interval_s,
         )
+        self.ingest.lease_ms = settings.lease_ms
+        if settings.run_worker:  # new runs' first calls go straight to this worker
+            self.ingest.free_slots = self.worker.free_slots
+            self.ingest.adopt = self.worker.adopt
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

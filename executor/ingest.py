@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
@@ -61,6 +62,15 @@ def derived_run_id(event: IncomingEvent, fn_id: str, now_ms: int) -> str:
     return str(ULID.from_bytes(ms.to_bytes(6, "big") + digest))
 
 
+class NotReplicated(Exception):
+    """The events were stored on the primary, but fewer replicas than asked confirmed them in
+    time (`--ack-replicas`): a failover now could lose them, so they are not acknowledged."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"stored, but confirmed by {acked} of {wanted} Redis replicas within "
+                         f"{timeout_ms} ms: send the events again (their ids are deduplicated)")
+
+
 class Ingest:
     def __init__(self, redis: Redis, scripts: Scripts, registry: Registry, state: RunState,
                  clock: Callable[[], int]) -> None:
@@ -82,6 +92,7 @@ class Ingest:
         self.free_slots: Callable[[], int] = lambda: 0
         self.adopt: Callable[[list[QueueItem], str], None] = lambda items, token: None
         self.lease_ms = 20_000  # the lease of what the ingest script hands this process
+        self.ack_timeout_ms = 1000  # how long `accept(replicas=N)` waits for the replicas
 
     # -- starting runs -------------------------------------------------------------------
     def new_run(self, fn: FunctionConfig, events: list[IncomingEvent], now_ms: int,
@@ -215,11 +226,12 @@ class Ingest:
                 for fn in self.registry.match(event.wire)]
 
     async def accept(self, events: list[IncomingEvent], *,
-                     runs: list[dict[str, Any]] | None = None) -> list[str]:
+                     runs: list[dict[str, Any]] | None = None, replicas: int = 0) -> list[str]:
         """Store events, start the runs they trigger (or exactly `runs`), then resume and
         cancel what waits for them. Returns the ids of runs created. An event whose sender
         id was seen in the last 24 h is not stored again: its `internal_id` is set to the
-        id stored then (what the API answers)."""
+        id stored then (what the API answers). With `replicas`, raises NotReplicated (after
+        doing everything else) unless that many replicas confirmed every write in time."""
         now = self.clock()
         await self.registry.refresh()
         if runs is None:
@@ -245,8 +257,16 @@ class Ingest:
             ],
             "runs": runs,
         }
-        out = await ingest_chunks.ingest(lambda body: self.scripts(  # pieces: ingest_chunks.py
-            "ingest", INGEST_KEYS, [body]), payload)
+        acked: list[int] = []
+
+        async def store(body: bytes) -> Any:
+            if not replicas:
+                return await self.scripts("ingest", INGEST_KEYS, [body])
+            answer, count = await self._store_replicated(body, replicas)
+            acked.append(count)
+            return answer
+
+        out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
         created: list[str] = out["created"]
         self.on_runs_started(created, runs)
         if out["handed"]:
@@ -261,7 +281,26 @@ class Ingest:
                 crashpoints.reach("intake", event.wire["name"])
             await self.follow_up(intake, mine)
             await self.state.drop(item, token, self.clock())
+        if acked and min(acked) < replicas:
+            raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
         return created
+
+    async def _store_replicated(self, body: bytes, replicas: int) -> tuple[Any, int]:
+        """The ingest script, then WAIT on the same connection (WAIT covers the writes of
+        the connection it runs on, so both go in one pipeline): (its answer, replicas that
+        confirmed)."""
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self.scripts.queue_in(pipe, "ingest", INGEST_KEYS, [body])
+                    pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
+                    answer, count = await pipe.execute()
+                return answer, int(count)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.scripts.load_all()  # Redis restarted without its script cache
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _match_keys(event: IncomingEvent) -> list[str]:

@@ -24,7 +24,8 @@ from .clock import system_ms
 from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES
 from .embedded import RedisChild, has_redis_server
 from .events import Limits
-from .redis_client import connect
+from .layout import LayoutError, check
+from .redis_client import connect, is_cluster
 from .request_guard import DEFAULT_MAX_BODY_BYTES, allowed_hosts
 from .service import Executor, Settings
 
@@ -43,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--port", type=int, default=8288)
         cmd.add_argument("-u", "--sdk-url", dest="urls", action="append", default=[],
                          help="an app's serve URL to sync (repeatable)")
-        cmd.add_argument("--redis-url", default=None)
+        cmd.add_argument("--redis-url", default=None,
+                         help="a Redis, or any node of a Redis Cluster (detected; "
+                              "--redis-cluster to insist)")
+        cmd.add_argument("--redis-cluster", action="store_true",
+                         help="--redis-url is a Redis Cluster node (refuse otherwise)")
+        cmd.add_argument("--migrate", action="store_true",
+                         help="rename a drained store of an earlier key layout at start")
         cmd.add_argument("--retry-interval", type=float, default=None,
                          help="flat retry backoff in seconds instead of Inngest's table")
         cmd.add_argument("--lease-seconds", type=float, default=20.0,
@@ -221,14 +228,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     child: RedisChild | None = None
     redis: Redis
+    migrate, cluster = bool(args.migrate), False
     if args.redis_url:
-        redis = connect(args.redis_url)
-        storage = f"redis at {_without_password(args.redis_url)}"
+        cluster = is_cluster(args.redis_url)
+        if args.redis_cluster and not cluster:
+            print(f"inngest-like {args.command}: --redis-cluster: "
+                  f"{_without_password(args.redis_url)} is not a Redis Cluster node",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        redis = connect(args.redis_url, cluster=cluster)
+        kind = "Redis Cluster (every key in one slot: failover, one master's throughput)" \
+            if cluster else "redis"
+        storage = f"{kind} at {_without_password(args.redis_url)}"
     elif has_redis_server():
         child = RedisChild(pathlib.Path(args.data_dir) / "redis")
         child.start()
         redis = connect(child.url)
         storage = f"embedded redis-server (AOF) in {child.data_dir}/, state survives restarts"
+        migrate = True  # its own private store: nobody else can be using the old layout
     else:
         import fakeredis
 
@@ -258,13 +275,24 @@ def main(argv: list[str] | None = None) -> None:
         stall_threshold_ms=int(args.stall_threshold * 1000),
         metrics=not args.no_metrics,
         ack_replicas=max(0, args.ack_replicas),
+        migrate=migrate,
         ack_timeout_ms=max(1, int(args.ack_timeout * 1000)),
         metrics_token=args.metrics_token or os.environ.get("INNGEST_LIKE_METRICS_TOKEN"),
     )
+    url = args.redis_url or (child.url if child else None)
+    if url:
+        try:  # before serving: a store it cannot use ends the command with the reason
+            asyncio.run(_check_layout(url, cluster=cluster,
+                                      migrate=migrate))
+        except LayoutError as exc:
+            print(f"inngest-like {args.command}: {exc}", file=sys.stderr)
+            if child:
+                child.stop()
+            raise SystemExit(2) from None
     executor = Executor(redis, settings)
     for key in event_keys:
         try:
-            asyncio.run(_seed_key(args.redis_url, key))
+            asyncio.run(_seed_key(args.redis_url, key, cluster))
         except ValueError as exc:
             print(f"inngest-like {args.command}: --event-key: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -290,10 +318,20 @@ def main(argv: list[str] | None = None) -> None:
             child.stop()
 
 
-async def _seed_key(redis_url: str | None, key: str) -> None:
+async def _check_layout(url: str, *, cluster: bool, migrate: bool) -> None:
+    redis = connect(url, cluster=cluster)
+    try:
+        moved = await check(redis, migrate=migrate)
+        if moved:
+            print(f"renamed {moved} keys of a store of key layout 1", file=sys.stderr)
+    finally:
+        await redis.aclose()
+
+
+async def _seed_key(redis_url: str | None, key: str, cluster: bool) -> None:
     if not redis_url:
         return  # dev mode accepts every key
-    redis = connect(redis_url)
+    redis = connect(redis_url, cluster=cluster)
     try:
         await Auth(redis, production=True, signing_keys=[]).add_event_key(key, "cli", system_ms())
     finally:
@@ -303,7 +341,7 @@ async def _seed_key(redis_url: str | None, key: str) -> None:
 async def _keys(args: argparse.Namespace) -> None:
     """`inngest-like keys add|revoke|list`: keys live hashed in Redis; a new key is shown
     once, here, and never again."""
-    redis = connect(args.redis_url)
+    redis = connect(args.redis_url, cluster=is_cluster(args.redis_url))
     auth = Auth(redis, production=True, signing_keys=[])
     try:
         if args.action == "add":

@@ -1,31 +1,34 @@
 """Every Redis key the executor uses, built here and nowhere else.
 
-Keys of one run share the hash tag `{r:<run_id>}` and the queue keys share `{q}`, so each
-script touching one run or the queue stays in one slot. Scripts that move work between a run
-and the queue (complete, ingest), or add a run's usage to its function's (usage) and flag it
-in the stalled index (stall), span two slots: fine on one Redis (what we support today), to
-be split for Redis Cluster.
+Every key starts with PREFIX, whose hash tag (`{s0}`) puts every key in one hash slot. On a
+single Redis that changes nothing; on a Redis Cluster it makes every script valid (a script
+may only touch keys of one slot, and ours touch a run's keys, the queue's and the indexes'
+at once) and puts the whole store on one master and its replicas: a cluster gives failover,
+not yet more throughput. Spreading runs over several shards (`{s<n>}`) is the next step.
+The parts after the prefix (event names, function ids, key values) may hold any text: the
+first `{...}` of a name is its hash tag, and the prefix's comes first.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-PREFIX = "il"
+PREFIX = "il:{s0}"
+LAYOUT = "2"  # bumped when stored names change; stores of layout 1 are renamed (layout.py)
+LAYOUT_KEY = f"{PREFIX}:layout"  # string: the layout this store is written in
 
 # -- queue -------------------------------------------------------------------------------
-QUEUE_ITEMS = f"{PREFIX}:{{q}}:items"  # hash item id -> item JSON
-QUEUE_READY = f"{PREFIX}:{{q}}:ready"  # zset item id -> due time (ms): the delay queue
-QUEUE_LEASED = f"{PREFIX}:{{q}}:leased"  # zset item id -> lease expiry (ms)
-QUEUE_LEASES = f"{PREFIX}:{{q}}:leases"  # hash item id -> lease token of the holder
-QUEUE_WAKE = f"{PREFIX}:{{q}}:wake"  # list: one entry per enqueue, BLPOPed by idle workers
-
+QUEUE_ITEMS = f"{PREFIX}:q:items"  # hash item id -> item JSON
+QUEUE_READY = f"{PREFIX}:q:ready"  # zset item id -> due time (ms): the delay queue
+QUEUE_LEASED = f"{PREFIX}:q:leased"  # zset item id -> lease expiry (ms)
+QUEUE_LEASES = f"{PREFIX}:q:leases"  # hash item id -> lease token of the holder
+QUEUE_WAKE = f"{PREFIX}:q:wake"  # list: one entry per enqueue, BLPOPed by idle workers
 
 
 def call_beat(call_id: str) -> str:
     """String with a TTL: when the step body of one call (item id + a nonce) last sent a
     heartbeat (ms). In the queue's slot: heartbeat.lua checks the lease beside it."""
-    return f"{PREFIX}:{{q}}:beat:{call_id}"
+    return f"{PREFIX}:q:beat:{call_id}"
 
 
 # -- registry ----------------------------------------------------------------------------
@@ -103,33 +106,33 @@ def runs_of_function_status(function_id: str, status: str) -> str:
     return f"{PREFIX}:runs:fs:{status}:{function_id}"
 
 
-RUN_PREFIX = f"{PREFIX}:run:{{r:"  # scripts that find a run by id append "<id>}"
+RUN_PREFIX = f"{PREFIX}:run:"  # scripts that find a run by id append it
 
 
 def run(run_id: str) -> str:
     """Hash: run metadata (function, status, output, times, events, version, seq; `error`:
     a failed run's normalized error for its end events, beside the SDK's body in `output`)."""
-    return f"{RUN_PREFIX}{run_id}}}"
+    return f"{RUN_PREFIX}{run_id}"
 
 
 def run_memos(run_id: str) -> str:
     """Hash: hashed step id -> memo JSON ({"data": ...} | {"error": ...} | null)."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:memos"
+    return f"{PREFIX}:run:{run_id}:memos"
 
 
 def run_stack(run_id: str) -> str:
     """List: hashed step ids in the order their memos were saved (ctx.stack)."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:stack"
+    return f"{PREFIX}:run:{run_id}:stack"
 
 
 def run_steps(run_id: str) -> str:
     """Hash: hashed step id -> step record JSON (name, status, attempts, times, error)."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:steps"
+    return f"{PREFIX}:run:{run_id}:steps"
 
 
 def run_pending(run_id: str) -> str:
     """Set: hashed ids of planned (parallel) steps whose calls have not finished yet."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:pending"
+    return f"{PREFIX}:run:{run_id}:pending"
 
 
 def run_usage(run_id: str) -> str:
@@ -137,10 +140,10 @@ def run_usage(run_id: str) -> str:
     last report of one step body in one call (the dedup key), `s:<hashed step id>` -> the
     step's totals (per model, per attempt).
     The run's own totals are fields of the run hash (the budget check reads them there)."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:usage"
+    return f"{PREFIX}:run:{run_id}:usage"
 def run_reruns(run_id: str) -> str:
     """List: ids of the runs started as reruns of this one."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:reruns"
+    return f"{PREFIX}:run:{run_id}:reruns"
 
 
 def run_keys(run_id: str) -> list[str]:
@@ -157,7 +160,7 @@ def idempotency(function_id: str, key: str) -> str:
 def run_listeners(run_id: str) -> str:
     """Set: `<pause hash key>|<pause id>` of the run's pauses and cancel listeners, so that
     ending the run removes them."""
-    return f"{PREFIX}:run:{{r:{run_id}}}:listeners"
+    return f"{PREFIX}:run:{run_id}:listeners"
 
 
 # -- pauses ------------------------------------------------------------------------------

@@ -1,25 +1,55 @@
 """The executor's Redis connection: reconnects and retries a command when a connection
-breaks (a Redis restart), which is safe because every script is idempotent by design; and a
-blocking pool, so a burst of requests waits for a free connection instead of failing."""
+breaks (a Redis restart, a cluster failover), which is safe because every script is
+idempotent by design; and a blocking pool, so a burst of requests waits for a free
+connection instead of failing.
+
+A Redis Cluster is used through redis-py's cluster client, which follows the cluster's
+topology (MOVED, a replica promoted after its master died). Every key shares one hash slot
+(keys.py), so every script and pipeline we send is valid there; the cluster client answers
+the commands we use as the plain one does, so the rest of the executor types it as one.
+"""
 
 from __future__ import annotations
 
+from typing import cast
+
+import redis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-MAX_CONNECTIONS = 256  # per process; redis-py's default pool refuses past 100
+MAX_CONNECTIONS = 256  # per process (per node in a cluster); redis-py's default refuses past 100
 
 
-def connect(url: str) -> Redis:
+def _retry() -> Retry:
+    # a cluster's failover takes about its node timeout plus an election: retry ~5 s
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=12)
+
+
+def connect(url: str, *, cluster: bool = False) -> Redis:
+    if cluster:
+        return cast(Redis, RedisCluster.from_url(
+            url, max_connections=MAX_CONNECTIONS, retry=_retry(),
+            retry_on_error=[ConnectionError, TimeoutError], health_check_interval=10,
+            socket_keepalive=True))
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=20,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=8),
+        retry=_retry(),
         retry_on_error=[ConnectionError, TimeoutError],
         health_check_interval=10,
         socket_keepalive=True,
     )
     return Redis(connection_pool=pool)
+
+
+def is_cluster(url: str) -> bool:
+    """Whether the Redis at `url` is a node of a Redis Cluster (`cluster_enabled:1`)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    finally:
+        client.close()

@@ -12,7 +12,7 @@ from redis.commands.core import AsyncScript
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
          "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall",
-         "backlog")
+         "backlog", "clock")
 
 
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
@@ -51,7 +51,7 @@ class Scripts:
         """Add a script call to a pipeline by SHA alone. (redis-py's Script in a pipeline
         first asks SCRIPT EXISTS: a round trip per step.) Pair with `load_all` on
         NoScriptError, which only happens after Redis lost its script cache."""
-        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
 
     async def load_all(self) -> None:
         for script in self._scripts.values():

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from inngest_like import signing
 
+from . import keys, layout
 from .auth import Auth
 from .clock import Clock, system_ms
 from .driver import CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES, Driver
@@ -74,6 +75,8 @@ class Settings:
     # events are acknowledged only once this many Redis replicas have them (WAIT), so a
     # failover of the primary cannot lose an acknowledged event; 0: the primary's word
     ack_replicas: int = 0
+    # rename a drained store of an earlier key layout at start (layout.py); else refuse it
+    migrate: bool = False
     ack_timeout_ms: int = 1000
 
     @property
@@ -159,6 +162,10 @@ class Executor:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        moved = await layout.check(self.redis, migrate=self.settings.migrate)
+        if moved:
+            log.warning("renamed %d keys of a store of key layout 1 to layout %s", moved,
+                        keys.LAYOUT)
         await self.scripts.load_all()
         await self.registry.refresh()
         if self.settings.run_worker:

@@ -128,20 +128,26 @@ class RunState:
         pipe.lrange(keys.run_stack(run_id), 0, -1)
         pipe.hgetall(keys.run_memos(run_id))
         pipe.get(keys.REGISTRY_VERSION)
-        pipe.time()
+        self.scripts.queue_in(pipe, "clock", [keys.run(run_id)], [])
 
     @staticmethod
     def _state(results: list[Any]) -> CallState | None:
-        run, stack, memos, version, (seconds, micros) = results
+        run, stack, memos, version, redis_ms = results
         if not run:
             return None
-        return CallState(run, memos, stack, int(version or 0),
-                         int(seconds) * 1000 + int(micros) // 1000)
+        return CallState(run, memos, stack, int(version or 0), int(redis_ms))
 
     async def load(self, run_id: str) -> CallState | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue_load(pipe, run_id)
-            return self._state(await pipe.execute())
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self._queue_load(pipe, run_id)
+                    return self._state(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.scripts.load_all()  # Redis restarted without its script cache
+        raise AssertionError("unreachable")
 
     async def complete(
         self,

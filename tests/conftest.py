@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .procs import App, Executor, RedisServer, free_port
+from .procs import App, Executor, RedisCluster, RedisServer, free_port
 
 OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output"
 
@@ -31,9 +31,15 @@ def _require_redis_for_real(request: pytest.FixtureRequest) -> None:
         pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
 
 
+# the Redis a stack runs on: "single" (one redis-server) or "cluster" (RedisCluster: three
+# masters with a replica each); suites that must hold on both parametrise their fixture
+# with REDIS_KINDS
+REDIS_KINDS = ["single", "cluster"]
+
+
 @dataclasses.dataclass
 class Stack:
-    redis: RedisServer
+    redis: RedisServer | RedisCluster
     executor: Executor
     app: App
     counter: pathlib.Path
@@ -66,8 +72,10 @@ class Stack:
 def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:app",
                 app_env: dict[str, str] | None = None,
                 executor_extra: list[str] | None = None,
-                executor_env: dict[str, str] | None = None) -> Stack:
-    redis = RedisServer(directory)
+                executor_env: dict[str, str] | None = None,
+                redis_kind: str = "single") -> Stack:
+    redis: RedisServer | RedisCluster = (
+        RedisCluster(directory) if redis_kind == "cluster" else RedisServer(directory))
     redis.start()
     exec_port, app_port = free_port(), free_port()
     counter = directory / "counter.txt"
@@ -87,10 +95,10 @@ def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:a
 
 @contextlib.contextmanager
 def app_stack(factory: pytest.TempPathFactory, name: str, target: str,
-              *fn_ids: str) -> Iterator[Stack]:
+              *fn_ids: str, redis_kind: str = "single") -> Iterator[Stack]:
     """A stack serving `target`, once `fn_ids` are synced; stopped and its logs kept after."""
-    directory = factory.mktemp(name)
-    stack = start_stack(directory, target)
+    directory = factory.mktemp(f"{name}-{redis_kind}")
+    stack = start_stack(directory, target, redis_kind=redis_kind)
     try:
         stack.executor.wait_synced(*fn_ids)
         yield stack

@@ -29,6 +29,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port for a cluster node: Redis puts the node's cluster bus on port + 10000, so
+    the port must be at most 55535 and port + 10000 free too."""
+    for _ in range(1000):
+        port = free_port()
+        if port > 55535:
+            port = 20000 + port % 30000
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def wait_for(check: Callable[[], T], timeout: float = 30.0, what: str = "condition",
              interval: float = 0.05) -> T:
     """Call `check` until it returns something truthy; fail after `timeout` seconds."""
@@ -108,6 +125,89 @@ class RedisServer(Proc):
         import redis
 
         return redis.Redis(port=self.port)
+
+
+class RedisCluster:
+    """A Redis Cluster on loopback: three masters with one replica each (`redis-server
+    --cluster-enabled yes` + `redis-cli --cluster create`). Its `url` names one node; the
+    executor finds the rest. A short node timeout makes a failover take about 2 s."""
+
+    def __init__(self, log_dir: pathlib.Path, masters: int = 3) -> None:
+        self.nodes = [RedisServer(log_dir, free_cluster_port()) for _ in range(masters * 2)]
+        for node in self.nodes:
+            node.args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                          "--cluster-node-timeout", "1000",
+                          # a replica takes over whatever the age of its last contact
+                          "--cluster-replica-validity-factor", "0"]
+
+    @property
+    def url(self) -> str:
+        return next(n for n in self.nodes if n.process and n.process.poll() is None).url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        created = subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-replicas", "1",
+             "--cluster-yes"], capture_output=True, timeout=60, check=False)
+        assert created.returncode == 0, created.stdout.decode() + created.stderr.decode()
+        self.wait_ok()
+
+        def synced() -> bool:  # a replica that never synced cannot take over
+            roles = [n.client().info("replication") for n in self.nodes]
+            return all(r.get("master_link_status") == "up" for r in roles
+                       if r["role"] == "slave") and sum(r["role"] == "slave" for r in roles) \
+                == len(self.nodes) // 2
+        wait_for(synced, 30, "every replica to sync with its master")
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every live node says the cluster is ok and agrees on the masters."""
+        def ok() -> bool:
+            live = [n for n in self.nodes if n.process and n.process.poll() is None]
+            return all(n.client().cluster("info")["cluster_state"] == "ok" for n in live) \
+                and len({self.master_port(n, 0) for n in live}) == 1
+        wait_for(ok, timeout, "the Redis Cluster to be ok")
+
+    @staticmethod
+    def master_port(node: RedisServer, slot: int) -> int:
+        """The port of the master serving `slot`, as `node` sees it."""
+        for start, end, master, *_ in node.client().cluster("slots"):
+            if start <= slot <= end:
+                return int(master[1])
+        return -1
+
+    def master_of(self, key: str) -> RedisServer:
+        node = next(n for n in self.nodes if n.process and n.process.poll() is None)
+        slot = int(node.client().cluster("keyslot", key))
+        port = self.master_port(node, slot)
+        return next(n for n in self.nodes if n.port == port)
+
+    def kill_master_of(self, key: str, timeout: float = 30) -> RedisServer:
+        """`kill -9` the master serving `key`; returns once its replica serves the slot (as
+        every live node sees it). Returns the killed node (`start` brings it back)."""
+        master = self.master_of(key)
+        live = next(n for n in self.nodes if n is not master)
+        slot = int(live.client().cluster("keyslot", key))
+        master.kill9()
+
+        def promoted() -> bool:
+            nodes = [n for n in self.nodes if n.process and n.process.poll() is None]
+            ports = {self.master_port(n, slot) for n in nodes}
+            return len(ports) == 1 and master.port not in ports and all(
+                n.client().cluster("info")["cluster_state"] == "ok" for n in nodes)
+        wait_for(promoted, timeout, "a replica to take over the killed master's slots")
+        return master
+
+    def client(self) -> Any:
+        import redis
+
+        node = next(n for n in self.nodes if n.process and n.process.poll() is None)
+        return redis.RedisCluster(host="127.0.0.1", port=node.port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class Executor(Proc):

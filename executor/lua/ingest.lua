@@ -113,7 +113,7 @@ for _, r in ipairs(p['runs']) do
   if fresh and not skipped and flow['singleton'] then
     local s = flow['singleton']
     local current = redis.call('GET', s['key'])
-    if current and redis.call('HGET', s['run_prefix'] .. current .. '}', 'status') == 'Running' then
+    if current and redis.call('HGET', s['run_prefix'] .. current, 'status') == 'Running' then
       if s['mode'] == 'skip' then
         skipped = 'skipped: singleton run ' .. current .. ' is active'
       else
@@ -130,7 +130,7 @@ for _, r in ipairs(p['runs']) do
       local first = tonumber(redis.call('HGET', d['key'], 'first'))
       local at = now + d['period']
       if d['timeout'] then at = math.min(at, first + d['timeout']) end
-      local run_key = d['run_prefix'] .. target .. '}'
+      local run_key = d['run_prefix'] .. target
       redis.call('HSET', run_key, 'event', f['event'], 'events', f['events'],
                  'event_id', f['event_id'], 'waiting_reason', 'debounced until ' .. at)
       redis.call('ZADD', KEYS[4], 'XX', at, target .. ':1')
@@ -150,7 +150,7 @@ for _, r in ipairs(p['runs']) do
     local b = flow['batch']
     local target = pending(redis.call('HGET', b['key'], 'run'))
     if target then
-      local run_key = b['run_prefix'] .. target .. '}'
+      local run_key = b['run_prefix'] .. target
       local events = redis.call('HGET', run_key, 'events')
       -- append the event's JSON without decoding user data (cjson would alter it)
       redis.call('HSET', run_key, 'events', string.sub(events, 1, -2) .. ',' ..

@@ -34,7 +34,7 @@ for i = 1, #due, 2 do
         end
       end
     end
-    local run_key = ARGV[5] .. item['run_id'] .. '}'
+    local run_key = ARGV[5] .. item['run_id']
     if blocked then
       redis.call('ZADD', blocked['wait'], due[i + 1], id)
       if KEYS[5] then redis.call('SADD', KEYS[5], blocked['wait']) end

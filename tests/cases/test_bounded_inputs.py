@@ -14,6 +14,8 @@ import httpx
 import orjson
 import pytest
 
+from executor import keys
+
 from ..conftest import _keep_logs
 from ..procs import Executor, RedisServer
 
@@ -34,7 +36,7 @@ class Api:
                           headers={"Content-Type": "application/json", **(headers or {})})
 
     def stored_events(self) -> int:
-        return int(self.redis.zcard("il:events"))
+        return int(self.redis.zcard(keys.EVENTS))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def script_payloads(api: Api) -> list[int]:
     sizes = []
     for entry in api.redis.slowlog_get(100_000):
         command = entry["command"]
-        if command.upper().startswith(b"EVALSHA") and b"il:events" in command:
+        if command.upper().startswith(b"EVALSHA") and keys.EVENTS.encode() in command:
             more = re.search(rb"\.\.\. \((\d+) more bytes\)$", command)
             sizes.append(128 + int(more.group(1)) if more else len(command.split(b" ")[-1]))
     return sizes

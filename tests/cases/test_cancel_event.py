@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ..conftest import Stack, app_stack
+from ..conftest import REDIS_KINDS, Stack, app_stack
 from ..procs import wait_for
 
 pytestmark = pytest.mark.real
@@ -22,10 +22,11 @@ pytestmark = pytest.mark.real
 NAP_S = 3
 
 
-@pytest.fixture(scope="module")
-def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def prim(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Stack]:
     with app_stack(tmp_path_factory, "cancel-event", "tests.apps.primitives_app:app",
-                   "primitives-cancellable") as stack:
+                   "primitives-cancellable", redis_kind=request.param) as stack:
         yield stack
 
 

@@ -8,16 +8,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ..conftest import Stack, start_stack
+from ..conftest import REDIS_KINDS, Stack, start_stack
 from ..procs import wait_for
 
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("example")
-    stack = start_stack(directory, "examples.fastapi_app.main:app")
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def example(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    directory: pathlib.Path = tmp_path_factory.mktemp(f"example-{request.param}")
+    stack = start_stack(directory, "examples.fastapi_app.main:app", redis_kind=request.param)
     stack.executor.wait_synced("llm-pipeline-expense-approval", "llm-pipeline-trip-booking",
                                "llm-pipeline-trip-booking-failure")
     yield stack

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ..conftest import Stack, start_stack
+from ..conftest import REDIS_KINDS, Stack, start_stack
 from ..procs import Executor, wait_for
 
 pytestmark = pytest.mark.real
@@ -30,10 +30,10 @@ class Flow:
                       key=lambda x: x[1])
 
 
-@pytest.fixture(scope="module")
-def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
-    directory: pathlib.Path = tmp_path_factory.mktemp("flow")
-    stack = start_stack(directory, "tests.apps.flow_app:app")
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def flow(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Flow]:
+    directory: pathlib.Path = tmp_path_factory.mktemp(f"flow-{request.param}")
+    stack = start_stack(directory, "tests.apps.flow_app:app", redis_kind=request.param)
     second = Executor(directory, stack.redis.url, [], name="executor-b")
     second.start()
     second.wait_synced("flow-conc", "flow-idem")

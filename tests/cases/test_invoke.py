@@ -10,16 +10,17 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import Stack, app_stack
+from ..conftest import REDIS_KINDS, Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def prim(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Stack]:
     with app_stack(tmp_path_factory, "invoke", "tests.apps.primitives_app:app",
                    "primitives-invoker", "primitives-add", "primitives-ledger",
-                                   "primitives-slowpoke") as stack:
+                                   "primitives-slowpoke", redis_kind=request.param) as stack:
         yield stack
 
 

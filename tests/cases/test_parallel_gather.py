@@ -11,7 +11,7 @@ import pytest
 
 from executor import times
 
-from ..conftest import Stack, app_stack
+from ..conftest import REDIS_KINDS, Stack, app_stack
 
 pytestmark = pytest.mark.real
 
@@ -23,10 +23,11 @@ def _shortest_call_s(steps: list[dict[str, Any]]) -> float:
                for s in steps) / 1000
 
 
-@pytest.fixture(scope="module")
-def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def prim(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Stack]:
     with app_stack(tmp_path_factory, "gather", "tests.apps.primitives_app:app",
-                   "primitives-gather") as stack:
+                   "primitives-gather", redis_kind=request.param) as stack:
         yield stack
 
 

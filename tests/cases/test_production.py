@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from executor import keys
 from inngest_like import signing
 
 from ..procs import App, Executor, RedisServer, free_port, wait_for
@@ -119,11 +120,11 @@ def test_sdk_refuses_unsigned_tampered_wrong_and_stale_calls(prod: Prod) -> None
 
 def test_unknown_event_key_refused_and_nothing_stored(prod: Prod) -> None:
     client = prod.redis.client()
-    before = client.zcard("il:events")
+    before = client.zcard(keys.EVENTS)
     answer = prod.send("test/sync", key="not-a-key-" + secrets.token_hex(8))
     assert answer.status_code == 401
     assert answer.json()["error"] == "unknown event key"
-    assert client.zcard("il:events") == before
+    assert client.zcard(keys.EVENTS) == before
 
 
 def test_event_keys_added_and_revoked_without_restart(prod: Prod) -> None:
@@ -150,11 +151,11 @@ def test_api_requires_bearer_and_register_too(prod: Prod) -> None:
     assert httpx.get(f"{url}/v1/functions", headers={
         "Authorization": f"Bearer {KEY_A}"}).status_code == 200  # plain key, prefixed: accepted
     client = prod.redis.client()
-    version = client.get("il:registry:version")
+    version = client.get(keys.REGISTRY_VERSION)
     refused = httpx.post(f"{url}/fn/register", json={"appName": "evil", "url": "http://x",
                                                       "functions": []})
     assert refused.status_code == 401
-    assert client.get("il:registry:version") == version
+    assert client.get(keys.REGISTRY_VERSION) == version
     assert httpx.get(f"{url}/v0/runs/x/actions").status_code == 401
 
 

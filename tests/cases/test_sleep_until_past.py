@@ -7,15 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..conftest import Stack, app_stack
+from ..conftest import REDIS_KINDS, Stack, app_stack
 
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def prim(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Stack]:
     with app_stack(tmp_path_factory, "sleep-past", "tests.apps.primitives_app:app",
-                   "primitives-sleep-past") as stack:
+                   "primitives-sleep-past", redis_kind=request.param) as stack:
         yield stack
 
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 
-from ..conftest import Stack, app_stack
+from ..conftest import REDIS_KINDS, Stack, app_stack
 from ..procs import Executor, wait_for
 
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module")
-def prim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=REDIS_KINDS)
+def prim(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[Stack]:
     with app_stack(tmp_path_factory, "wait-for-event", "tests.apps.primitives_app:app",
-                   "primitives-waiter") as stack:
+                   "primitives-waiter", redis_kind=request.param) as stack:
         yield stack
 
 

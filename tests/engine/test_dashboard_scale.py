@@ -298,7 +298,7 @@ async def test_a_step_record_keeps_no_more_than_its_attempts(engine: Engine,
 
 async def _index_dump(redis: Redis) -> dict[str, Any]:
     out = {}
-    for pattern in ("il:search:*", "il:runs:status:*", "il:runs:fs:*", "il:events:user"):
+    for pattern in (f"{keys.PREFIX}:search:*", f"{keys.PREFIX}:runs:status:*", f"{keys.PREFIX}:runs:fs:*", keys.EVENTS_USER):
         async for key in redis.scan_iter(match=pattern):
             out[key.decode()] = await redis.zrange(key, 0, -1, withscores=True)
     return out
@@ -324,7 +324,7 @@ async def test_backfill_writes_the_same_indexes_as_the_scripts(engine: Engine,
     await engine.send({"x": 1}, name="shop/other")
     await engine.run_until_idle()
     written = await _index_dump(redis)
-    assert written and any(k.startswith("il:search:r:n:output") for k in written)
+    assert written and any(k.startswith(f"{keys.PREFIX}:search:r:n:output") for k in written)
     for key in written:
         await redis.delete(key)
     from executor.backfill import backfill

@@ -18,7 +18,7 @@ from ulid import ULID
 
 from . import expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
-from .pauses import Pauses
+from .pauses import Pauses, cancel_listener
 from .queue import FinishTimeout, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
@@ -96,14 +96,8 @@ class Ingest:
             # "None" key with unrelated events); it is recorded Skipped with the reason
             plan, idem_keys = {}, []
             record["skip"] = f"skipped: {exc}"
-        listeners = []
-        for i, cancel in enumerate(fn.cancel):
-            pause = {"id": f"{run_id}:cancel:{i}", "run_id": run_id, "fn_id": fn.id,
-                     "kind": "cancel", "expr": cancel.expression, "event": first.wire,
-                     "event_id": first.internal_id, "created_at": now_ms,
-                     "expires_at": now_ms + cancel.timeout_ms}
-            listeners.append({"key": keys.pauses(cancel.event), "id": pause["id"],
-                              "json": orjson.dumps(pause).decode()})
+        listeners = [cancel_listener(run_id, fn.id, i, cancel, first, now_ms)
+                     for i, cancel in enumerate(fn.cancel)]
         timers = []
         deadlines: list[tuple[str, StartTimeout | FinishTimeout]] = []
         if fn.timeout_start_ms is not None:

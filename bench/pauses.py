@@ -4,9 +4,10 @@
 `bench/approved` with `async.data.id == event.data.id`, each on its own id, the pauses made
 by the executor's own code path (the call answers WaitForEvent). Then events that each
 match exactly one run are offered to the waiting runs one by one (`Pauses.match`, which
-also resumes the run it matched). Reported: the median cost of one event's match in ms,
-and that cost over one Redis PING round trip measured in the same run (the floor: no
-matching can cost less than one trip to Redis).
+also resumes the run it matched), then as many events that match no run (the lookup
+alone). Reported: the median cost of one event's match in ms, and that cost over one Redis
+PING round trip measured in the same run (the floor: no matching can cost less than one
+trip to Redis).
 
     python -m bench.pauses            # 10,000 waiting runs, about a minute
     python -m bench.pauses --quick    # 1,000 waiting runs
@@ -52,7 +53,8 @@ async def _ping_ms(redis: Redis, n: int = 2000) -> float:
     return _common.median(samples)
 
 
-async def _measure(url: str, waiting: int, events: int) -> tuple[float, float, float]:
+async def _measure(url: str, waiting: int,
+                   events: int) -> tuple[float, float, float, float]:
     redis = Redis.from_url(url)
     engine = Engine(redis, _answer)
     await engine.sync({"id": "waiter", "triggers": [{"event": "bench/start"}]})
@@ -76,12 +78,19 @@ async def _measure(url: str, waiting: int, events: int) -> tuple[float, float, f
         await pauses.match([event])
         samples.append((time.perf_counter() - begin) * 1000)
     await engine.run_until_idle()
+    misses = []  # events no run waits for: the lookup alone, no resume
+    for n in range(events):
+        event = IncomingEvent(f"stray-{n}", {"name": NAME, "data": {"id": f"x-{n}"},
+                                             "id": "", "ts": now, "user": {}}, "")
+        begin = time.perf_counter()
+        await pauses.match([event])
+        misses.append((time.perf_counter() - begin) * 1000)
     resumed = sum(1 for c in engine.driver.calls if WAIT in c.steps)
     assert resumed == events, f"{resumed} runs resumed, expected {events}"
     ping_after = await _ping_ms(redis)
     await engine.executor.driver.close()
     await redis.aclose()
-    return setup_s, _common.median(samples), min(ping, ping_after)
+    return setup_s, _common.median(samples), _common.median(misses), min(ping, ping_after)
 
 
 def main() -> None:
@@ -95,12 +104,15 @@ def main() -> None:
         redis = RedisServer(Path(tempfile.mkdtemp(dir=log_dir)))
         started.append(redis)
         redis.start()
-        setup_s, match_ms, ping_ms = _common.run(_measure(redis.url, waiting, args.events))
+        setup_s, match_ms, miss_ms, ping_ms = _common.run(
+            _measure(redis.url, waiting, args.events))
     print(f"{waiting} runs waiting on {NAME} (set up in {setup_s:.1f} s); "
           f"{args.events} events, each matching one run")
     print(f"  Redis PING round trip (floor): {ping_ms:.3f} ms")
     print(f"  matching cost per event:       {match_ms:.3f} ms = {match_ms / ping_ms:.1f}x "
-          f"a round trip")
+          f"a round trip (the lookup, the evaluations and the run's resume)")
+    print(f"  an event that matches no run:  {miss_ms:.3f} ms = {miss_ms / ping_ms:.1f}x "
+          f"a round trip (the lookup alone)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from . import api_ops, api_schema, bodies, control, gql, ops_routes
 from . import events as event_in
 from .auth import SESSION_COOKIE
+from .ingest import NotReplicated
 from .registry import SyncError
 from .request_guard import RequestGuard
 from .service import Executor
@@ -115,7 +116,11 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         except event_in.EventError as exc:
             return _error(400, str(exc), ids=[])
         if incoming:  # a batch's valid events before its first invalid one are accepted
-            await executor.ingest.accept(incoming)
+            try:
+                await executor.ingest.accept(incoming, replicas=executor.settings.ack_replicas)
+            except NotReplicated as exc:
+                return _error(503, str(exc), ids=[e.internal_id for e in incoming])
+        # (after accept: a repeated sender id answers the id stored the first time)
         ids = [e.internal_id for e in incoming]
         if problem is not None:
             return _error(400, str(problem), ids=ids)

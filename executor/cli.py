@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--call-timeout", type=float, default=600.0,
                          help="seconds a call to the app may take before it counts as a "
                               "failed attempt (retried with backoff; default 600)")
+        cmd.add_argument("--ack-replicas", type=int, default=0, metavar="N",
+                         help="acknowledge events only once N Redis replicas have them "
+                              "(WAIT; 503 after --ack-timeout): survives a failover")
+        cmd.add_argument("--ack-timeout", type=float, default=1.0, metavar="SECONDS",
+                         help="how long --ack-replicas waits (default 1)")
         cmd.add_argument("--workers", type=int, default=64,
                          help="concurrent calls per process")
         cmd.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
@@ -252,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         dashboard_password=dashboard_password,
         stall_threshold_ms=int(args.stall_threshold * 1000),
         metrics=not args.no_metrics,
+        ack_replicas=max(0, args.ack_replicas),
+        ack_timeout_ms=max(1, int(args.ack_timeout * 1000)),
         metrics_token=args.metrics_token or os.environ.get("INNGEST_LIKE_METRICS_TOKEN"),
     )
     executor = Executor(redis, settings)

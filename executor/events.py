@@ -50,7 +50,7 @@ class Limits:
 class IncomingEvent:
     internal_id: str
     wire: dict[str, Any]  # what SDKs receive as `event`
-    user_id: str  # the sender's `id`, the run idempotency key; "" when absent
+    user_id: str  # the sender's `id`: its repeats within 24 h are not stored; "" when absent
 
 
 def _check(raw: Any, where: str, limits: Limits, now_ms: int) -> dict[str, Any]:

@@ -1,43 +1,74 @@
 """Event intake: store accepted events and start the runs they trigger.
 
 `accept` writes the events and the runs they start in one script (an acknowledged event
-always has its runs), then hands the events to `pauses.Pauses`, which resumes the runs
-waiting for them and cancels the runs listening for them. The API, lifecycle events, cron
-ticks, invokes and reruns all come in through here.
+always has its runs), with an `intake` queue item for what the events do to runs already
+there; it then does that work at once (`pauses.Pauses` resumes the runs waiting for the
+events and cancels the runs listening for them) and drops the item. The item is leased to
+this process, so if it dies first a worker does the work when the lease expires. New runs'
+first calls are leased straight to this process's worker when it has room. The API,
+lifecycle events, cron ticks, invokes and reruns all come in through here.
+
+Run ids are derived from (event id, function id): whatever retries an ingest, one event
+starts at most one run of each function.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 from ulid import ULID
 
-from . import expressions, flow, indexes, ingest_chunks, keys
+from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
-from .pauses import Pauses, cancel_listener
-from .queue import FinishTimeout, QueueItem, StartTimeout
+from .pauses import FINISHED, Pauses, cancel_listener, match_keys
+from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
 from .state import RunState
 
 log = logging.getLogger("inngest_like.executor")
 
-IDEMPOTENCY_TTL_S = 24 * 3600
 INGEST_KEYS = [keys.EVENTS, keys.RUNS, keys.QUEUE_ITEMS, keys.QUEUE_READY, keys.QUEUE_WAKE,
-               keys.RUNS_RUNNING]
+               keys.RUNS_RUNNING, keys.QUEUE_LEASED, keys.QUEUE_LEASES]
+EVENT_ID_TTL_S = 24 * 3600  # a sender's event id dedupes its repeats this long (as Inngest's)
 INVOKED = "inngest/function.invoked"
 
 
 def internal_event(name: str, data: dict[str, Any], internal_id: str, now_ms: int,
                    event_id: str | None = None) -> IncomingEvent:
-    """An event the executor itself emits (lifecycle, invoke, cron): its ids are
-    deterministic, so emitting it twice stores it once and starts its runs once."""
+    """An event the executor itself emits (lifecycle, invoke, cron): its internal id is
+    deterministic, so emitting it twice stores it once and starts its runs once. (It has no
+    sender id: its wire `id`, e.g. a cron tick's time, may be shared by several.)"""
     wire = {"name": name, "data": data, "id": event_id or internal_id, "ts": now_ms, "user": {}}
-    return IncomingEvent(internal_id, wire, event_id or internal_id)
+    return IncomingEvent(internal_id, wire, "")
+
+
+def derived_run_id(event: IncomingEvent, fn_id: str, now_ms: int) -> str:
+    """The id of the run `event` starts of `fn_id`: a ULID whose time is the event's (from
+    its own ULID id, else its `ts`) and whose random part is a hash of both ids, so any
+    retry of the ingest names the same run."""
+    try:
+        ms = ULID.from_str(event.internal_id).milliseconds
+    except ValueError:
+        ts = event.wire.get("ts")
+        ms = ts if isinstance(ts, int) and 0 <= ts < 1 << 48 else now_ms
+    digest = hashlib.sha256(f"{event.internal_id}\0{fn_id}".encode()).digest()[:10]
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + digest))
+
+
+class NotReplicated(Exception):
+    """The events were stored on the primary, but fewer replicas than asked confirmed them in
+    time (`--ack-replicas`): a failover now could lose them, so they are not acknowledged."""
+
+    def __init__(self, acked: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"stored, but confirmed by {acked} of {wanted} Redis replicas within "
+                         f"{timeout_ms} ms: send the events again (their ids are deduplicated)")
 
 
 class Ingest:
@@ -56,17 +87,22 @@ class Ingest:
         self.on_runs_started: Callable[[list[str], list[dict[str, Any]]], None] = (
             lambda created, runs: None)
         self.pauses = Pauses(redis, state, clock, self.cancel)
+        # set by the service when this process runs a worker: how many calls it can start
+        # now, and how to start calls leased to it (new runs' first calls)
+        self.free_slots: Callable[[], int] = lambda: 0
+        self.adopt: Callable[[list[QueueItem], str], None] = lambda items, token: None
+        self.lease_ms = 20_000  # the lease of what the ingest script hands this process
+        self.ack_timeout_ms = 1000  # how long `accept(replicas=N)` waits for the replicas
 
     # -- starting runs -------------------------------------------------------------------
     def new_run(self, fn: FunctionConfig, events: list[IncomingEvent], now_ms: int,
-                idempotency_key: str = "",
                 memos: list[tuple[str, bytes, bytes | None]] | None = None,
                 rerun: bool = False) -> dict[str, Any]:
         """The ingest-script record that starts one run of `fn` for `events`. A rerun is
         started whatever idempotency, debounce and batching would decide (as Inngest's
         reruns are): the user asked for this run explicitly."""
-        run_id = str(ULID())
         first = events[0]
+        run_id = str(ULID()) if rerun else derived_run_id(first, fn.id, now_ms)
         fields = {
             "run_id": run_id,
             "function_id": fn.id,
@@ -85,7 +121,7 @@ class Ingest:
                 "max_attempts": fn.max_attempts, "kind": "call", "payload": {}, "ck": []}
         record: dict[str, Any] = {}
         try:
-            plan, idem_keys = self._flow_plan(fn, wire, idempotency_key, fields)
+            plan, idem_keys = self._flow_plan(fn, wire, fields)
             item["ck"] = flow.concurrency_slots(fn.id, control, wire)
             if rerun:
                 idem_keys = []
@@ -132,15 +168,12 @@ class Ingest:
         return record
 
     @staticmethod
-    def _flow_plan(fn: FunctionConfig, wire: dict[str, Any], idempotency_key: str,
-                   fields: dict[str, Any]) -> tuple[dict[str, Any], list[list[Any]]]:
+    def _flow_plan(fn: FunctionConfig, wire: dict[str, Any], fields: dict[str, Any]
+                   ) -> tuple[dict[str, Any], list[list[Any]]]:
         """What ingest.lua decides for this run's start: idempotency keys and the flow
         options' keys. Raises flow.KeyExpressionError when a key expression fails."""
         control = fn.flow
         idem_keys: list[list[Any]] = []
-        if idempotency_key:  # the sender's event id: one run per id for 24 h
-            idem_keys.append([keys.idempotency(fn.id, idempotency_key), IDEMPOTENCY_TTL_S,
-                              f"duplicate event id {idempotency_key}"])
         if control.idempotency:
             value = flow.evaluate_key(control.idempotency, wire, "idempotency key")
             idem_keys.append([keys.idempotency(fn.id, f"key:{value}"),
@@ -182,20 +215,26 @@ class Ingest:
             # step.invoke: start the target by id, whatever its triggers
             target = ((event.wire["data"] or {}).get("_inngest") or {}).get("fn_id")
             fn = self.registry.functions.get(str(target))
-            return [self.new_run(fn, [event], now_ms, event.user_id)] if fn else []
-        return [self.new_run(fn, [event], now_ms, event.user_id)
+            return [self.new_run(fn, [event], now_ms)] if fn else []
+        return [self.new_run(fn, [event], now_ms)
                 for fn in self.registry.match(event.wire)]
 
     async def accept(self, events: list[IncomingEvent], *,
-                     runs: list[dict[str, Any]] | None = None) -> list[str]:
+                     runs: list[dict[str, Any]] | None = None, replicas: int = 0) -> list[str]:
         """Store events, start the runs they trigger (or exactly `runs`), then resume and
-        cancel what waits for them. Returns the ids of runs created."""
+        cancel what waits for them. Returns the ids of runs created. An event whose sender
+        id was seen in the last 24 h is not stored again: its `internal_id` is set to the
+        id stored then (what the API answers). With `replicas`, raises NotReplicated (after
+        doing everything else) unless that many replicas confirmed every write in time."""
         now = self.clock()
         await self.registry.refresh()
         if runs is None:
             runs = [r for e in events for r in self._runs_for(e, now)]
+        token = str(ULID())
         payload = {
             "now": now,
+            "lease": {"token": token, "expiry": now + self.lease_ms,
+                      "handoff": self.free_slots()},
             "events": [
                 {
                     "key": keys.event(e.internal_id),
@@ -203,21 +242,92 @@ class Ingest:
                     "id": e.internal_id,
                     "ts": now,
                     "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
+                    "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
+                    "dedupe_ttl": EVENT_ID_TTL_S,
+                    "match_keys": self._match_keys(e),
                     **indexes.event_plan(e.wire),
                 }
                 for e in events
             ],
             "runs": runs,
         }
-        out = await ingest_chunks.ingest(lambda body: self.scripts(  # pieces: ingest_chunks.py
-            "ingest", INGEST_KEYS, [body]), payload)
-        ids = [c.decode() if isinstance(c, bytes) else str(c) for c in out]
-        split = ids.index("|")
-        self.on_runs_started(ids[:split], runs)
-        for replaced in ids[split + 1:]:  # singleton in cancel mode: the new run replaces it
+        acked: list[int] = []
+
+        async def store(body: bytes) -> Any:
+            if not replicas:
+                return await self.scripts("ingest", INGEST_KEYS, [body])
+            answer, count = await self._store_replicated(body, replicas)
+            acked.append(count)
+            return answer
+
+        out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
+        created: list[str] = out["created"]
+        self.on_runs_started(created, runs)
+        if out["handed"]:
+            self.adopt([QueueItem.from_json(raw) for raw in out["handed"]], token)
+        for event in events:
+            event.internal_id = out["repeated"].get(event.internal_id, event.internal_id)
+        for raw in out["intakes"]:
+            item = QueueItem.from_json(raw)
+            intake = Intake(**item.payload)
+            mine = [e for e in events if e.internal_id in set(intake.events or [])]
+            for event in mine:  # tests: die here, between storing the events and their intake
+                crashpoints.reach("intake", event.wire["name"])
+            await self.follow_up(intake, mine)
+            await self.state.drop(item, token, self.clock())
+        if acked and min(acked) < replicas:
+            raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
+        return created
+
+    async def _store_replicated(self, body: bytes, replicas: int) -> tuple[Any, int]:
+        """The ingest script, then WAIT on the same connection (WAIT covers the writes of
+        the connection it runs on, so both go in one pipeline): (its answer, replicas that
+        confirmed)."""
+        for attempt in (1, 2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self.scripts.queue_in(pipe, "ingest", INGEST_KEYS, [body])
+                    pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
+                    answer, count = await pipe.execute()
+                return answer, int(count)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.scripts.load_all()  # Redis restarted without its script cache
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _match_keys(event: IncomingEvent) -> list[str]:
+        """Keys whose existence means something may wait for `event` (ingest.lua writes an
+        intake item for it only then)."""
+        found = match_keys(event.wire["name"])
+        if event.wire["name"] == FINISHED:
+            found.append(keys.PAUSES_BY_CORRELATION)
+        return found
+
+    async def follow_up(self, intake: Intake, events: list[IncomingEvent] | None = None
+                        ) -> None:
+        """What accepted events do to runs already there: cancel the runs a singleton
+        replaces, then offer the events to the pauses waiting for them. `events`: the
+        events in memory (the caller's fast path); else they are read back from Redis
+        (a worker redoing the intake of a process that died)."""
+        for replaced in intake.replaced or []:  # singleton in cancel mode
             await self.cancel(replaced, "replaced by a newer run (singleton mode cancel)")
-        await self.pauses.match(events)
-        return ids[:split]
+        if events is None:
+            events = await self._stored(list(intake.events or []))
+        if events:
+            await self.pauses.match(events)
+
+    async def _stored(self, event_ids: list[str]) -> list[IncomingEvent]:
+        raws = await self.redis.mget([keys.event(i) for i in event_ids]) if event_ids else []
+        found = []
+        for internal_id, raw in zip(event_ids, raws, strict=True):
+            if raw is None:
+                continue  # deleted by retention meanwhile: nothing can wait for it
+            wire = orjson.loads(raw)
+            wire.pop("internal_id", None)
+            found.append(IncomingEvent(internal_id, wire, ""))
+        return found
 
     # -- ending runs ----------------------------------------------------------------------
     async def run_ended(self, run_id: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import orjson
+from ulid import ULID
 
 MAX_EVENTS = 200
 MAX_BYTES = 1 << 20
@@ -56,15 +57,19 @@ def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
         yield piece_events, piece_runs + unattached
 
 
-async def ingest(call: Callable[[bytes], Awaitable[list[Any]]], payload: dict[str, Any]
-                 ) -> list[Any]:
-    """Run the ingest script over `payload` piece by piece; its answer merged as if it had
-    been one call: created run ids, '|', runs to cancel."""
-    created: list[Any] = []
-    to_cancel: list[Any] = []
+async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Run the ingest script over `payload` piece by piece; its answers merged as if it had
+    been one call: {created, handed, repeated, intakes} (see lua/ingest.lua). Each piece
+    gets its own intake item id."""
+    merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": []}
     for events, runs in split(payload["events"], payload["runs"]):
-        out = await call(orjson.dumps({**payload, "events": events, "runs": runs}))
-        marker = next(i for i, c in enumerate(out) if c in (b"|", "|"))
-        created += out[:marker]
-        to_cancel += out[marker + 1:]
-    return [*created, "|", *to_cancel]
+        out = orjson.loads(await call(orjson.dumps(
+            {**payload, "events": events, "runs": runs, "intake_id": f"intake:{ULID()}"})))
+        # Lua's cjson writes an empty list as {}
+        merged["created"] += list(out.get("created") or [])
+        merged["handed"] += list(out.get("handed") or [])
+        merged["repeated"].update(out.get("repeated") or {})
+        if out.get("intake"):
+            merged["intakes"].append(out["intake"])
+    return merged

@@ -48,6 +48,12 @@ def event_runs(event_id: str) -> str:
     return f"{PREFIX}:event:{event_id}:runs"
 
 
+def event_dedupe(sender_id: str) -> str:
+    """String with a TTL: the id of the event stored for a sender's event `id`, so a
+    repeated send of that id (a retried POST) stores nothing new for 24 h."""
+    return f"{PREFIX}:event-id:{sender_id}"
+
+
 def events_by_name(name: str) -> str:
     """Zset: event ids of one name -> received time (ms)."""
     return f"{PREFIX}:events:name:{name}"

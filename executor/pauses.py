@@ -43,6 +43,14 @@ def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
     return {"key": key, "id": pause["id"], "json": orjson.dumps(pause).decode()}
 
 
+def match_keys(event_name: str) -> list[str]:
+    """Keys whose existence means a pause may wait for an event of `event_name` (the ingest
+    script writes an intake item for the event only then): its unindexed pauses, and its
+    path set, which exists once any pause of the name was indexed (it is never emptied, so
+    it errs on the side of looking)."""
+    return [keys.pauses(event_name), keys.pause_paths(event_name)]
+
+
 class Canceller(Protocol):
     def __call__(self, run_id: str, message: str, unless_started: str = "",
                  event_id: str = "") -> Awaitable[bool]: ...

@@ -75,14 +75,25 @@ class GroupPause:
     spec: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Intake:
+    """What accepted events do to runs already there, stored with the events by ingest.lua:
+    offer `events` (ids of stored events) to the pauses waiting for them, and cancel the
+    `replaced` runs (a singleton in cancel mode). Redone whole if its taker dies: resuming
+    and cancelling are each exactly-once in their scripts."""
+
+    events: list[str]
+    replaced: list[str]
+
+
 Payload = (PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
-           | GroupPause)
+           | GroupPause | Intake)
 
 # item kind -> its payload type; "call" items (calls to the app) carry none
 PAYLOADS: dict[str, type[Payload]] = {
     "pause-timeout": PauseTimeout, "timeout-start": StartTimeout,
     "timeout-finish": FinishTimeout, "sleep": GroupSleep, "emit-invoke": EmitInvoke,
-    "scan-wait": ScanWait, "pause": GroupPause,
+    "scan-wait": ScanWait, "pause": GroupPause, "intake": Intake,
 }
 
 
@@ -192,10 +203,13 @@ class Queue:
         next_due = int(out[0]) if int(out[0]) >= 0 else None
         return [QueueItem.from_json(raw) for raw in out[1:]], token, next_due
 
-    async def renew(self, item_id: str, token: str, expiry_ms: int) -> bool:
+    async def renew(self, item_id: str, token: str, now_ms: int, expiry_ms: int) -> bool:
+        """Extend a lease (and its concurrency slots); False when it is no longer ours,
+        including when a late renewal finds its slot taken (renew.lua forfeits it)."""
         ok = await self.scripts(
-            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS],
-            [item_id, token, expiry_ms]
+            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS, keys.QUEUE_READY,
+                      keys.QUEUE_WAKE],
+            [item_id, token, expiry_ms, now_ms]
         )
         return bool(ok)
 

@@ -115,6 +115,6 @@ class Scheduler:
         event = internal_event(
             SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": times.rfc3339_seconds(now)},
             f"cron-{fn.id}-{tick}", now, stamp)
-        run = self.ingest.new_run(fn, [event], now, f"cron:{source}:{tick}")
+        run = self.ingest.new_run(fn, [event], now)
         await self.ingest.accept([event], runs=[run])
         log.info("cron %s fired %s for %s", source, stamp, fn.id)

@@ -71,6 +71,10 @@ class Settings:
     stall_threshold_ms: int = 5 * 60 * 1000
     metrics: bool = True
     metrics_token: str | None = None
+    # events are acknowledged only once this many Redis replicas have them (WAIT), so a
+    # failover of the primary cannot lose an acknowledged event; 0: the primary's word
+    ack_replicas: int = 0
+    ack_timeout_ms: int = 1000
 
     @property
     def production(self) -> bool:
@@ -147,6 +151,11 @@ class Executor:
             lease_ms=settings.lease_ms,
             retry_interval_s=settings.retry_interval_s,
         )
+        self.ingest.lease_ms = settings.lease_ms
+        self.ingest.ack_timeout_ms = settings.ack_timeout_ms
+        if settings.run_worker:  # new runs' first calls go straight to this worker
+            self.ingest.free_slots = self.worker.free_slots
+            self.ingest.adopt = self.worker.adopt
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -1,5 +1,6 @@
 """Queue items that make no call: a pause's timeout, a run's start and finish timeouts, a
-sleep inside a parallel group, and the follow-ups stored with a pause. Each fires once,
+sleep inside a parallel group, the follow-ups stored with a pause, and the intake of
+accepted events whose accepting process died before doing it. Each fires once,
 then its item is dropped (a group sleep's memo is saved by the script that drops it)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .queue import (
     FinishTimeout,
     GroupPause,
     GroupSleep,
+    Intake,
     PauseTimeout,
     QueueItem,
     ScanWait,
@@ -64,6 +66,8 @@ class Timers:
             await self.waits.emit_invoke(timer, now)
         elif isinstance(timer, ScanWait):
             await self.waits.scan(timer)
+        elif isinstance(timer, Intake):  # the process that accepted the events died first
+            await self.ingest.follow_up(timer)
         elif isinstance(timer, StartTimeout):
             # cancelled only if its first call is still queued and not leased, checked in
             # the same script that cancels: a run starting meanwhile is left alone

@@ -98,6 +98,18 @@ class Worker:
     def stop(self) -> None:
         self._stopping = True
 
+    def free_slots(self) -> int:
+        """How many more calls this worker can start now (0 once stopping)."""
+        return 0 if self._stopping else max(0, self.slots - len(self._inflight))
+
+    def adopt(self, items: list[QueueItem], token: str) -> None:
+        """Start work on items leased to this process elsewhere (ingest hands a new run's
+        first call here, skipping the queue round trip)."""
+        for item in items:
+            task = asyncio.create_task(self._work(item, token))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
+
     async def drain(self) -> None:
         if self._inflight:
             await asyncio.wait(set(self._inflight))
@@ -115,10 +127,7 @@ class Worker:
             log.exception("leasing failed; retrying in 1 s")
             await asyncio.sleep(1)
             return 0
-        for item in items:
-            task = asyncio.create_task(self._work(item, token))
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
+        self.adopt(items, token)
         if not items and block:
             wait_s = 1.0 if next_due is None else min(1.0, (next_due - now) / 1000)
             if wait_s > 0:
@@ -229,7 +238,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
-                renewed = await self.queue.renew(item_id, token, self.clock() + self.lease_ms)
+                now = self.clock()
+                renewed = await self.queue.renew(item_id, token, now, now + self.lease_ms)
             except Exception:
                 log.warning("renewing the lease on %s failed; trying again", item_id)
                 continue  # a passing Redis error must not let the lease lapse mid-call

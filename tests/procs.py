@@ -115,6 +115,7 @@ class Executor(Proc):
                  *, port: int | None = None, extra: list[str] | None = None,
                  name: str | None = None, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.redis_url = redis_url
         args = [sys.executable, "-m", "executor", "dev", "--port", str(self.port),
                 "--redis-url", redis_url, "--retry-interval", "0.2", "--lease-seconds", "2",
                 "--poll-interval", "1", *(extra or [])]

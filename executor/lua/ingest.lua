@@ -2,9 +2,17 @@
 -- an accepted event is never lost, and a retried request (same event ids) writes nothing twice.
 -- Start-time flow control is decided here, atomically: idempotency, rate limit, singleton,
 -- debounce, batching, throttle (and priority through the first item's due time).
+-- What an event does to runs already there (resume a wait, cancel on `cancelOn`, replace a
+-- singleton) is stored here too, as one `intake` queue item written with the events: the
+-- caller does that work at once under the item's lease and drops it; if the caller dies
+-- first, the lease expires and a worker does it. A kill -9 after this script loses nothing.
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list,
---       6 running-runs zset
--- ARGV: 1 JSON {now, events: [{key, name_key, id, ts, json, user_key, terms}],
+--       6 running-runs zset, 7 leased zset, 8 leases hash
+-- ARGV: 1 JSON {now, intake_id, lease: {token, expiry, handoff} (optional: the caller takes
+--               the intake item, and up to `handoff` first calls of new runs due now that
+--               take no concurrency slot, leased under `token`),
+--               events: [{key, name_key, id, ts, json, user_key, terms,
+--                         dedupe_key, dedupe_ttl, match_keys}],
 --               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s, label]...],
 --                       skip (a reason decided before: a key expression failed), run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
@@ -15,13 +23,16 @@
 --                       executor/indexes.py start_plan)}]}
 --       (every key inside is built by executor/keys.py); an event's `user_key` ('' = none)
 --       indexes it among the user's events, its `terms` ([key, score, member], '' = its
---       receipt time / its id) make it searchable
--- returns: {created_run_id..., '|', run_id_to_cancel...}: runs created (a skipped run is
---          created with status Skipped and its reason; a debounced or batched event joins
---          a pending run instead), then the runs a singleton in cancel mode replaces. A run
---          whose idempotency key is taken is created Skipped, naming the run holding it; a
---          run is not created at all when its event was stored already (a retried request)
---          or the run exists.
+--       receipt time / its id) make it searchable; `dedupe_key` ('' = none) holds the id of
+--       the event stored for the sender's event id for `dedupe_ttl` s; `match_keys`: keys
+--       whose existence means something may wait for this event (its pauses)
+-- returns: JSON {created: [run id...], handed: [leased first item JSON...],
+--                repeated: {event id: id of the event stored before for the same sender id},
+--                intake: the intake item JSON (absent when there is nothing to do)}.
+--          Runs created include skipped ones (status Skipped and the reason; a run whose
+--          idempotency key is taken is Skipped naming the run holding it); a debounced or
+--          batched event joins a pending run instead. No run is created when its event was
+--          stored already (a retried request or a sender's repeated event id) or it exists.
 -- The events' index scores are Redis time (TIME), the clock the look-back scans of waits
 -- read too, so processes whose clocks disagree cannot hide an event from a wait.
 --#include stats
@@ -29,9 +40,20 @@ local p = cjson.decode(ARGV[1])
 local now = tonumber(p['now'])
 local clock = redis.call('TIME')
 local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local repeated = {}
+local lease = p['lease']
+local repeated, stored_as, to_match = {}, {}, {}
 for _, ev in ipairs(p['events']) do
-  if redis.call('SET', ev['key'], ev['json'], 'NX') then
+  local prior = nil
+  if (ev['dedupe_key'] or '') ~= '' then
+    prior = redis.call('GET', ev['dedupe_key'])
+    if prior then
+      repeated[ev['id']] = true
+      stored_as[ev['id']] = prior
+    else
+      redis.call('SET', ev['dedupe_key'], ev['id'], 'EX', ev['dedupe_ttl'])
+    end
+  end
+  if not prior and redis.call('SET', ev['key'], ev['json'], 'NX') then
     redis.call('ZADD', KEYS[1], ev['ts'], ev['id'])
     redis.call('ZADD', ev['name_key'], redis_ms, ev['id'])
     if (ev['user_key'] or '') ~= '' then redis.call('ZADD', ev['user_key'], ev['ts'], ev['id']) end
@@ -40,6 +62,12 @@ for _, ev in ipairs(p['events']) do
       if score == '' then score = ev['ts'] end
       if member == '' then member = ev['id'] end
       redis.call('ZADD', t[1], score, member)
+    end
+    for _, k in ipairs(ev['match_keys'] or {}) do
+      if redis.call('EXISTS', k) == 1 then
+        table.insert(to_match, ev['id'])
+        break
+      end
     end
   else
     repeated[ev['id']] = true
@@ -57,7 +85,7 @@ local function pending(run_id)
   return nil
 end
 
-local created, to_cancel = {}, {}
+local created, to_cancel, handed = {}, {}, {}
 for _, r in ipairs(p['runs']) do
   local f = r['fields']
   local fresh = not repeated[f['event_id']] and redis.call('EXISTS', r['run_key']) == 0
@@ -214,13 +242,35 @@ for _, r in ipairs(p['runs']) do
       end
       local item = r['item']
       item['id'] = r['run_id'] .. ':1'
-      redis.call('HSET', KEYS[3], item['id'], cjson.encode(item))
-      redis.call('ZADD', KEYS[4], due, item['id'])
-      wake()
+      local encoded = cjson.encode(item)
+      redis.call('HSET', KEYS[3], item['id'], encoded)
+      -- hand the first call straight to the caller's worker: no wake, no BLPOP, no lease
+      -- round trip between the event and the first line of the function
+      if lease and #handed < tonumber(lease['handoff']) and due <= now
+         and (type(item['ck']) ~= 'table' or #item['ck'] == 0) then
+        redis.call('ZADD', KEYS[7], lease['expiry'], item['id'])
+        redis.call('HSET', KEYS[8], item['id'], lease['token'])
+        table.insert(handed, encoded)
+      else
+        redis.call('ZADD', KEYS[4], due, item['id'])
+        wake()
+      end
     end
   end
 end
+local out = {created = created, handed = handed, repeated = stored_as}
+if #to_match > 0 or #to_cancel > 0 then
+  local intake = cjson.encode({id = p['intake_id'], run_id = '', fn_id = '', kind = 'intake',
+                               payload = {events = to_match, replaced = to_cancel}})
+  redis.call('HSET', KEYS[3], p['intake_id'], intake)
+  if lease then
+    redis.call('ZADD', KEYS[7], lease['expiry'], p['intake_id'])
+    redis.call('HSET', KEYS[8], p['intake_id'], lease['token'])
+  else
+    redis.call('ZADD', KEYS[4], now, p['intake_id'])
+    wake()
+  end
+  out['intake'] = intake
+end
 redis.call('LTRIM', KEYS[5], 0, 255)
-table.insert(created, '|')
-for _, id in ipairs(to_cancel) do table.insert(created, id) end
-return created
+return cjson.encode(out)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from ulid import ULID
 
 from executor import keys
 from executor.driver import CallError, Completed, Ops, Outcome
@@ -111,10 +112,15 @@ class Engine:
     async def send(self, data: dict[str, Any] | None = None, name: str = "test/go",
                    event_id: str = "") -> list[str]:
         self.sent += 1
-        event = IncomingEvent(f"ev-{self.sent}",
+        event = IncomingEvent(self.event_id(self.sent),
                               {"name": name, "data": data or {}, "id": event_id,
                                "ts": self.clock(), "user": {}}, event_id)
         return await self.executor.ingest.accept([event])
+
+    def event_id(self, n: int) -> str:
+        """The id of the n-th event sent: a ULID, as the API gives, whose time orders the
+        events (and the runs, whose ids take their event's time) by when they were sent."""
+        return str(ULID.from_bytes((START_MS + n).to_bytes(6, "big") + n.to_bytes(10, "big")))
 
     async def run_until_idle(self) -> None:
         await self.executor.worker.run_until_idle()

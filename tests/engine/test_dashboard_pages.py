@@ -104,7 +104,7 @@ async def test_cancelling_event_and_cancelled_run_link_both_ways(
     await engine.run_until_idle()
     engine.clock.advance(5_000)
     await engine.send(name="order/cancelled")
-    event_id = f"ev-{engine.sent}"
+    event_id = engine.event_id(engine.sent)
     run_page = (await http.get(f"/runs/{run_id}")).text
     assert f'href="/events/{event_id}"' in run_page[run_page.index('id="cancelled-by"'):]
     text = _text(run_page)
@@ -130,7 +130,7 @@ async def test_a_finished_wait_links_the_event_that_resumed_it(
     engine.clock.advance(90_000)
     await engine.send({"ok": True}, name="approval/decided")
     await engine.run_until_idle()
-    event_id = f"ev-{engine.sent}"
+    event_id = engine.event_id(engine.sent)
     text = _text((await http.get(f"/runs/{run_id}")).text)
     assert f"resumed by event {event_id} after 1 m 30 s" in text
     resumed = (await http.get(f"/events/{event_id}")).text

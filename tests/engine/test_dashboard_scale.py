@@ -252,7 +252,7 @@ async def test_an_event_lists_the_runs_it_resumed_and_cancelled(engine: Engine) 
     await engine.run_until_idle()
     await engine.send({"ok": True}, name="approval/decided")
     await engine.run_until_idle()
-    event_id = f"ev-{engine.sent}"
+    event_id = engine.event_id(engine.sent)
     links = await engine.executor.read.event_links(event_id)
     assert [r["run_id"] for r in links["resumed"]] == [waiter]
     assert [r["run_id"] for r in links["cancelled"]] == [victim]

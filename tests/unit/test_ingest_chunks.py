@@ -45,18 +45,25 @@ def test_runs_without_their_event_go_last() -> None:
 async def test_answers_merge_as_one_call() -> None:
     seen: list[dict[str, Any]] = []
 
-    async def call(body: bytes) -> list[Any]:
+    async def call(body: bytes) -> bytes:
         payload = orjson.loads(body)
         seen.append(payload)
-        return [*(r["run_id"].encode() for r in payload["runs"]), b"|",
-                *([b"old-" + payload["events"][0]["id"].encode()] if payload["events"] else [])]
+        first = payload["events"][0]["id"] if payload["events"] else ""
+        return orjson.dumps({
+            "created": [r["run_id"] for r in payload["runs"]] or {},  # Lua's empty list: {}
+            "handed": {}, "repeated": {first: f"old-{first}"} if first else {},
+            **({"intake": f'{{"id": "{payload["intake_id"]}"}}'} if first else {})})
 
     events = [event(i) for i in range(5)]
     runs = [run(f"e{i}") for i in range(5)]
     out = await ingest_chunks.ingest(call, {"now": 7, "events": events, "runs": runs})
     assert len(seen) == 1 and seen[0]["now"] == 7
-    assert out == [*(f"e{i}-r0".encode() for i in range(5)), "|", b"old-e0"]
+    assert out["created"] == [f"e{i}-r0" for i in range(5)]
+    assert out["repeated"] == {"e0": "old-e0"} and len(out["intakes"]) == 1
     big = [event(i) for i in range(450)]
     out = await ingest_chunks.ingest(call, {"now": 7, "events": big, "runs": []})
     assert len(seen) == 1 + 3  # 200 + 200 + 50
-    assert out == ["|", b"old-e0", b"old-e200", b"old-e400"]
+    assert out["created"] == [] and out["handed"] == []
+    assert out["repeated"] == {"e0": "old-e0", "e200": "old-e200", "e400": "old-e400"}
+    # each piece's intake item has its own id
+    assert len({orjson.loads(i)["id"] for i in out["intakes"]}) == 3

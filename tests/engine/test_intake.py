@@ -1,0 +1,99 @@
+"""Ingest: run ids derived from (event, function), so a retried ingest starts no second run;
+a new run's first call handed straight to the local worker; and the intake item (what an
+event does to runs already there) written only when something may wait for the event."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+
+from executor import keys
+from executor.driver import Completed, Outcome
+from executor.events import IncomingEvent
+from executor.queue import Intake
+
+from .harness import Call, Engine, ops
+
+
+async def test_a_retried_ingest_starts_no_second_run(engine: Engine, redis: Redis) -> None:
+    await engine.sync({"id": "f"}, {"id": "g"})
+
+    def event() -> IncomingEvent:
+        return IncomingEvent(engine.event_id(1), {"name": "test/go", "data": {}, "id": "",
+                                                  "ts": engine.clock(), "user": {}}, "")
+
+    first = await engine.executor.ingest.accept([event()])
+    assert len(first) == 2
+    # even were the event's own record gone, the runs' ids are the same: none is created twice
+    await redis.delete(keys.event(engine.event_id(1)))
+    assert await engine.executor.ingest.accept([event()]) == []
+    assert await redis.zcard(keys.RUNS) == 2
+    # one run per function, and another event gets other runs
+    assert len(set(first)) == 2
+    assert set(first).isdisjoint(await engine.send())
+
+
+async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engine,
+                                                                   redis: Redis) -> None:
+    executor = engine.executor
+    executor.ingest.free_slots = executor.worker.free_slots
+    executor.ingest.adopt = executor.worker.adopt
+    await engine.sync({"id": "f"})
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(call: Call) -> Outcome:
+        started.set()
+        await release.wait()
+        return Completed("done")
+
+    engine.answer(slow)
+    (run_id,) = await engine.send()
+    # the call starts with no leasing loop running: the item went from ingest to the worker
+    await asyncio.wait_for(started.wait(), 5)
+    assert [c.run_id for c in engine.driver.calls] == [run_id]
+    assert await redis.zscore(keys.QUEUE_READY, f"{run_id}:1") is None
+    assert await redis.zscore(keys.QUEUE_LEASED, f"{run_id}:1") is not None
+    release.set()
+    await executor.worker.drain()
+    assert (await engine.run(run_id))["status"] == "Completed"
+
+    # a worker with no room leaves the first call in the queue
+    executor.worker.slots = 0
+    (queued,) = await engine.send()
+    assert await redis.zscore(keys.QUEUE_READY, f"{queued}:1") is not None
+    assert len(engine.driver.calls) == 1
+
+
+async def test_the_intake_is_stored_only_when_something_waits(engine: Engine,
+                                                              redis: Redis) -> None:
+    await engine.sync({"id": "f"})
+    intakes: list[Intake] = []
+    follow_up = engine.executor.ingest.follow_up
+
+    async def spy(intake: Intake, events: Any = None) -> None:
+        intakes.append(intake)
+        await follow_up(intake, events)
+
+    engine.executor.ingest.follow_up = spy  # type: ignore[method-assign]
+    await engine.send(name="approval/decided")  # nothing waits for it
+    assert intakes == []
+
+    def answer(call: Call) -> Outcome:
+        if "w" * 40 in call.steps:
+            return Completed(call.steps["w" * 40])
+        return ops({"op": "WaitForEvent", "id": "w" * 40, "name": "approval",
+                    "opts": {"event": "approval/decided", "timeout": "1h"}})
+
+    engine.answer(answer)
+    (run_id,) = await engine.send()
+    await engine.run_until_idle()
+    await engine.send({"ok": True}, name="approval/decided")
+    assert len(intakes) == 1 and len(intakes[0].events) == 1
+    # done and dropped by the process that accepted the event: no intake item is left
+    items = await redis.hkeys(keys.QUEUE_ITEMS)
+    assert not [i for i in items if i.startswith(b"intake:")]
+    await engine.run_until_idle()
+    run = await engine.run(run_id)
+    assert run["status"] == "Completed" and run["output"]["data"] == {"ok": True}

@@ -49,7 +49,7 @@ class Shape:
     has_loop: bool  # uses a comprehension macro: evaluated in the sandbox
 
 
-def _string_end(source: str, start: int, raw: bool) -> int:
+def string_end(source: str, start: int, raw: bool) -> int:
     """The index after the string literal opening at `start` (CEL: '', "", triple quotes)."""
     quote = source[start]
     delimiter = quote * 3 if source.startswith(quote * 3, start) else quote
@@ -80,7 +80,7 @@ def shape(source: str) -> Shape:
         char = source[i]
         if char in "'\"":
             prefix = previous_word.lower() if previous_word.lower() in ("r", "b", "rb", "br") else ""
-            i = _string_end(source, i, "r" in prefix)
+            i = string_end(source, i, "r" in prefix)
             previous_word = ""
             continue
         if source.startswith("//", i):

@@ -26,7 +26,7 @@ from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
-from .pauses import FINISHED, Pauses
+from .pauses import FINISHED, Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
@@ -132,14 +132,8 @@ class Ingest:
             # "None" key with unrelated events); it is recorded Skipped with the reason
             plan, idem_keys = {}, []
             record["skip"] = f"skipped: {exc}"
-        listeners = []
-        for i, cancel in enumerate(fn.cancel):
-            pause = {"id": f"{run_id}:cancel:{i}", "run_id": run_id, "fn_id": fn.id,
-                     "kind": "cancel", "expr": cancel.expression, "event": first.wire,
-                     "event_id": first.internal_id, "created_at": now_ms,
-                     "expires_at": now_ms + cancel.timeout_ms}
-            listeners.append({"key": keys.pauses(cancel.event), "id": pause["id"],
-                              "json": orjson.dumps(pause).decode()})
+        listeners = [cancel_listener(run_id, fn.id, i, cancel, first, now_ms)
+                     for i, cancel in enumerate(fn.cancel)]
         timers = []
         deadlines: list[tuple[str, StartTimeout | FinishTimeout]] = []
         if fn.timeout_start_ms is not None:
@@ -306,7 +300,7 @@ class Ingest:
     def _match_keys(event: IncomingEvent) -> list[str]:
         """Keys whose existence means something may wait for `event` (ingest.lua writes an
         intake item for it only then)."""
-        found = [keys.pauses(event.wire["name"])]
+        found = match_keys(event.wire["name"])
         if event.wire["name"] == FINISHED:
             found.append(keys.PAUSES_BY_CORRELATION)
         return found

@@ -12,6 +12,7 @@ first `{...}` of a name is its hash tag, and the prefix's comes first.
 from __future__ import annotations
 
 import hashlib
+import re
 
 PREFIX = "il:{s0}"
 LAYOUT = "2"  # bumped when stored names change; stores of layout 1 are renamed (layout.py)
@@ -165,9 +166,32 @@ def run_listeners(run_id: str) -> str:
 
 # -- pauses ------------------------------------------------------------------------------
 def pauses(event_name: str) -> str:
-    """Hash: pause id -> pause JSON, for runs waiting for (or cancelled by) `event_name`.
-    Indexed by name, so an incoming event reads only the pauses waiting for it."""
+    """Hash: pause id -> pause JSON, for runs waiting for (or cancelled by) `event_name`
+    whose expression has no indexable equality (see executor/pause_index.py): every event
+    of that name reads them all. (Pauses made before the index existed are here too.)"""
     return f"{PREFIX}:pauses:{event_name}"
+
+
+# a field name an indexed path may hold: no '.', which joins them, and no '=', which ends
+# the path in a bucket's key
+PATH_PART = re.compile(r"[A-Za-z0-9_\-]+")
+BUCKET_VALUE_CHARS = 200  # longer values are named by their digest in a bucket's key
+
+
+def pause_bucket(event_name: str, path: str, value: str) -> str:
+    """Hash: pause id -> pause JSON, for the pauses of `event_name` that hold only if the
+    event's field at `path` (`data.order_id`) has the value `value` (its bucket text, see
+    pause_index.bucket_value). The name is length-prefixed: names may hold any character."""
+    if len(value) > BUCKET_VALUE_CHARS:
+        value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return f"{PREFIX}:pause-ix:{len(event_name)}:{event_name}:{path}={value}"
+
+
+def pause_paths(event_name: str) -> str:
+    """Set: the paths pauses of `event_name` are indexed on (an event reads one bucket per
+    path). Added before (or with) the first pause of a path; never removed: a path whose
+    buckets are empty costs an event one empty read."""
+    return f"{PREFIX}:pause-paths:{event_name}"
 
 
 PAUSES_BY_CORRELATION = f"{PREFIX}:pauses:correlation"  # hash correlation id -> invoke pause

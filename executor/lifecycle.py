@@ -72,13 +72,16 @@ class Lifecycle:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.run(run_id))
             pipe.hlen(keys.pauses(FINISHED))
+            pipe.smembers(keys.pause_paths(FINISHED))
             pipe.get(keys.REGISTRY_VERSION)
-            fields, waiting, version = await pipe.execute()
+            fields, waiting, paths, version = await pipe.execute()
         if fields and fields.get(b"status") != b"Running":
             self.on_ended(fields)
             await self.ingest.registry.refresh(int(version or 0))
+            indexed = sorted(p.decode() for p in paths)
             events = [e for e in end_events(fields, self.clock())
-                      if e.wire["name"] != FINISHED or waiting or self._listened(e)]
+                      if e.wire["name"] != FINISHED or waiting or self._listened(e)
+                      or (indexed and await self.ingest.pauses.in_buckets(e, indexed))]
             if events:
                 await self.ingest.accept(events)
         await self.redis.zrem(keys.OUTBOX, run_id)

@@ -1,7 +1,11 @@
 """Pauses: runs waiting for an event (`step.wait_for_event`), for an invoked function's end
 (`step.invoke`), and cancel listeners (`cancelOn`). An accepted event is offered to the
 pauses of its name; the first match resumes (or cancels) the run, exactly once, in
-resume.lua / cancel.lua.
+resume.lua / cancel.lua (whoever deletes the pause wins, however many processes matched).
+
+A pause keeps its expression with the trigger's values written in, and is stored in the
+bucket of the equality it needs (`pause_index`): an event reads the buckets of its own
+values plus the pauses without such an equality, not every pause of its name.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from typing import Any, Protocol
 import orjson
 from redis.asyncio import Redis
 
-from . import expressions, keys
+from . import expressions, keys, pause_index
 from .events import IncomingEvent
+from .registry import CancelOn
 from .state import RunState
 from .step_record import StepRecord
 
@@ -21,6 +26,29 @@ FINISHED = "inngest/function.finished"
 # a wait's look-back reads at most this many events of its name (oldest first): a bound on
 # the work one new wait can cause, whatever the event volume
 MAX_LOOKBACK_EVENTS = 1000
+
+
+def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
+                    trigger: IncomingEvent, now_ms: int) -> dict[str, str]:
+    """The pause that cancels a new run when `cancel` matches (`cancelOn`), as the ingest
+    script stores it: its hash key (its bucket when indexable), id and JSON. The bucket's
+    path was registered when the function was loaded (Registry.refresh)."""
+    key, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire)
+    pause: dict[str, Any] = {"id": f"{run_id}:cancel:{index}", "run_id": run_id,
+                             "fn_id": fn_id, "kind": "cancel", "expr": expr,
+                             "event_id": trigger.internal_id, "created_at": now_ms,
+                             "expires_at": now_ms + cancel.timeout_ms}
+    if copy is not None:
+        pause["event"] = copy  # not interpolated: evaluated against the trigger, as before
+    return {"key": key, "id": pause["id"], "json": orjson.dumps(pause).decode()}
+
+
+def match_keys(event_name: str) -> list[str]:
+    """Keys whose existence means a pause may wait for an event of `event_name` (the ingest
+    script writes an intake item for the event only then): its unindexed pauses, and its
+    path set, which exists once any pause of the name was indexed (it is never emptied, so
+    it errs on the side of looking)."""
+    return [keys.pauses(event_name), keys.pause_paths(event_name)]
 
 
 class Canceller(Protocol):
@@ -46,19 +74,40 @@ class Pauses:
         correlations = list(finished)
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
+                pipe.smembers(keys.pause_paths(name))
                 pipe.hgetall(keys.pauses(name))
             if correlations:
                 pipe.hmget(keys.PAUSES_BY_CORRELATION, correlations)
             results = await pipe.execute()
-        by_name = dict(zip(names, results[: len(names)], strict=True))
-        for event in events:
-            waiting = by_name.get(event.wire["name"]) or {}
-            for raw in waiting.values():
-                await self._offer(event, keys.pauses(event.wire["name"]), orjson.loads(raw))
+        paths = {name: sorted(p.decode() for p in results[2 * i])
+                 for i, name in enumerate(names)}
+        unindexed = {name: results[2 * i + 1] for i, name in enumerate(names)}
+        # the second trip reads, per indexed path, the one bucket of each event's value
+        wanted = [pause_index.buckets_of(e.wire["name"], e.wire, paths[e.wire["name"]])
+                  for e in events]
+        bucket_keys = sorted({key for found in wanted for key in found})
+        buckets: dict[str, Any] = {}
+        if bucket_keys:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in bucket_keys:
+                    pipe.hgetall(key)
+                buckets = dict(zip(bucket_keys, await pipe.execute(), strict=True))
+        for event, found in zip(events, wanted, strict=True):
+            name = event.wire["name"]
+            for key, waiting in [(keys.pauses(name), unindexed[name]),
+                                 *((k, buckets[k]) for k in found)]:
+                for raw in waiting.values():
+                    await self._offer(event, key, orjson.loads(raw))
         if correlations:
             for corr, raw in zip(correlations, results[-1], strict=True):
                 if raw:
                     await self._invoke_done(orjson.loads(raw), finished[corr])
+
+    async def in_buckets(self, event: IncomingEvent, paths: list[str]) -> bool:
+        """Does a bucket this event would read (one per path in `paths`) hold a pause? (The
+        pauses of its name that are not indexed are the caller's to count.)"""
+        found = pause_index.buckets_of(event.wire["name"], event.wire, paths)
+        return bool(found) and int(await self.redis.exists(*found)) > 0
 
     async def _offer(self, event: IncomingEvent, pause_key: str, pause: dict[str, Any]) -> None:
         now = self.clock()

@@ -11,13 +11,14 @@ import hashlib
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from . import agent_options, cron, durations, expressions, flow, keys
+from . import agent_options, cron, durations, expressions, flow, keys, pause_index
 from .agent_options import AgentOptions
 from .flow import FlowControl
 
@@ -218,6 +219,7 @@ class Registry:
         self.redis = redis
         self.version: int | None = None
         self.functions: dict[str, FunctionConfig] = {}
+        self._cancel_paths: set[tuple[str, str]] = set()  # (event name, path) registered
 
     async def refresh(self, version: int | None = None) -> None:
         """Reload the function set if another process synced since we last looked."""
@@ -237,8 +239,24 @@ class Registry:
                 log.error("a stored function no longer validates and is skipped: %s", exc)
                 continue
             functions[fn.id] = fn
+        await self._register_cancel_paths(functions.values())
         self.functions = functions
         self.version = version
+
+    async def _register_cancel_paths(self, functions: Iterable[FunctionConfig]) -> None:
+        """Add the paths the cancel listeners of these functions may be indexed on to their
+        event names' path sets, before any run of them starts (the ingest script stores a
+        listener in its bucket but does not touch the path sets)."""
+        paths = {(cancel.event, path) for fn in functions for cancel in fn.cancel
+                 for path in pause_index.candidate_paths(cancel.expression)}
+        paths -= self._cancel_paths
+        if not paths:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, path in sorted(paths):
+                pipe.sadd(keys.pause_paths(name), path)
+            await pipe.execute()
+        self._cancel_paths |= paths
 
     def match(self, event: dict[str, Any]) -> list[FunctionConfig]:
         """Functions whose triggers take this event (name, wildcard, CEL expression)."""

@@ -261,8 +261,11 @@ class RunState:
     async def pause(
         self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],
         timeout_due: int, record: StepRecord, follow_up: QueueItem | None = None,
+        indexed: tuple[str, str] | None = None,
     ) -> int:
-        """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended."""
+        """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended.
+        `indexed`: (the path set of the pause's event name, the path its bucket is on),
+        added with the pause so that no event can miss the bucket."""
         timer = QueueItem.of(PauseTimeout(pause_key, pause["id"]),
                              id=f"{item.run_id}:t:{pause['id']}", run_id=item.run_id,
                              fn_id=item.fn_id, max_attempts=item.max_attempts)
@@ -271,12 +274,12 @@ class RunState:
             await self.scripts(
                 "pause",
                 [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id), pause_key,
-                 keys.run_listeners(item.run_id)],
+                 keys.run_listeners(item.run_id), *([indexed[0]] if indexed else [])],
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
                  orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
                  follow_up.id if follow_up else "",
                  orjson.dumps(follow_up.to_dict()) if follow_up else b"",
-                 self._take_call(item, None)],
+                 self._take_call(item, None), indexed[1] if indexed else ""],
             )
         )
 

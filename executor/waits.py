@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from . import durations, keys, times
+from . import durations, keys, pause_index, times
 from .clock import Clock
 from .ingest import INVOKED, Ingest, internal_event
 from .queue import EmitInvoke, PauseTimeout, QueueItem, ScanWait
@@ -66,14 +66,19 @@ class Waits:
         lookback = duration_ms(opts.get("lookback"))
         record = StepRecord.of_op(op, "Waiting", item.attempt + 1, started, expires,
                                   waiting_for=name, expression=opts.get("if") or None)
+        # the trigger's values are written into the expression, and the pause goes to the
+        # bucket of the equality it needs (pause_index): events read only their buckets
+        pause_key, expr, copy, path = pause_index.place(
+            name, opts.get("if") or None, orjson.loads(state.run[b"event"]))
         pause = {
             "id": f"{item.run_id}:{op['id']}", "run_id": item.run_id, "fn_id": item.fn_id,
             "kind": "wait", "op": op["op"], "step": op["id"], "name": record.name,
-            "expr": opts.get("if") or None, "event": orjson.loads(state.run[b"event"]),
+            "waiting_for": name, "expr": expr,
             "event_id": state.run.get(b"event_id", b"").decode(),
             "created_at": started, "expires_at": expires, "max_attempts": item.max_attempts,
         }
-        pause_key = keys.pauses(name)
+        if copy is not None:
+            pause["event"] = copy  # not interpolated: evaluated against the trigger
         # Events that arrived while this call was in flight (or within `lookback` before
         # it) would otherwise be missed: a queue item stored with the pause offers them to
         # it, so not even a crash right now skips that. resume.lua makes it race-free. The
@@ -83,7 +88,8 @@ class Waits:
                             id=f"{item.run_id}:scan:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)
         await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
-                               timeout_due=expires, record=record, follow_up=scan)
+                               timeout_due=expires, record=record, follow_up=scan,
+                               indexed=(keys.pause_paths(name), path) if path else None)
 
     async def invoke(self, item: QueueItem, token: str, op: dict[str, Any], started: int,
                      now: int) -> None:

@@ -91,5 +91,6 @@ def _of_pause(raw: Any, key: str) -> dict[str, Any]:
     if pause.get("kind") == "invoke":
         return phase("Invoking", "Invoking", str(pause.get("target") or ""), until)
     prefix = keys.pauses("")
-    event = key[len(prefix):] if key.startswith(prefix) else str(pause.get("name") or "")
+    event = (pause.get("waiting_for") or (key[len(prefix):] if key.startswith(prefix) else "")
+             or str(pause.get("name") or ""))
     return phase("Waiting", "Waiting", event, until)

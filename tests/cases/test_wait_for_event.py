@@ -5,12 +5,16 @@ on its own `data.id`, so tests cannot resume each other's runs."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import pathlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from executor import keys
 
 from ..conftest import REDIS_KINDS, Stack, app_stack
 from ..procs import Executor, wait_for
@@ -112,3 +116,32 @@ def test_if_exp_passes_over_a_non_matching_event(prim: Stack) -> None:
     ex.send("prim/reply", {"id": me, "answer": "for you"})
     done = ex.wait_run(event_id, timeout=10)
     assert done["output"] == {"matched": {"id": me, "answer": "for you"}}
+
+
+def test_replies_through_two_executors_resume_each_run_once(
+        prim: Stack, tmp_path: pathlib.Path) -> None:
+    """Two executor processes each take a matching reply at the same moment: each run is
+    resumed by exactly one of them (the pause, in its index bucket, is consumed once)."""
+    ex = prim.executor
+    second = Executor(tmp_path, prim.redis.url, [], name="executor-b")
+    second.start()
+    try:
+        started = {me: ex.send("prim/wait", {"id": me, "timeout": 60})
+                   for me in (unique() for _ in range(6))}
+        runs = {me: waiting(ex, event_id)["run_id"] for me, event_id in started.items()}
+        pairs = [(proc, me) for me in started for proc in (ex, second)]
+        with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
+            replies = list(pool.map(lambda pair: pair[0].send("prim/reply", {"id": pair[1]}),
+                                    pairs))
+        redis = prim.redis.client()
+        for me, event_id in started.items():
+            done = ex.wait_run(event_id, timeout=20)
+            assert done["output"] == {"matched": {"id": me}}
+            assert prim.counts()[(runs[me], "after")] == 1
+            mine = [r for (_, who), r in zip(pairs, replies, strict=True) if who == me]
+            resumed = [r for r in mine
+                       if redis.lrange(keys.event_resumed(r), 0, -1) == [runs[me].encode()]]
+            assert len(resumed) == 1, f"run {runs[me]} resumed by {resumed} of {mine}"
+            assert wait_step(ex, runs[me])["matched"] == resumed[0]
+    finally:
+        second.stop()

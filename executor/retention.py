@@ -49,6 +49,14 @@ BATCH = 500
 DAY_MS = 24 * 3600 * 1000
 
 
+def period_text(ms: int) -> str:
+    """The retention period as `--retention` takes it (7d, 36h, 90m)."""
+    for unit, size in (("d", DAY_MS), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -10,9 +10,7 @@ as for an id that never existed. What goes, key family by key family (keys.py):
 - an ended run: its hash, memos, stack, steps, pending set, listeners, usage and reruns
   list, and its entries in every run index (all runs, function, status, function x status,
   running, stalled, search terms, numbers and words); a word leaves the prefix dictionary
-  with its last run; the statistics hashes it counted in, once their own period (48 h
-  for minutes, 15 days for hours: `metrics_store`) is over too by the executor's clock
-  (Redis expires them by its clock already: this matters when the clocks differ);
+  with its last run;
 - an event, lifecycle events (`inngest/function.*`) included: the event, its runs,
   resumed and cancelled lists, and its entries in the event indexes and search;
 - bulk actions started before the period;
@@ -24,8 +22,10 @@ as for an id that never existed. What goes, key family by key family (keys.py):
 - per-day usage fields older than both the period and what the usage view shows;
 - concurrency values nothing waits on any more, from the set the backlog reads.
 
-Bounded by their own TTLs instead (Redis's clock): idempotency keys (24 h), rate limit,
-throttle, debounce and batch state, claims of cron ticks (60 s), heartbeats, sessions.
+Bounded by their own TTLs instead (Redis's clock): statistics hashes (48 h for minutes, 15
+days for hours after their period: `metrics_store`), idempotency keys (24 h, or the
+function's `idempotency` period), rate limit, throttle, debounce and batch state, claims
+of cron ticks (60 s), heartbeats, sessions and login failures.
 Bounded by live work: the queue, pauses, the outbox, concurrency slots, singletons.
 """
 
@@ -39,7 +39,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from . import indexes, keys, metrics_store, scripts
+from . import indexes, keys, scripts
 from .usage import DAYS_SHOWN
 
 log = logging.getLogger("inngest_like.executor")
@@ -76,7 +76,7 @@ class Retention:
         """One pass: (runs deleted, events deleted)."""
         now = self.clock()
         cutoff = now - self.retention_ms
-        runs, events = await self._runs(cutoff, now), await self._events(cutoff)
+        runs, events = await self._runs(cutoff), await self._events(cutoff)
         await self._bulk(cutoff)
         await self._removed(cutoff)
         await self._crons(cutoff)
@@ -206,7 +206,7 @@ class Retention:
             pipe.zrem(keys.BULK_JOBS, *found)
             await pipe.execute()
 
-    async def _runs(self, cutoff: int, now: int) -> int:
+    async def _runs(self, cutoff: int) -> int:
         # the oldest started runs first; a run that ended after the cutoff (or still runs)
         # is kept, and looked at again by a later pass
         found: Any = await self.redis.zrangebyscore(keys.RUNS, "-inf", cutoff, start=0,
@@ -217,17 +217,15 @@ class Retention:
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hmget(keys.run(run_id), ["status", "ended_at", "function_id", "event",
-                                              "output", "started_at"])
+                                              "output"])
             rows = await pipe.execute()
         expired: list[tuple[str, str | None, list[Any]]] = []
-        for run_id, (status, ended, fn_id, event, output, started) in zip(run_ids, rows,
-                                                                           strict=True):
+        for run_id, (status, ended, fn_id, event, output) in zip(run_ids, rows, strict=True):
             if status is None:
                 expired.append((run_id, None, []))  # already gone: drop the index entries
             elif status != b"Running" and ended and int(ended) <= cutoff:
                 expired.append((run_id, _text(fn_id) if fn_id else None,
-                                [_text(status), event, output, int(started or ended),
-                                 int(ended)]))
+                                [_text(status), event, output]))
         if not expired:
             return 0
         words: set[str] = set()
@@ -241,8 +239,7 @@ class Retention:
                 if fn_id:
                     pipe.zrem(keys.runs_of_function(fn_id), run_id)
                 if fn_id and found_run:
-                    status, event, output, started, ended = found_run
-                    self._stats(pipe, fn_id, {started, ended}, now)
+                    status, event, output = found_run
                     pipe.zrem(keys.runs_by_status(status), run_id)
                     pipe.zrem(keys.runs_of_function_status(fn_id, status), run_id)
                     pipe.zrem(keys.runs_of_function_status(fn_id, "Running"), run_id)
@@ -253,16 +250,6 @@ class Retention:
             await pipe.execute()
         await self._forget_words(indexes.RUNS, words)
         return len(expired)
-
-    @staticmethod
-    def _stats(pipe: Any, fn_id: str, times: set[int], now: int) -> None:
-        """The statistics hashes a run counted in (at its start and its end) whose own
-        retention is over by our clock."""
-        for at in times:
-            for key, expiry in zip(metrics_store.stat_keys(fn_id, at),
-                                   metrics_store.stat_expiries(at), strict=True):
-                if expiry <= now:
-                    pipe.delete(key)
 
     @staticmethod
     def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str) -> None:

@@ -113,8 +113,6 @@ class Retention:
             try:
                 await pipe.watch(keys.APPS, keys.FUNCTIONS, keys.FUNCTIONS_REMOVED)
                 removed: Any = await pipe.hgetall(keys.FUNCTIONS_REMOVED)
-                if not removed:
-                    return
                 registered = {_text(f) for f in await pipe.hkeys(keys.FUNCTIONS)}
                 apps: Any = await pipe.hgetall(keys.APPS)
                 infos = {_text(f): orjson.loads(v) for f, v in removed.items()}

@@ -188,6 +188,17 @@ async def test_an_app_with_no_functions_goes_after_the_period_once_its_runs_ende
     assert [f.id for f in engine.executor.registry.functions.values()] == ["kept"]
 
 
+async def test_an_app_synced_without_functions_goes_after_the_period(
+        engine: Engine, redis: Redis) -> None:
+    await _sync(engine, "moved-away")  # its functions now live in another app
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    await _sweep(retention)
+    assert await redis.hexists(keys.APPS, "moved-away")
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)
+    assert not await redis.exists(keys.APPS)
+
+
 async def test_concurrency_values_nothing_waits_on_leave_the_backlog_set(
         engine: Engine, redis: Redis) -> None:
     await engine.sync({"id": "f", "concurrency": [{"limit": 1, "key": "event.data.customer"}]})

@@ -215,15 +215,19 @@ class Retention:
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hmget(keys.run(run_id), ["status", "ended_at", "function_id", "event",
-                                              "output"])
+                                              "output", "event_id"])
             rows = await pipe.execute()
         expired: list[tuple[str, str | None, list[Any]]] = []
-        for run_id, (status, ended, fn_id, event, output) in zip(run_ids, rows, strict=True):
+        event_ids: set[str] = set()
+        for run_id, (status, ended, fn_id, event, output, event_id) in zip(run_ids, rows,
+                                                                           strict=True):
             if status is None:
                 expired.append((run_id, None, []))  # already gone: drop the index entries
             elif status != b"Running" and ended and int(ended) <= cutoff:
                 expired.append((run_id, _text(fn_id) if fn_id else None,
                                 [_text(status), event, output]))
+                if event_id:
+                    event_ids.add(_text(event_id))
         if not expired:
             return 0
         words: set[str] = set()
@@ -247,7 +251,24 @@ class Retention:
                     words |= doc.words
             await pipe.execute()
         await self._forget_words(indexes.RUNS, words)
+        await self._orphaned_links(sorted(event_ids))
         return len(expired)
+
+    async def _orphaned_links(self, event_ids: list[str]) -> None:
+        """The run lists of events deleted before their runs. A run outlives its event when
+        it ended after the event's period; a rerun of it, started later, is appended to the
+        (deleted) event's runs list, which recreates the list with no event to delete it
+        with: it goes with the runs instead."""
+        if not event_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.exists(keys.event(event_id))
+            stored = await pipe.execute()
+        gone = [e for e, n in zip(event_ids, stored, strict=True) if not n]
+        if gone:
+            await self.redis.delete(*(key for e in gone for key in (
+                keys.event_runs(e), keys.event_resumed(e), keys.event_cancelled(e))))
 
     @staticmethod
     def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str) -> None:

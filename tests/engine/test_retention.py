@@ -10,7 +10,7 @@ import orjson
 from redis.asyncio import Redis
 
 import dashboard
-from executor import cron, indexes, keys
+from executor import control, cron, indexes, keys
 from executor.api import create_app
 from executor.driver import Completed
 from executor.retention import Retention
@@ -210,6 +210,36 @@ async def test_concurrency_values_nothing_waits_on_leave_the_backlog_set(
     assert len(held) == 2 and not await redis.exists(*held)  # both emptied
     await Retention(redis, engine.clock, retention_ms=DAY_MS).sweep()
     assert not await redis.exists(keys.CONCURRENCY_WAITING)
+
+
+async def test_a_rerun_of_a_run_that_outlived_its_event_leaves_no_run_list_behind(
+        engine: Engine, redis: Redis) -> None:
+    await engine.sync({"id": "f"})
+
+    def answer(call: Call) -> Any:
+        if "n" * 40 in call.steps:
+            return Completed("woke")
+        return ops({"op": "Sleep", "id": "n" * 40, "opts": {"duration": "36h"}})
+
+    engine.answer(answer)
+    (run_id,) = await engine.send()
+    event_id = f"ev-{engine.sent}"
+    await engine.run_until_idle()
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)  # the event goes; its run sleeps on
+    assert not await redis.exists(keys.event(event_id), keys.event_runs(event_id))
+    engine.clock.advance(DAY_MS // 2)
+    await engine.run_until_idle()
+    assert (await engine.run(run_id))["status"] == "Completed"
+    await control.rerun(engine.executor, run_id, reason="again")  # lists itself under the event
+    await engine.run_until_idle()
+    assert await redis.exists(keys.event_runs(event_id))
+    engine.clock.advance(2 * DAY_MS)
+    await engine.run_until_idle()  # the rerun wakes and completes
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)
+    assert not await redis.exists(keys.RUNS, keys.event_runs(event_id))
 
 
 # -- expired ids answer 404 ------------------------------------------------------------------

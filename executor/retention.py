@@ -12,7 +12,8 @@ as for an id that never existed. What goes, key family by key family (keys.py):
   running, stalled, search terms, numbers and words); a word leaves the prefix dictionary
   with its last run;
 - an event, lifecycle events (`inngest/function.*`) included: the event, its runs,
-  resumed and cancelled lists, and its entries in the event indexes and search;
+  resumed and cancelled lists, and its entries in the event indexes and search (and
+  those lists again with a run that outlived its event, if a rerun recreated them);
 - bulk actions started before the period;
 - a function a sync removed, after the period: its usage totals (not while a run of it is
   still Running); a cron schedule a sync removed (or changed), after the period: its last

@@ -280,5 +280,12 @@ async def test_expired_runs_and_events_answer_a_404_naming_the_id(redis: Redis) 
                 assert answer.status_code == 404 and answer.json()["run_id"] == run_id
             never = await http.get("/v1/events/01J000000000000000000NOPE0/runs")
             assert never.status_code == 404  # unknown and expired read the same
+            assert (await http.get("/v1/functions/f/usage")).status_code == 200
+            await engine.sync({"id": "g"})  # `f` is removed: its usage goes after the period
+            assert (await http.get("/v1/functions/f/usage")).status_code == 200
+            engine.clock.advance(DAY_MS + 1)
+            await _sweep(engine.executor.scheduler.retention)
+            gone = await http.get("/v1/functions/f/usage")
+            assert gone.status_code == 404 and gone.json()["function_id"] == "f"
     finally:
         await engine.executor.driver.close()

@@ -15,6 +15,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
+from executor import retention
 from executor.read_model import RUN_STATUSES
 
 from . import csrf, view
@@ -96,6 +97,13 @@ class Dashboard:
         return page("message.html", 403, title="Form expired",
                     message="This form's security token is missing or stale. Go back, "
                             "reload the page and try again.", csrf="", nav="")
+
+    def gone(self, kind: str, found_id: str) -> str:
+        """Why a run or event page has nothing to show: the id is unknown, or retention
+        deleted what it named (nothing tells the two apart)."""
+        period = retention.period_text(self.executor.settings.retention_ms)
+        return (f"There is no {kind} {found_id}. Either it never existed, or it ended more "
+                f"than the retention period ({period}) ago and was deleted.")
 
     async def context(self, request: Request, nav: str) -> dict[str, Any]:
         return {"csrf": await self.csrf_for(request), "nav": nav,

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
 
-from . import api_ops, api_schema, bodies, control, gql, ops_routes
+from . import api_ops, api_schema, bodies, control, gql, ops_routes, retention
 from . import events as event_in
 from .auth import SESSION_COOKIE
 from .ingest import NotReplicated
@@ -38,6 +38,14 @@ OPEN_PATHS = {"/health", "/login", "/logout", "/metrics"}  # /metrics guards its
 
 def _error(status: int, message: str, **extra: Any) -> ORJSONResponse:
     return ORJSONResponse({"error": message, "status": status, **extra}, status_code=status)
+
+
+def not_found(kind: str, id_field: str, found_id: str, retention_ms: int) -> ORJSONResponse:
+    """404 for a run or event id that is unknown, or was deleted by retention (the two are
+    told apart by nothing: a deleted id leaves no trace)."""
+    return _error(404, f"{kind} {found_id} not found: no such {kind}, or it is older than "
+                       f"the retention period ({retention.period_text(retention_ms)}) and was deleted",
+                  **{id_field: found_id})
 
 
 def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -152,25 +160,27 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def get_event(event_id: str) -> Response:
         found = await executor.read.event(event_id)
         if found is None:
-            return _error(404, f"event {event_id} not found")
+            return not_found("event", "event_id", event_id, executor.settings.retention_ms)
         return ORJSONResponse({"data": found})
 
     @app.get("/v1/events/{event_id}/runs")
     async def event_runs(event_id: str) -> Response:
+        if not await executor.read.event_exists(event_id):
+            return not_found("event", "event_id", event_id, executor.settings.retention_ms)
         return ORJSONResponse({"data": await executor.read.event_runs(event_id)})
 
     @app.get("/v1/runs/{run_id}")
     async def get_run(run_id: str) -> Response:
         found = await executor.read.run(run_id)
         if found is None:
-            return _error(404, f"run {run_id} not found")
+            return not_found("run", "run_id", run_id, executor.settings.retention_ms)
         return ORJSONResponse({"data": found})
 
     @app.delete("/v1/runs/{run_id}")
     async def cancel_run(run_id: str, reason: str | None = None) -> Response:
         found = await executor.read.run(run_id)
         if found is None:
-            return _error(404, f"run {run_id} not found")
+            return not_found("run", "run_id", run_id, executor.settings.retention_ms)
         if found["status"] != "Running":
             return _error(409, f"run {run_id} is {found['status']}, not running")
         why = " ".join((reason or "").split())[:500]
@@ -183,6 +193,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             new_id = await control.rerun(executor, run_id, from_step)
         except control.RerunError as exc:
+            if exc.status == 404:
+                return not_found("run", "run_id", run_id, executor.settings.retention_ms)
             return _error(exc.status, str(exc))
         return ORJSONResponse({"data": await executor.read.run(new_id)})
 
@@ -198,7 +210,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     async def get_steps(run_id: str) -> Response:
         found = await executor.read.steps(run_id)
         if found is None:
-            return _error(404, f"run {run_id} not found")
+            return not_found("run", "run_id", run_id, executor.settings.retention_ms)
         run = await executor.read.run(run_id)
         # why the run's next step is not running yet (flow control), beside its steps
         return ORJSONResponse({"data": found,

@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--lease-seconds", type=float, default=20.0,
                          help="how long a dead worker's call stays leased before retry")
         cmd.add_argument("--retention", default="7d",
-                         help="how long ended runs and events are kept (a duration: 7d, "
-                              "12h, 30m; default 7d)")
+                         help="how long ended runs, events, removed functions' state and "
+                              "apps left without functions are kept (a duration: 7d, 12h, "
+                              "30m; default 7d)")
         cmd.add_argument("--call-timeout", type=float, default=600.0,
                          help="seconds a call to the app may take before it counts as a "
                               "failed attempt (retried with backoff; default 600)")

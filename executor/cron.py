@@ -12,6 +12,12 @@ from croniter import croniter
 from . import durations
 
 
+def schedule_id(function_id: str, source: str) -> str:
+    """One function's one cron trigger: what its cron state (`keys.cron_last`) is kept under,
+    so changing a function's schedule starts the new one afresh."""
+    return f"{function_id}|{source}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     source: str

@@ -36,6 +36,13 @@ def call_beat(call_id: str) -> str:
 APPS = f"{PREFIX}:apps"  # hash app id -> app JSON (url, sdk, last sync, error)
 FUNCTIONS = f"{PREFIX}:functions"  # hash function id -> function config JSON
 REGISTRY_VERSION = f"{PREFIX}:registry:version"  # counter bumped on every sync
+# hash function id -> {"app_id", "removed_at"} (JSON) of the functions a sync of their app
+# dropped: retention deletes their own keys (usage, cron state) once the retention period
+# has passed since, and an app with no functions only after its removed ones are gone
+FUNCTIONS_REMOVED = f"{PREFIX}:functions:removed"
+# zset "<function id>|<cron source>" -> when a sync dropped that schedule (ms): its cron
+# state (`cron_last`) is kept that long, so a schedule put back soon fires what it missed
+CRONS_RETIRED = f"{PREFIX}:cron:retired"
 
 # -- events ------------------------------------------------------------------------------
 EVENTS = f"{PREFIX}:events"  # zset event id -> received time (ms), newest last

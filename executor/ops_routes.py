@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from inngest_like import wire
 
-from . import api_schema, bodies, keys
+from . import api_schema, bodies, keys, retention
 from .auth import SESSION_COOKIE
 from .heartbeats import call_id_ok
 from .metrics import CONTENT_TYPE
@@ -81,6 +81,17 @@ def mount(app: FastAPI, executor: Any) -> None:
 
     @app.get("/v1/functions/{function_id}/usage")
     async def function_usage(function_id: str) -> Response:
+        await executor.registry.refresh()
+        known = function_id in executor.registry.functions or await executor.redis.hexists(
+            keys.FUNCTIONS_REMOVED, function_id) or await executor.redis.exists(
+            keys.function_usage(function_id), keys.runs_of_function(function_id))
+        if not known:
+            # neither synced nor known by what it left: unknown, or removed and expired
+            period = retention.period_text(executor.settings.retention_ms)
+            return _answer({"error": f"function {function_id} not found: no such function, "
+                                     f"or it was removed more than the retention period "
+                                     f"({period}) ago", "status": 404,
+                            "function_id": function_id}, 404)
         return _answer({"data": await ops.usage.function_usage(function_id, executor.clock())})
 
     @app.get("/metrics", include_in_schema=False)

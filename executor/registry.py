@@ -192,6 +192,13 @@ def _parse_cancel(fn_id: str, raw: Any) -> list[CancelOn]:
     return out
 
 
+def _crons_of(config: Any) -> list[str]:
+    """The cron sources of a stored function config (validated when it was synced)."""
+    triggers = config.get("triggers") if isinstance(config, dict) else None
+    return [t["cron"] for t in triggers or [] if isinstance(t, dict)
+            and isinstance(t.get("cron"), str) and t["cron"]]
+
+
 def parse_sync(body: Any) -> tuple[str, str, list[FunctionConfig]]:
     """(app id, app url, functions) from a `/fn/register` body, both key spellings accepted."""
     if not isinstance(body, dict):
@@ -314,8 +321,23 @@ class Registry:
             pipe.multi()  # type: ignore[no-untyped-call]
             pipe.hset(keys.APPS, app_id, orjson.dumps(app))
             mine = [f for f in gone if owners[f] == app_id]  # never another app's
+            now = app["synced_at"]
             if mine:
                 pipe.hdel(keys.FUNCTIONS, *mine)
+                # retention deletes their usage and cron state once the period has passed
+                removed = orjson.dumps({"app_id": app_id, "removed_at": now})
+                pipe.hset(keys.FUNCTIONS_REMOVED, mapping={f: removed for f in mine})
+            if functions:  # back before retention deleted their keys: they keep them
+                pipe.hdel(keys.FUNCTIONS_REMOVED, *(fn.id for fn in functions))
+            had = {cron.schedule_id(fn_id, source)
+                   for fn_id, value in zip(ids, stored, strict=True)
+                   if value and owners[fn_id] == app_id
+                   for source in _crons_of(orjson.loads(value).get("config"))}
+            has = {cron.schedule_id(fn.id, source) for fn in functions for source in fn.crons}
+            if had - has:
+                pipe.zadd(keys.CRONS_RETIRED, {schedule: now for schedule in had - has})
+            if has:
+                pipe.zrem(keys.CRONS_RETIRED, *has)
             for fn in functions:
                 pipe.hset(
                     keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})

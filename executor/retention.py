@@ -1,14 +1,33 @@
-"""Retention: ended runs, events and their index entries are deleted once older than the
-retention period (`--retention`, 7 days by default), so a store that runs for months keeps
-a bounded size instead of growing until Redis refuses writes (or, with an eviction policy,
-silently drops queue items). A Running run is never deleted, however old.
+"""Retention: what has ended is deleted once older than the retention period (`--retention`,
+7 days by default), so a store that runs for months keeps a bounded size instead of growing
+until Redis refuses writes (or, with an eviction policy, silently drops queue items). A
+Running run is never deleted, however old.
 
 Each pass deletes at most `batch` runs and `batch` events, oldest first, in pipelines; the
 scheduler repeats passes while they are full. Reads of a deleted run or event answer 404
-as for an id that never existed. The dashboard's entries go with them (`_index_entries`):
-status indexes, search entries (a word leaves the prefix dictionary with its last run),
-an event's resumed / cancelled lists, a run's reruns, and bulk actions past the period.
-The per-minute statistics expire on their own.
+as for an id that never existed. What goes, key family by key family (keys.py):
+
+- an ended run: its hash, memos, stack, steps, pending set, listeners, usage and reruns
+  list, and its entries in every run index (all runs, function, status, function x status,
+  running, stalled, search terms, numbers and words); a word leaves the prefix dictionary
+  with its last run;
+- an event, lifecycle events (`inngest/function.*`) included: the event, its runs,
+  resumed and cancelled lists, and its entries in the event indexes and search (and
+  those lists again with a run that outlived its event, if a rerun recreated them);
+- bulk actions started before the period;
+- a function a sync removed, after the period: its usage totals (not while a run of it is
+  still Running); a cron schedule a sync removed (or changed), after the period: its last
+  tick and the claim of that tick;
+- an app, once it owns no functions, has not synced for the period, and its removed
+  functions are gone (an app that owns functions is never deleted: sync it without them);
+- per-day usage fields older than both the period and what the usage view shows;
+- concurrency values nothing waits on any more, from the set the backlog reads.
+
+Bounded by their own TTLs instead (Redis's clock): statistics hashes (48 h for minutes, 15
+days for hours after their period: `metrics_store`), idempotency keys (24 h, or the
+function's `idempotency` period), rate limit, throttle, debounce and batch state, claims
+of cron ticks (60 s), heartbeats, sessions and login failures.
+Bounded by live work: the queue, pauses, the outbox, concurrency slots, singletons.
 """
 
 from __future__ import annotations
@@ -19,13 +38,24 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
-from . import indexes, keys
+from . import indexes, keys, scripts
+from .usage import DAYS_SHOWN
 
 log = logging.getLogger("inngest_like.executor")
 
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 BATCH = 500
+DAY_MS = 24 * 3600 * 1000
+
+
+def period_text(ms: int) -> str:
+    """The retention period as `--retention` takes it (7d, 36h, 90m)."""
+    for unit, size in (("d", DAY_MS), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def _text(value: Any) -> str:
@@ -39,26 +69,129 @@ class Retention:
         self.clock = clock
         self.retention_ms = retention_ms
         self.batch = batch
+        self._forget_empty = redis.register_script(scripts.source("forget_empty"))
+        self._waiting_cursor = 0  # where the walk of the concurrency waiting set stopped
+        self._usage_trimmed_day = -1  # per-day usage fields age by days: trimmed once a day
 
     async def sweep(self) -> tuple[int, int]:
         """One pass: (runs deleted, events deleted)."""
-        cutoff = self.clock() - self.retention_ms
+        now = self.clock()
+        cutoff = now - self.retention_ms
         runs, events = await self._runs(cutoff), await self._events(cutoff)
         await self._bulk(cutoff)
+        await self._removed(cutoff)
+        await self._crons(cutoff)
+        await self._waiting()
+        await self._usage_days(cutoff, now)
         return runs, events
+
+    async def _forget(self, directory: str, kind: str, prefix: str, names: list[str]) -> None:
+        for at in range(0, len(names), self.batch):
+            await self._forget_empty(keys=[directory],
+                                     args=[kind, prefix, *names[at:at + self.batch]])
 
     async def _forget_words(self, scope: str, words: set[str]) -> None:
         """Take out of the prefix dictionary the words no run (event) holds any more."""
-        if not words:
+        await self._forget(keys.search_words(scope), "zset", keys.search_word(scope, ""),
+                           sorted(words))
+
+    async def _waiting(self) -> None:
+        """Forget the concurrency waiting zsets that emptied (one value of a per-user
+        concurrency key each: without this the set grows with every value ever held back).
+        Walked a page per pass."""
+        cursor, found = await self.redis.sscan(keys.CONCURRENCY_WAITING, self._waiting_cursor,
+                                               count=self.batch)
+        self._waiting_cursor = int(cursor)
+        await self._forget(keys.CONCURRENCY_WAITING, "set", "", [_text(n) for n in found])
+
+    async def _removed(self, cutoff: int) -> None:
+        """Functions removed before the period: their usage totals go (unless a run of
+        theirs is still Running: it adds to them); then apps left with no functions, not
+        synced for the period. In one transaction over the registry, so a sync meanwhile
+        (which may bring a function or app back) makes this pass skip: the next one looks
+        again."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(keys.APPS, keys.FUNCTIONS, keys.FUNCTIONS_REMOVED)
+                removed: Any = await pipe.hgetall(keys.FUNCTIONS_REMOVED)
+                registered = {_text(f) for f in await pipe.hkeys(keys.FUNCTIONS)}
+                apps: Any = await pipe.hgetall(keys.APPS)
+                infos = {_text(f): orjson.loads(v) for f, v in removed.items()}
+                due = [f for f, info in infos.items()
+                       if f not in registered and int(info.get("removed_at", 0)) <= cutoff]
+                async with self.redis.pipeline(transaction=False) as counts:
+                    for fn_id in due:
+                        counts.zcard(keys.runs_of_function_status(fn_id, "Running"))
+                    running = await counts.execute()
+                gone = [f for f, n in zip(due, running, strict=True) if not n]
+                forgotten = gone + [f for f in infos if f in registered]
+                left = {str(info.get("app_id")) for f, info in infos.items()
+                        if f not in forgotten}
+                stale = []
+                for raw_id, raw in apps.items():
+                    app_id, app = _text(raw_id), orjson.loads(raw)
+                    if not app.get("functions") and app_id not in left \
+                            and int(app.get("synced_at") or 0) <= cutoff:
+                        stale.append(app_id)
+                if not forgotten and not stale:
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for fn_id in gone:
+                    pipe.delete(keys.function_usage(fn_id))
+                if forgotten:
+                    pipe.hdel(keys.FUNCTIONS_REMOVED, *forgotten)
+                if stale:
+                    pipe.hdel(keys.APPS, *stale)
+                await pipe.execute()
+            except WatchError:
+                return
+        if stale:
+            log.info("retention removed %d app(s) with no functions: %s", len(stale),
+                     ", ".join(stale))
+
+    async def _crons(self, cutoff: int) -> None:
+        """Cron schedules removed before the period: their last tick and its claim. In a
+        transaction over the retired set: a sync that puts one back makes this pass skip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(keys.CRONS_RETIRED)
+                found: Any = await pipe.zrangebyscore(keys.CRONS_RETIRED, "-inf", cutoff,
+                                                      start=0, num=self.batch)
+                if not found:
+                    return
+                schedules = [_text(s) for s in found]
+                lasts: Any = await pipe.mget([keys.cron_last(s) for s in schedules])
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for schedule, last in zip(schedules, lasts, strict=True):
+                    claims = [keys.cron_tick(schedule, int(last))] if last else []
+                    pipe.delete(keys.cron_last(schedule), *claims)
+                pipe.zrem(keys.CRONS_RETIRED, *schedules)
+                await pipe.execute()
+            except WatchError:
+                return
+
+    async def _usage_days(self, cutoff: int, now: int) -> None:
+        """Per-day usage fields older than the period and than the days the usage view
+        shows (every function's, removed ones' too), once a day."""
+        today = now // DAY_MS
+        if today == self._usage_trimmed_day:
             return
-        ordered = sorted(words)
+        self._usage_trimmed_day = today
+        keep_from = min(cutoff // DAY_MS, today - DAYS_SHOWN + 1)
+        fn_ids = {_text(f) for f in await self.redis.hkeys(keys.FUNCTIONS)}
+        fn_ids |= {_text(f) for f in await self.redis.hkeys(keys.FUNCTIONS_REMOVED)}
+        ordered = sorted(fn_ids)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for word in ordered:
-                pipe.zcard(keys.search_word(scope, word))
-            counts = await pipe.execute()
-        gone = [w for w, n in zip(ordered, counts, strict=True) if not n]
-        if gone:
-            await self.redis.zrem(keys.search_words(scope), *gone)
+            for fn_id in ordered:
+                pipe.hkeys(keys.function_usage(fn_id))
+            fields = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fn_id, names in zip(ordered, fields, strict=True):
+                old = [n for n in map(_text, names)
+                       if n.startswith("d:") and int(n.split(":")[1]) < keep_from]
+                if old:
+                    pipe.hdel(keys.function_usage(fn_id), *old)
+            await pipe.execute()
 
     async def _bulk(self, cutoff: int) -> None:
         found: Any = await self.redis.zrangebyscore(keys.BULK_JOBS, "-inf", cutoff, start=0,
@@ -83,15 +216,19 @@ class Retention:
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in run_ids:
                 pipe.hmget(keys.run(run_id), ["status", "ended_at", "function_id", "event",
-                                              "output"])
+                                              "output", "event_id"])
             rows = await pipe.execute()
         expired: list[tuple[str, str | None, list[Any]]] = []
-        for run_id, (status, ended, fn_id, event, output) in zip(run_ids, rows, strict=True):
+        event_ids: set[str] = set()
+        for run_id, (status, ended, fn_id, event, output, event_id) in zip(run_ids, rows,
+                                                                           strict=True):
             if status is None:
                 expired.append((run_id, None, []))  # already gone: drop the index entries
             elif status != b"Running" and ended and int(ended) <= cutoff:
                 expired.append((run_id, _text(fn_id) if fn_id else None,
                                 [_text(status), event, output]))
+                if event_id:
+                    event_ids.add(_text(event_id))
         if not expired:
             return 0
         words: set[str] = set()
@@ -115,7 +252,24 @@ class Retention:
                     words |= doc.words
             await pipe.execute()
         await self._forget_words(indexes.RUNS, words)
+        await self._orphaned_links(sorted(event_ids))
         return len(expired)
+
+    async def _orphaned_links(self, event_ids: list[str]) -> None:
+        """The run lists of events deleted before their runs. A run outlives its event when
+        it ended after the event's period; a rerun of it, started later, is appended to the
+        (deleted) event's runs list, which recreates the list with no event to delete it
+        with: it goes with the runs instead."""
+        if not event_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.exists(keys.event(event_id))
+            stored = await pipe.execute()
+        gone = [e for e, n in zip(event_ids, stored, strict=True) if not n]
+        if gone:
+            await self.redis.delete(*(key for e in gone for key in (
+                keys.event_runs(e), keys.event_resumed(e), keys.event_cancelled(e))))
 
     @staticmethod
     def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from . import keys, times
+from . import cron, keys, times
 from .cron import Schedule
 from .ingest import Ingest, internal_event
 from .invariants import StrandSweep
@@ -86,7 +86,8 @@ class Scheduler:
 
     async def _cron(self, fn: FunctionConfig, source: str, now: int) -> int:
         schedule = Schedule.parse(source)
-        last_key = keys.cron_last(f"{fn.id}|{source}")
+        schedule_id = cron.schedule_id(fn.id, source)
+        last_key = keys.cron_last(schedule_id)
         raw = await self.redis.get(last_key)
         if raw is None:
             # first sight of this schedule: count from now
@@ -99,7 +100,7 @@ class Scheduler:
         latest = due
         while (following := schedule.next_after(latest)) <= now:
             latest = following
-        claim = keys.cron_tick(f"{fn.id}|{source}", latest)
+        claim = keys.cron_tick(schedule_id, latest)
         if not await self.redis.set(claim, now, nx=True, ex=CLAIM_TTL_S):
             return schedule.next_after(latest)  # another process fires it
         try:

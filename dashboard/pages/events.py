@@ -85,7 +85,7 @@ def router(dash: Dashboard) -> APIRouter:
         found = await read.event(event_id)
         if found is None:
             return page("message.html", 404, **await dash.context(request, "events"),
-                        title="Event not found", message=f"There is no event {event_id}.")
+                        title="Event not found", message=dash.gone("event", event_id))
         links = await read.event_links(event_id)
         return page("event.html", **await dash.context(request, "events"), event=found,
                     payload=view.pretty(found["event"], 50_000), runs=links["started"],

@@ -130,7 +130,7 @@ def router(dash: Dashboard) -> APIRouter:
         detail = await read.run_detail(run_id, now)
         if detail is None:
             return page("message.html", 404, **await dash.context(request, "runs"),
-                        title="Run not found", message=f"There is no run {run_id}.")
+                        title="Run not found", message=dash.gone("run", run_id))
         version = await read.run_version(run_id) if detail["run"]["status"] == "Running" else ""
         return page("run.html", status_code, **await dash.context(request, "runs"), d=detail,
                     run=detail["run"], timeline=view.timeline(detail, now),

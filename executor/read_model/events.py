@@ -20,6 +20,9 @@ class EventReads(Reads):
         raw = await self.redis.get(keys.event(event_id))
         return event_view(raw) if raw else None
 
+    async def event_exists(self, event_id: str) -> bool:
+        return bool(await self.redis.exists(keys.event(event_id)))
+
     async def events(self, name: str | None, limit: int) -> list[dict[str, Any]]:
         index = keys.events_by_name(name) if name else keys.EVENTS
         ids = await self.redis.zrevrange(index, 0, limit - 1)

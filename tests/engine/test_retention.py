@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import orjson
 from redis.asyncio import Redis
 
-from executor import indexes, keys
+import dashboard
+from executor import control, cron, indexes, keys
+from executor.api import create_app
 from executor.driver import Completed
 from executor.retention import Retention
 
@@ -81,3 +84,208 @@ async def test_ended_runs_and_events_expire_back_to_the_baseline(engine: Engine,
     if memory_before:  # the fake Redis reports no memory
         assert memory_after - memory_before < (memory_full - memory_before) / 10, (
             memory_before, memory_full, memory_after)
+
+
+# -- removed functions, retired schedules, stale apps -------------------------------------
+
+def _registration(app: str, *functions: dict[str, Any]) -> dict[str, Any]:
+    url = f"http://{app}.test/api/inngest"
+    return {"appName": app, "url": url, "functions": [
+        {"name": f["id"], "triggers": [{"event": "test/go"}],
+         "steps": {"step": {"id": "step", "name": "step",
+                            "runtime": {"type": "http", "url": f"{url}?fnId={f['id']}"}}},
+         **f} for f in functions]}
+
+
+async def _sync(engine: Engine, app: str, *functions: dict[str, Any]) -> None:
+    await engine.executor.scripts.load_all()
+    body = _registration(app, *functions)
+    await engine.executor.registry.sync(body, orjson.dumps(body), engine.clock())
+
+
+def _metered(call: Call) -> Any:
+    """One metered step, then done (so the function has usage totals)."""
+    if not call.steps:
+        return ops({**step_run("u" * 40, "x"), "usage": {
+            "calls": 1, "models": {"m": {"input_tokens": 9, "cost_usd": 0.01}}}})
+    return Completed("done")
+
+
+async def _sweep(retention: Retention) -> None:
+    while max(await retention.sweep()) >= retention.batch:
+        pass
+
+
+async def test_a_removed_function_keeps_its_cron_state_and_usage_for_the_period_only(
+        engine: Engine, redis: Redis) -> None:
+    every_minute = {"id": "tick", "triggers": [{"cron": "* * * * *"}]}
+    moved = {"id": "moved", "triggers": [{"cron": "*/5 * * * *"}]}
+    await _sync(engine, "app", every_minute, moved, {"id": "f"})
+    engine.answer(_metered)
+    scheduler = engine.executor.scheduler
+    await scheduler.tick()  # first sight of each schedule: counts from now
+    engine.clock.advance(5 * 60_000)
+    await scheduler.tick()  # fires both
+    await engine.send()  # and `f` runs
+    await engine.run_until_idle()
+    tick, old = cron.schedule_id("tick", "* * * * *"), cron.schedule_id("moved", "*/5 * * * *")
+    last = int(await redis.get(keys.cron_last(tick)) or 0)
+    assert last and await redis.exists(keys.cron_tick(tick, last))
+    assert await redis.exists(keys.function_usage("tick"), keys.function_usage("f")) == 2
+    # the app drops `tick` and changes `moved`'s schedule
+    await _sync(engine, "app", {**moved, "triggers": [{"cron": "*/10 * * * *"}]}, {"id": "f"})
+    await scheduler.tick()
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    await _sweep(retention)
+    assert await redis.exists(keys.cron_last(tick), keys.cron_last(old),
+                              keys.function_usage("tick")) == 3  # kept for the period
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)
+    assert not await redis.exists(keys.cron_last(tick), keys.cron_tick(tick, last),
+                                  keys.cron_last(old), keys.function_usage("tick"))
+    assert await redis.exists(keys.cron_last(cron.schedule_id("moved", "*/10 * * * *")))
+    assert await redis.exists(keys.function_usage("f"))  # still synced: its usage stays
+    assert not await redis.exists(keys.FUNCTIONS_REMOVED, keys.CRONS_RETIRED)
+
+
+async def test_a_schedule_put_back_within_the_period_keeps_its_last_tick(
+        engine: Engine, redis: Redis) -> None:
+    nightly = {"id": "nightly", "triggers": [{"cron": "0 3 * * *"}]}
+    await _sync(engine, "app", nightly)
+    await engine.executor.scheduler.tick()
+    schedule = cron.schedule_id("nightly", "0 3 * * *")
+    await _sync(engine, "app")  # a deploy without it...
+    engine.clock.advance(DAY_MS // 2)
+    await _sync(engine, "app", nightly)  # ...rolled back
+    assert not await redis.exists(keys.FUNCTIONS_REMOVED, keys.CRONS_RETIRED)
+    engine.clock.advance(DAY_MS)
+    await _sweep(Retention(redis, engine.clock, retention_ms=DAY_MS))
+    assert await redis.exists(keys.cron_last(schedule))
+
+
+async def test_an_app_with_no_functions_goes_after_the_period_once_its_runs_ended(
+        engine: Engine, redis: Redis) -> None:
+    await _sync(engine, "busy", {"id": "kept"})
+    await _sync(engine, "emptied", {"id": "old", "triggers": [{"event": "test/old"}]})
+    await _sync(engine, "never")
+    engine.answer(lambda call: ops({"op": "Sleep", "id": "s" * 40, "opts": {"duration": "30d"}}))
+    (running,) = await engine.send(name="test/old")
+    await engine.run_until_idle()
+    await _sync(engine, "emptied")  # its function goes; a run of it is still Running
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    engine.clock.advance(DAY_MS // 2)
+    await _sweep(retention)
+    assert await redis.hlen(keys.APPS) == 3  # none is past the period yet
+    engine.clock.advance(DAY_MS)
+    await _sweep(retention)
+    # `busy` has not synced for the period either, but owns a function: kept
+    assert {a.decode() for a in await redis.hkeys(keys.APPS)} == {"busy", "emptied"}
+    assert await redis.hexists(keys.FUNCTIONS_REMOVED, "old")
+    assert await engine.executor.ingest.cancel(running, "done waiting")
+    await _sweep(retention)
+    assert {a.decode() for a in await redis.hkeys(keys.APPS)} == {"busy"}
+    assert not await redis.exists(keys.FUNCTIONS_REMOVED)
+    assert [f.id for f in engine.executor.registry.functions.values()] == ["kept"]
+
+
+async def test_an_app_synced_without_functions_goes_after_the_period(
+        engine: Engine, redis: Redis) -> None:
+    await _sync(engine, "moved-away")  # its functions now live in another app
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    await _sweep(retention)
+    assert await redis.hexists(keys.APPS, "moved-away")
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)
+    assert not await redis.exists(keys.APPS)
+
+
+async def test_concurrency_values_nothing_waits_on_leave_the_backlog_set(
+        engine: Engine, redis: Redis) -> None:
+    await engine.sync({"id": "f", "concurrency": [{"limit": 1, "key": "event.data.customer"}]})
+    engine.answer(lambda call: Completed("ok"))
+    for customer in ("a", "a", "b", "b"):
+        await engine.send({"customer": customer})
+    await engine.run_until_idle()
+    held = {m.decode() for m in await redis.smembers(keys.CONCURRENCY_WAITING)}
+    assert len(held) == 2 and not await redis.exists(*held)  # both emptied
+    await Retention(redis, engine.clock, retention_ms=DAY_MS).sweep()
+    assert not await redis.exists(keys.CONCURRENCY_WAITING)
+
+
+async def test_a_rerun_of_a_run_that_outlived_its_event_leaves_no_run_list_behind(
+        engine: Engine, redis: Redis) -> None:
+    await engine.sync({"id": "f"})
+
+    def answer(call: Call) -> Any:
+        if "n" * 40 in call.steps:
+            return Completed("woke")
+        return ops({"op": "Sleep", "id": "n" * 40, "opts": {"duration": "36h"}})
+
+    engine.answer(answer)
+    (run_id,) = await engine.send()
+    event_id = f"ev-{engine.sent}"
+    await engine.run_until_idle()
+    retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)  # the event goes; its run sleeps on
+    assert not await redis.exists(keys.event(event_id), keys.event_runs(event_id))
+    engine.clock.advance(DAY_MS // 2)
+    await engine.run_until_idle()
+    assert (await engine.run(run_id))["status"] == "Completed"
+    await control.rerun(engine.executor, run_id, reason="again")  # lists itself under the event
+    await engine.run_until_idle()
+    assert await redis.exists(keys.event_runs(event_id))
+    engine.clock.advance(2 * DAY_MS)
+    await engine.run_until_idle()  # the rerun wakes and completes
+    engine.clock.advance(DAY_MS + 1)
+    await _sweep(retention)
+    assert not await redis.exists(keys.RUNS, keys.event_runs(event_id))
+
+
+# -- expired ids answer 404 ------------------------------------------------------------------
+
+async def test_expired_runs_and_events_answer_a_404_naming_the_id(redis: Redis) -> None:
+    engine = Engine(redis, retention_ms=DAY_MS)
+    app = create_app(engine.executor, manage_lifecycle=False)
+    dashboard.mount(app, engine.executor)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as http:
+            await engine.sync({"id": "f"})
+            engine.answer(lambda call: Completed("done"))
+            (run_id,) = await engine.send({"n": 1})
+            event_id = f"ev-{engine.sent}"
+            await engine.run_until_idle()
+            paths = {"run": [f"/v1/runs/{run_id}", f"/v1/runs/{run_id}/steps"],
+                     "event": [f"/v1/events/{event_id}", f"/v1/events/{event_id}/runs"]}
+            pages = {"run": f"/runs/{run_id}", "event": f"/events/{event_id}"}
+            for path in [*paths["run"], *paths["event"], *pages.values()]:
+                assert (await http.get(path)).status_code == 200, path
+            engine.clock.advance(DAY_MS + 1)
+            await _sweep(engine.executor.scheduler.retention)
+            for kind, found_id in (("run", run_id), ("event", event_id)):
+                for path in paths[kind]:
+                    answer = await http.get(path)
+                    assert answer.status_code == 404, path
+                    body = answer.json()
+                    assert body[f"{kind}_id"] == found_id, body
+                    assert found_id in body["error"] and "retention period (1d)" in body[
+                        "error"], body
+                page = await http.get(pages[kind])
+                assert page.status_code == 404
+                assert (f"There is no {kind} {found_id}" in page.text
+                        and "retention period (1d)" in page.text), page.text
+            for answer in (await http.delete(f"/v1/runs/{run_id}"),
+                           await http.post(f"/v1/runs/{run_id}/rerun", json={})):
+                assert answer.status_code == 404 and answer.json()["run_id"] == run_id
+            never = await http.get("/v1/events/01J000000000000000000NOPE0/runs")
+            assert never.status_code == 404  # unknown and expired read the same
+            assert (await http.get("/v1/functions/f/usage")).status_code == 200
+            await engine.sync({"id": "g"})  # `f` is removed: its usage goes after the period
+            assert (await http.get("/v1/functions/f/usage")).status_code == 200
+            engine.clock.advance(DAY_MS + 1)
+            await _sweep(engine.executor.scheduler.retention)
+            gone = await http.get("/v1/functions/f/usage")
+            assert gone.status_code == 404 and gone.json()["function_id"] == "f"
+    finally:
+        await engine.executor.driver.close()

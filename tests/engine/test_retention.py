@@ -223,7 +223,7 @@ async def test_a_rerun_of_a_run_that_outlived_its_event_leaves_no_run_list_behin
 
     engine.answer(answer)
     (run_id,) = await engine.send()
-    event_id = f"ev-{engine.sent}"
+    event_id = engine.event_id(engine.sent)
     await engine.run_until_idle()
     retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
     engine.clock.advance(DAY_MS + 1)
@@ -254,7 +254,7 @@ async def test_expired_runs_and_events_answer_a_404_naming_the_id(redis: Redis) 
             await engine.sync({"id": "f"})
             engine.answer(lambda call: Completed("done"))
             (run_id,) = await engine.send({"n": 1})
-            event_id = f"ev-{engine.sent}"
+            event_id = engine.event_id(engine.sent)
             await engine.run_until_idle()
             paths = {"run": [f"/v1/runs/{run_id}", f"/v1/runs/{run_id}/steps"],
                      "event": [f"/v1/events/{event_id}", f"/v1/events/{event_id}/runs"]}

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from executor import bulk, control, keys, metrics_store
 from executor.driver import CallError, Completed, Outcome
-from executor.ingest import IDEMPOTENCY_TTL_S
+from executor.ingest import EVENT_ID_TTL_S
 
 from ..procs import RedisServer
 from .harness import Call, Engine, ops, step_run
@@ -80,7 +80,9 @@ async def workload(engine: Engine, n: int) -> None:
         return {"kind": kind, "note": f"order {i} to Lisbon by courier", "amount": i,
                 "customer": f"c{i % 3}"}
 
-    done = [r for i in range(n) for r in await engine.send(sent("steps", i))]
+    # (a sender id each: their dedupe keys expire on their own, 24 h later)
+    done = [r for i in range(n)
+            for r in await engine.send(sent("steps", i), event_id=f"order-{n}-{i}")]
     failed = [r for i in range(n // 5) for r in await engine.send(sent("fail", i))]
     for i in range(n // 5):
         await engine.send(sent("wait", i))
@@ -123,16 +125,17 @@ async def expire_on_our_clock(redis: Redis, now: int) -> int:
             continue
         if name.startswith(f"{keys.PREFIX}:stats:"):
             # stamped with the end of its period plus the statistics' retention
-            kind, period = name.split(":")[2:4]
+            kind, period = name[len(keys.PREFIX) + 1:].split(":")[1:3]
             length, kept = ((metrics_store.MINUTE_MS, metrics_store.MINUTE_RETENTION_MS)
                             if kind == "m" else
                             (metrics_store.HOUR_MS, metrics_store.HOUR_RETENTION_MS))
             assert expires == (int(period) + 1) * length + kept, name
             assert expires <= now, name
         else:
-            # relative TTLs, set when the run started (by then `now` was far behind)
-            assert name.startswith(f"{keys.PREFIX}:idem:"), name
-            assert await redis.pttl(name) <= IDEMPOTENCY_TTL_S * 1000, name
+            # relative TTLs, set when the run (event) came (by then `now` was far behind):
+            # idempotency keys and sender event ids, 24 h at most
+            assert name.startswith((f"{keys.PREFIX}:idem:", f"{keys.PREFIX}:event-id:")), name
+            assert await redis.pttl(name) <= EVENT_ID_TTL_S * 1000, name
         dropped.append(name)
     if dropped:
         await redis.delete(*dropped)
@@ -202,7 +205,7 @@ async def test_key_count_and_memory_return_to_the_baseline(redis: Redis) -> None
                        keys.search_words("r"), keys.search_words("e"),
                        keys.function_usage("tick")):
             assert family in present, family
-        for marker in (":resumed", ":cancelled", ":reruns", ":usage", ":memos", ":idem:"):
+        for marker in (":resumed", ":cancelled", ":reruns", ":usage", ":memos", ":event-id:"):
             assert any(k.endswith(marker) or marker in k for k in present), marker
         full = await used_memory(redis)
         assert full_keys > len(baseline_keys) + 1000

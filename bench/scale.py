@@ -4,8 +4,10 @@
     python -m bench.scale                  # K = 600 per round, 3 rounds (about 2 minutes)
     python -m bench.scale --quick          # K = 200, 1 round
     python -m bench.scale --executors 1,2  # choose the process counts
+    python -m bench.scale --cluster        # on a three-master Redis Cluster (a replica each)
 
-For each count E: a fresh redis-server (appendfsync always, as the tests'), the bench app
+For each count E: a fresh redis-server (appendfsync always, as the tests'; or a fresh
+three-master cluster with `--cluster`, whose store lives in one slot), the bench app
 (bench.apps:app, function `bench-three`) and E `python -m executor dev` processes on free
 loopback ports. After a warm-up, each round sends K events at once, spread over the E
 executors' APIs, and waits until every run has ended:
@@ -31,7 +33,8 @@ import orjson
 from redis.asyncio import Redis
 
 from executor import keys
-from tests.procs import App, Executor, Proc, free_port
+from executor.redis_client import connect
+from tests.procs import App, Executor, Proc, RedisCluster, free_port
 
 from ._common import CpuMeter, machine, median, processes, run
 from .steps import BenchRedis
@@ -42,15 +45,20 @@ FUNCTION = "bench-three"
 class Deployment:
     """Redis, the app and E executors (the first syncs the app; all share the registry)."""
 
-    def __init__(self, executors: int) -> None:
+    def __init__(self, executors: int, cluster: bool) -> None:
         self.count = executors
+        self.cluster = cluster
         self.executors: list[Executor] = []
 
     def start(self, started: list[Proc], log_dir: pathlib.Path) -> None:
         directory = log_dir / f"e{self.count}"
         directory.mkdir()
-        self.redis = BenchRedis(directory, "always")
-        started.append(self.redis)
+        self.redis: BenchRedis | RedisCluster = (
+            RedisCluster(directory) if self.cluster else BenchRedis(directory, "always"))
+        if isinstance(self.redis, RedisCluster):
+            started.extend(self.redis.nodes)
+        else:
+            started.append(self.redis)
         self.redis.start()
         exec_port, app_port = free_port(), free_port()
         app = App(directory, "bench.apps:app", f"http://127.0.0.1:{exec_port}", port=app_port)
@@ -70,8 +78,10 @@ class Deployment:
     def pids(self) -> dict[str, int]:
         out = {f"executor-{i}": ex.process.pid for i, ex in enumerate(self.executors)
                if ex.process}
-        if self.app.process and self.redis.process:
-            out.update(app=self.app.process.pid, redis=self.redis.process.pid)
+        if self.app.process:
+            out["app"] = self.app.process.pid
+        nodes = self.redis.nodes if isinstance(self.redis, RedisCluster) else [self.redis]
+        out.update({f"redis-{n.port}": n.process.pid for n in nodes if n.process})
         return out
 
 
@@ -119,14 +129,14 @@ async def _ping_ms(redis: Redis, n: int = 500) -> float:
     return median(times)
 
 
-async def measure(counts: list[int], k: int, rounds: int) -> None:
-    print(machine())
+async def measure(counts: list[int], k: int, rounds: int, cluster: bool) -> None:
+    print(machine(), "| Redis Cluster, 3 masters + 3 replicas" if cluster else "| one Redis")
     results: dict[int, tuple[list[float], list[float]]] = {}
     for count in counts:
         with processes(f"bench-scale-{count}-") as (log_dir, started):
-            deployment = Deployment(count)
+            deployment = Deployment(count, cluster)
             deployment.start(started, log_dir)
-            redis = Redis.from_url(deployment.redis.url)
+            redis = connect(deployment.redis.url, cluster=cluster)
             connector = aiohttp.TCPConnector(limit=200)
             async with aiohttp.ClientSession(connector=connector) as http:
                 floor = await _ping_ms(redis)
@@ -159,10 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="K = 200, one round")
     parser.add_argument("--executors", default="1,2,4", help="process counts (default 1,2,4)")
     parser.add_argument("--runs", type=int, default=None, help="K, runs per round")
+    parser.add_argument("--cluster", action="store_true", help="on a Redis Cluster")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.executors.split(",")]
     k = args.runs or (200 if args.quick else 600)
-    run(measure(counts, k, 1 if args.quick else 3))
+    run(measure(counts, k, 1 if args.quick else 3, args.cluster))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import api_ops, api_schema, bodies, control, gql, ops_routes
 from . import events as event_in
@@ -37,6 +38,47 @@ OPEN_PATHS = {"/health", "/login", "/logout", "/metrics"}  # /metrics guards its
 
 def _error(status: int, message: str, **extra: Any) -> ORJSONResponse:
     return ORJSONResponse({"error": message, "status": status, **extra}, status_code=status)
+
+
+class ProductionAccess:
+    """Production mode: the API needs the signing key (Bearer) or a dashboard session, the
+    dashboard a session. Dev mode is open, like Inngest's dev server.
+
+    Plain ASGI: Starlette's `@app.middleware("http")` would run every request's route in a
+    task of its own and stream its answer through a memory channel, on every checkpoint
+    and every event (bench/hotpath.py measured it as the executor's largest cost after
+    its own code)."""
+
+    def __init__(self, app: ASGIApp, executor: Executor) -> None:
+        self.app = app
+        self.executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.executor.auth.production:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in OPEN_PATHS or path.startswith("/e/"):
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._refusal(Request(scope), path)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refusal(self, request: Request, path: str) -> Response | None:
+        auth = self.executor.auth
+        bearer = auth.bearer_ok(request.headers.get("authorization"))
+        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
+            if not bearer:
+                return _error(401, "a valid Authorization: Bearer <signing key> is required")
+            return None
+        if bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
+            return None
+        if path.startswith("/v1/") or path == gql.PATH:
+            return _error(401, "log in, or send Authorization: Bearer <signing key>")
+        return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
 
 
 def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -62,28 +104,6 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(400, f"{where}: {first.get('msg', 'invalid')}")
-
-    @app.middleware("http")
-    async def production_access(request: Request, call_next: Any) -> Response:
-        """Production mode: the API needs the signing key (Bearer) or a dashboard session,
-        the dashboard a session. Dev mode is open, like Inngest's dev server."""
-        auth = executor.auth
-        path = request.url.path
-        if not auth.production or path in OPEN_PATHS or path.startswith("/e/"):
-            response: Response = await call_next(request)
-            return response
-        bearer = auth.bearer_ok(request.headers.get("authorization"))
-        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
-            if not bearer:
-                return _error(401, "a valid Authorization: Bearer <signing key> is required")
-        elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
-            pass
-        elif path.startswith("/v1/") or path == gql.PATH:
-            return _error(401, "log in, or send Authorization: Bearer <signing key>")
-        else:
-            return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
-        response = await call_next(request)
-        return response
 
     @app.exception_handler(RedisError)
     async def storage_error(request: Request, exc: RedisError) -> Response:
@@ -219,9 +239,10 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
                 return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
             record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
             saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
-        code = await executor.state.checkpoint(
+        result = await executor.state.checkpoint(
             run_id, now, saved, item_id=str(body.get("qi_id") or ""),
             generation=str(body.get("generation_id") or ""))
+        code = result.code
         if code == -2:
             return _error(409, "generation_id: this call no longer holds its lease; answer "
                                "the call instead (its outcome will be dropped)")
@@ -229,7 +250,7 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(404, f"run {run_id} is not running")
         # usage, budget, progress and spans of the steps (agent operations)
         stop = await executor.operations.checkpointed(
-            run_id, body, steps, request.headers.get("traceparent"), now)
+            run_id, body, steps, request.headers.get("traceparent"), now, result)
         if stop is not None:  # saved, but the run spent its budget: answer the call now
             return _error(409, stop["message"])
         return ORJSONResponse({"status": 200})
@@ -291,6 +312,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(410, f"state of run {run_id} is gone")
         return ORJSONResponse(found)
 
+    # outside the routes and their exception handlers, inside the request guard (as the
+    # `@app.middleware("http")` it replaced was)
+    app.add_middleware(ProductionAccess, executor=executor)
     # added last, so outermost: Host, Origin, content type and body size are checked
     # before anything else runs (production access included)
     app.add_middleware(RequestGuard, allowed_hosts=executor.settings.allowed_hosts,

@@ -38,9 +38,11 @@ from .peers import Ours
 class Spy:
     """py-spy attached to the named processes for the duration of one workload."""
 
-    def __init__(self, out: pathlib.Path | None, pids: dict[str, int]) -> None:
+    def __init__(self, out: pathlib.Path | None, pids: dict[str, int],
+                 native: bool = False) -> None:
         self.out = out
         self.pids = pids
+        self.native = native
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, workload: str) -> None:
@@ -51,7 +53,9 @@ class Spy:
                 path = self.out / f"{workload}-{name}.{ext}"
                 self.procs.append(subprocess.Popen(
                     ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--gil", "--format", fmt,
-                     "--output", str(path), "--nonblocking"],
+                     "--output", str(path),
+                     # C frames need the process paused while its stack is read
+                     *(["--native"] if self.native else ["--nonblocking"])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # py-spy needs a moment to attach
 
@@ -70,7 +74,7 @@ def summary(raw: pathlib.Path, lines: int = 25) -> str:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         total += count
@@ -145,6 +149,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spy", type=pathlib.Path, metavar="DIR", default=None,
                         help="sample the executor and the app with py-spy into DIR")
+    parser.add_argument("--native", action="store_true",
+                        help="with --spy: C frames too (the garbage collector, orjson, ...)")
     parser.add_argument("--noop-runs", type=int, default=5)
     parser.add_argument("--first-runs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=500)
@@ -160,7 +166,7 @@ def main() -> None:
         ours.start(log_dir, started)
         pids = dict(ours.pids)
         meter = CpuMeter({**pids, "client": psutil.Process().pid})
-        spy = Spy(args.spy, {k: v for k, v in pids.items() if k != "redis"})
+        spy = Spy(args.spy, {k: v for k, v in pids.items() if k != "redis"}, args.native)
         run(measure(ours, meter, spy, args))
     if args.spy is not None:
         for raw in sorted(args.spy.glob("*.txt")):

@@ -107,6 +107,12 @@ async def batch(ours: Ours, k: int) -> dict[str, float]:
     return {"runs per s": k / (ended - sent)}
 
 
+async def _commands(ours: Ours) -> dict[str, int]:
+    """Commands Redis ran so far, by name (those inside scripts counted too)."""
+    stats = await ours.redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
 async def measure(ours: Ours, meter: CpuMeter, spy: Spy, args: argparse.Namespace) -> None:
     workloads: list[tuple[str, int, Callable[[], Awaitable[dict[str, float]]]]] = [
         ("noop", args.noop_runs * 100, lambda: noop(ours, args.noop_runs)),
@@ -128,18 +134,25 @@ async def measure(ours: Ours, meter: CpuMeter, spy: Spy, args: argparse.Namespac
                     continue
                 await asyncio.sleep(1.0)
                 spy.start(name)
+                before = await _commands(ours)
                 meter.start()
                 started = time.monotonic()
                 result = await workload()
                 wall = time.monotonic() - started
                 cpu = meter.stop()
                 spy.stop()
+                after = await _commands(ours)
                 unit = "step" if name == "noop" else "run"
                 split = ", ".join(f"{proc} {cpu[proc] * 1000 / units:.3f}"
                                   for proc in ("executor", "app", "redis", "client"))
                 print(f"{name:<6} " + ", ".join(f"{k} {v:.2f}" for k, v in result.items())
                       + f" | CPU ms per {unit}: {split}; others {cpu['others'] / wall:.2f} "
                       "cores", flush=True)
+                runs = units / 100 if name == "noop" else units
+                print("       Redis commands per run (scripts count once): " + ", ".join(
+                    f"{command} {(after.get(command, 0) - before.get(command, 0)) / runs:.2f}"
+                    for command in sorted(after, key=lambda c: before.get(c, 0) - after[c])
+                    if after[command] - before.get(command, 0) >= runs / 10), flush=True)
         finally:
             await ours.close()
 

@@ -130,7 +130,7 @@ class Worker:
                     await asyncio.sleep(1)
         return len(items)
 
-    async def _preload(self, items: list[QueueItem]) -> dict[str, CallState | None]:
+    async def _preload(self, items: list[QueueItem]) -> dict[str, CallState]:
         """The state of every run a lease handed a call of, read in one round trip (each
         call would otherwise read its own: a round trip per run started in a burst). Read
         after the lease, as each call's own read would be."""

@@ -10,6 +10,9 @@ CLI runs it, the uvicorn app of bench.apps) and measures, each workload alone:
   first   0-step runs one at a time: event -> first line of user code, CPU ms per run
   batch   K 3-step runs started at once: runs per second, CPU ms per run by process
 
+and, for each, the Redis commands per run (INFO commandstats; a script counts once, and so
+does each command it runs).
+
 With --spy, py-spy (pip install py-spy) samples the executor and the app during each
 workload and writes DIR/<workload>-<process>.svg (flame graph) and a text summary of the
 functions with the most samples of their own, printed at the end. The profile is of the
@@ -38,11 +41,9 @@ from .peers import Ours
 class Spy:
     """py-spy attached to the named processes for the duration of one workload."""
 
-    def __init__(self, out: pathlib.Path | None, pids: dict[str, int],
-                 native: bool = False) -> None:
+    def __init__(self, out: pathlib.Path | None, pids: dict[str, int]) -> None:
         self.out = out
         self.pids = pids
-        self.native = native
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, workload: str) -> None:
@@ -53,9 +54,7 @@ class Spy:
                 path = self.out / f"{workload}-{name}.{ext}"
                 self.procs.append(subprocess.Popen(
                     ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--gil", "--format", fmt,
-                     "--output", str(path),
-                     # C frames need the process paused while its stack is read
-                     *(["--native"] if self.native else ["--nonblocking"])],
+                     "--output", str(path), "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # py-spy needs a moment to attach
 
@@ -162,8 +161,6 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spy", type=pathlib.Path, metavar="DIR", default=None,
                         help="sample the executor and the app with py-spy into DIR")
-    parser.add_argument("--native", action="store_true",
-                        help="with --spy: C frames too (the garbage collector, orjson, ...)")
     parser.add_argument("--noop-runs", type=int, default=5)
     parser.add_argument("--first-runs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=500)
@@ -179,7 +176,7 @@ def main() -> None:
         ours.start(log_dir, started)
         pids = dict(ours.pids)
         meter = CpuMeter({**pids, "client": psutil.Process().pid})
-        spy = Spy(args.spy, {k: v for k, v in pids.items() if k != "redis"}, args.native)
+        spy = Spy(args.spy, {k: v for k, v in pids.items() if k != "redis"})
         run(measure(ours, meter, spy, args))
     if args.spy is not None:
         for raw in sorted(args.spy.glob("*.txt")):

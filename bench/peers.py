@@ -313,7 +313,8 @@ class Ours(System):
 
     async def _send(self, workflow: str, data: dict[str, Any]) -> str:
         body = orjson.dumps({"name": self.EVENTS[workflow], "data": data})
-        async with self.http.post(f"{self.url}/e/bench-key", data=body) as answer:
+        async with self.http.post(f"{self.url}/e/bench-key", data=body,
+                                  headers={"content-type": "application/json"}) as answer:
             raw = await answer.read()
         if answer.status != 200:
             raise RuntimeError(f"ours {workflow}: HTTP {answer.status}: {raw[:300]!r}")

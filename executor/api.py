@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from redis.exceptions import RedisError, ResponseError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import api_ops, api_schema, bodies, control, gql, ops_routes, retention
 from . import events as event_in
@@ -48,6 +50,166 @@ def not_found(kind: str, id_field: str, found_id: str, retention_ms: int) -> ORJ
                   **{id_field: found_id})
 
 
+class ProductionAccess:
+    """Production mode: the API needs the signing key (Bearer) or a dashboard session, the
+    dashboard a session. Dev mode is open, like Inngest's dev server.
+
+    Plain ASGI: Starlette's `@app.middleware("http")` would run every request's route in a
+    task of its own and stream its answer through a memory channel, on every checkpoint
+    and every event (bench/hotpath.py measured it as the executor's largest cost after
+    its own code)."""
+
+    def __init__(self, app: ASGIApp, executor: Executor) -> None:
+        self.app = app
+        self.executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.executor.auth.production:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in OPEN_PATHS or path.startswith("/e/"):
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._refusal(Request(scope), path)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _refusal(self, request: Request, path: str) -> Response | None:
+        auth = self.executor.auth
+        bearer = auth.bearer_ok(request.headers.get("authorization"))
+        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
+            if not bearer:
+                return _error(401, "a valid Authorization: Bearer <signing key> is required")
+            return None
+        if bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
+            return None
+        if path.startswith("/v1/") or path == gql.PATH:
+            return _error(401, "log in, or send Authorization: Bearer <signing key>")
+        return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+
+
+def _storage_error(exc: RedisError) -> ORJSONResponse:
+    # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
+    if isinstance(exc, ResponseError):  # a script or command refused: ours to fix
+        log.error("Redis refused a command: %s", exc)
+        return _error(500, "internal error: a storage command failed; see the executor log")
+    return _error(503, f"storage unavailable: {exc.__class__.__name__}; retry later")
+
+
+async def events_answer(executor: Executor, event_key: str, body: bytes,
+                        id_seed: str | None) -> Response:
+    """POST /e/{event_key}: store the events and start their runs."""
+    if not await executor.auth.event_key_ok(event_key):
+        return _error(401, "unknown event key", ids=[])
+    now = executor.clock()
+    try:
+        incoming, problem = event_in.parse_batch(body, executor.settings.limits, now, id_seed)
+    except event_in.EventError as exc:
+        return _error(400, str(exc), ids=[])
+    if incoming:  # a batch's valid events before its first invalid one are accepted
+        try:
+            await executor.ingest.accept(incoming, replicas=executor.settings.ack_replicas)
+        except NotReplicated as exc:
+            return _error(503, str(exc), ids=[e.internal_id for e in incoming])
+    # (after accept: a repeated sender id answers the id stored the first time)
+    ids = [e.internal_id for e in incoming]
+    if problem is not None:
+        return _error(400, str(problem), ids=ids)
+    return ORJSONResponse({"ids": ids, "status": 200})
+
+
+async def checkpoint_answer(executor: Executor, run_id: str, raw: bytes,
+                            traceparent: str | None) -> Response:
+    """POST /v1/checkpoint/{run_id}/async: save the steps an SDK ran inside one call."""
+    try:
+        body = bodies.loads(raw)
+    except bodies.BodyError as exc:
+        return _error(400, str(exc))
+    steps = body.get("steps") if isinstance(body, dict) else None
+    if not isinstance(steps, list):
+        return _error(400, "steps: must be a list of StepRun opcodes")
+    now = executor.clock()
+    saved = []
+    for i, op in enumerate(steps):
+        if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
+            return _error(400, f"steps[{i}]: must be an opcode object with a string id")
+        if str(op.get("op", "")).lower() not in ("steprun", "step"):
+            return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
+        record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
+        saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
+    result = await executor.state.checkpoint(
+        run_id, now, saved, item_id=str(body.get("qi_id") or ""),
+        generation=str(body.get("generation_id") or ""))
+    if result.code == -2:
+        return _error(409, "generation_id: this call no longer holds its lease; answer "
+                           "the call instead (its outcome will be dropped)")
+    if result.code < 0:
+        return _error(404, f"run {run_id} is not running")
+    # usage, budget, progress and spans of the steps (agent operations)
+    stop = await executor.operations.checkpointed(run_id, body, steps, traceparent, now, result)
+    if stop is not None:  # saved, but the run spent its budget: answer the call now
+        return _error(409, stop["message"])
+    return ORJSONResponse({"status": 200})
+
+
+class HotRoutes:
+    """The two routes on every run's path, events in and checkpoints, served as plain ASGI
+    ahead of the router: FastAPI's route machinery (exception middlewares, a scan of every
+    route, dependency solving, an exit stack) cost as much as the checkpoint's own work
+    (bench/hotpath.py). Inside the request guard and production access, like any route;
+    the FastAPI routes of the same paths stay for the OpenAPI document."""
+
+    def __init__(self, app: ASGIApp, executor: Executor) -> None:
+        self.app = app
+        self.executor = executor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        run_id = event_key = ""
+        if path.startswith(CHECKPOINT_PREFIX) and path.endswith(CHECKPOINT_SUFFIX):
+            run_id = path[len(CHECKPOINT_PREFIX):-len(CHECKPOINT_SUFFIX)]
+        elif path.startswith("/e/"):
+            event_key = path[3:]
+        if "/" in run_id + event_key or not run_id + event_key:  # not one of the two routes
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left mid-body: nobody to answer, nothing to act on
+        headers = Headers(scope=scope)
+        try:
+            if run_id:
+                response = await checkpoint_answer(self.executor, run_id, body,
+                                                   headers.get("traceparent"))
+            else:
+                response = await events_answer(self.executor, event_key, body,
+                                               headers.get("x-inngest-event-id-seed"))
+        except RedisError as exc:
+            response = _storage_error(exc)
+        await response(scope, receive, send)
+
+
+CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX = "/v1/checkpoint/", "/async"
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's whole body; None when the client disconnected before it all came."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,35 +234,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(400, f"{where}: {first.get('msg', 'invalid')}")
 
-    @app.middleware("http")
-    async def production_access(request: Request, call_next: Any) -> Response:
-        """Production mode: the API needs the signing key (Bearer) or a dashboard session,
-        the dashboard a session. Dev mode is open, like Inngest's dev server."""
-        auth = executor.auth
-        path = request.url.path
-        if not auth.production or path in OPEN_PATHS or path.startswith("/e/"):
-            response: Response = await call_next(request)
-            return response
-        bearer = auth.bearer_ok(request.headers.get("authorization"))
-        if path.startswith(("/fn/", "/v0/")) and path != gql.PATH:  # GraphQL: like /v1
-            if not bearer:
-                return _error(401, "a valid Authorization: Bearer <signing key> is required")
-        elif bearer or await auth.session_ok(request.cookies.get(SESSION_COOKIE)):
-            pass
-        elif path.startswith("/v1/") or path == gql.PATH:
-            return _error(401, "log in, or send Authorization: Bearer <signing key>")
-        else:
-            return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
-        response = await call_next(request)
-        return response
-
     @app.exception_handler(RedisError)
     async def storage_error(request: Request, exc: RedisError) -> Response:
-        # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
-        if isinstance(exc, ResponseError):  # a script or command refused: ours to fix
-            log.error("Redis refused a command: %s", exc)
-            return _error(500, "internal error: a storage command failed; see the executor log")
-        return _error(503, f"storage unavailable: {exc.__class__.__name__}; retry later")
+        return _storage_error(exc)
 
     @app.get("/health")
     async def health() -> Response:
@@ -110,29 +246,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.post("/e/{event_key}", openapi_extra=api_schema.body(api_schema.EVENTS))
     async def send_events(event_key: str, request: Request) -> Response:
-        if not await executor.auth.event_key_ok(event_key):
-            return _error(401, "unknown event key", ids=[])
-        now = executor.clock()
-        body = await request.body()
-        try:
-            incoming, problem = event_in.parse_batch(
-                body,
-                executor.settings.limits,
-                now,
-                request.headers.get("x-inngest-event-id-seed"),
-            )
-        except event_in.EventError as exc:
-            return _error(400, str(exc), ids=[])
-        if incoming:  # a batch's valid events before its first invalid one are accepted
-            try:
-                await executor.ingest.accept(incoming, replicas=executor.settings.ack_replicas)
-            except NotReplicated as exc:
-                return _error(503, str(exc), ids=[e.internal_id for e in incoming])
-        # (after accept: a repeated sender id answers the id stored the first time)
-        ids = [e.internal_id for e in incoming]
-        if problem is not None:
-            return _error(400, str(problem), ids=ids)
-        return ORJSONResponse({"ids": ids, "status": 200})
+        # served by HotRoutes below; this route documents it (and answers if mounted alone)
+        return await events_answer(executor, event_key, await request.body(),
+                                   request.headers.get("x-inngest-event-id-seed"))
 
     @app.post("/fn/register", openapi_extra=api_schema.body(api_schema.REGISTRATION))
     async def register(request: Request) -> Response:
@@ -220,36 +336,9 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
               openapi_extra=api_schema.body(api_schema.CHECKPOINT))
     async def checkpoint(run_id: str, request: Request) -> Response:
         """JS v4 SDKs save steps here while one request runs several of them."""
-        try:
-            body = bodies.loads(await request.body())
-        except bodies.BodyError as exc:
-            return _error(400, str(exc))
-        steps = body.get("steps") if isinstance(body, dict) else None
-        if not isinstance(steps, list):
-            return _error(400, "steps: must be a list of StepRun opcodes")
-        now = executor.clock()
-        saved = []
-        for i, op in enumerate(steps):
-            if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
-                return _error(400, f"steps[{i}]: must be an opcode object with a string id")
-            if str(op.get("op", "")).lower() not in ("steprun", "step"):
-                return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
-            record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
-            saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
-        code = await executor.state.checkpoint(
-            run_id, now, saved, item_id=str(body.get("qi_id") or ""),
-            generation=str(body.get("generation_id") or ""))
-        if code == -2:
-            return _error(409, "generation_id: this call no longer holds its lease; answer "
-                               "the call instead (its outcome will be dropped)")
-        if code < 0:
-            return _error(404, f"run {run_id} is not running")
-        # usage, budget, progress and spans of the steps (agent operations)
-        stop = await executor.operations.checkpointed(
-            run_id, body, steps, request.headers.get("traceparent"), now)
-        if stop is not None:  # saved, but the run spent its budget: answer the call now
-            return _error(409, stop["message"])
-        return ORJSONResponse({"status": 200})
+        # served by HotRoutes below; this route documents it (and answers if mounted alone)
+        return await checkpoint_answer(executor, run_id, await request.body(),
+                                       request.headers.get("traceparent"))
 
     @app.get("/v1/event-keys")
     async def list_event_keys() -> Response:
@@ -308,6 +397,10 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
             return _error(410, f"state of run {run_id} is gone")
         return ORJSONResponse(found)
 
+    app.add_middleware(HotRoutes, executor=executor)
+    # outside the routes and their exception handlers, inside the request guard (as the
+    # `@app.middleware("http")` it replaced was)
+    app.add_middleware(ProductionAccess, executor=executor)
     # added last, so outermost: Host, Origin, content type and body size are checked
     # before anything else runs (production access included)
     app.add_middleware(RequestGuard, allowed_hosts=executor.settings.allowed_hosts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import pathlib
@@ -305,6 +306,10 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
     _banner(args, storage)
+    # everything built so far (modules, the app, its routes) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it again and again
+    # while runs go through
+    gc.freeze()
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     loop="uvloop" if _has_uvloop() else "asyncio",

@@ -25,7 +25,7 @@ from .queue import QueueItem
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
 from .stalls import Stalls, stalled_view
-from .state import CallState
+from .state import CallState, Checkpointed
 from .step_record import step_name
 from .tracing import Tracing, trace_field, trace_id_of
 from .usage import Usage, budget_error, parse_report, run_usage_view, spend_of
@@ -61,23 +61,20 @@ class Operations:
 
     async def checkpointed(self, run_id: str, body: dict[str, Any],
                            steps: list[dict[str, Any]], traceparent: str | None,
-                           now: int) -> dict[str, Any] | None:
-        """Steps an SDK ran inside one call and checkpointed (saved already, protocol §8):
-        they are progress of that call (a beat: no stall), their usage counts, and each gets
-        a span and a duration. Returns the budget error once the run spent its budget: the
-        checkpoint is then refused, so the SDK answers the call instead of running its next
-        step in-process, and the worker's check before the next call fails the run."""
+                           now: int, saved: Checkpointed) -> dict[str, Any] | None:
+        """Steps an SDK ran inside one call and checkpointed (saved already, protocol §8,
+        and noted as a beat of their call by the same script, whose answer is `saved`):
+        their usage counts, and each gets a span and a duration. Returns the budget error
+        once the run spent its budget: the checkpoint is then refused, so the SDK answers
+        the call instead of running its next step in-process, and the worker's check
+        before the next call fails the run."""
         item_id = str(body.get("qi_id") or "")
         generation = str(body.get("generation_id") or "")
         call_id = call_id_of(item_id, generation) if item_id and generation else None
-        last = None
-        if call_id is not None:
-            last = await self.heartbeats.last(call_id)
-            await self.heartbeats.beat(call_id, now)
         requested = body.get("request_started_at")
-        started = last or (requested if isinstance(requested, int) else None) or now
-        fields: Any = await self.redis.hmget(keys.run(run_id), ["function_id", "trace"])
-        fn_id = (fields[0] or b"").decode()
+        started = (saved.last_beat or (requested if isinstance(requested, int) else None)
+                   or now)
+        fn_id = saved.fn_id
         for op in steps:
             name = step_name(op)
             report = parse_report(op.get(wire.USAGE_FIELD))
@@ -91,7 +88,7 @@ class Operations:
             self.metrics.step(fn_id, "Completed", (now - started) / 1000)
             if self.tracing is not None:
                 spent = recorded.totals() if recorded else {}
-                self.tracing.step_span(run_id, fields[1], traceparent, f"step {name}",
+                self.tracing.step_span(run_id, saved.trace, traceparent, f"step {name}",
                                        started, now, {
                     "inngest.run_id": run_id, "inngest.function": fn_id,
                     "inngest.step_id": str(op["id"]), "inngest.step": name,

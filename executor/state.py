@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from . import indexes, keys
+from .heartbeats import BEAT_TTL_MS, call_id_of
 from .queue import QUEUE_KEYS, PauseTimeout, QueueItem
 from .scripts import Scripts
 from .step_record import StepRecord, encode
@@ -18,6 +19,18 @@ from .step_record import StepRecord, encode
 # Above this, memos + events are not sent with the call: the SDK fetches them (`use_api`).
 USE_API_BYTES = 4 * 1024 * 1024
 ATTEMPT_ERROR_CHARS = 4000  # each attempt's error is kept, its message and stack cut here
+
+
+@dataclasses.dataclass
+class Checkpointed:
+    """What checkpoint.lua answers: `code` (steps newly saved; -1 the run is not running,
+    -2 the call lost its lease), the call's beat before this one (ms), and the run's
+    function id and stored trace context (for the route's metrics and spans)."""
+
+    code: int
+    last_beat: int | None
+    fn_id: str
+    trace: bytes | None
 
 
 @dataclasses.dataclass
@@ -138,16 +151,22 @@ class RunState:
         return CallState(run, memos, stack, int(version or 0), int(redis_ms))
 
     async def load(self, run_id: str) -> CallState | None:
+        return (await self.load_many([run_id]))[0]
+
+    async def load_many(self, run_ids: list[str]) -> list[CallState | None]:
+        """The states of several runs in one round trip (the calls one lease handed out)."""
         for attempt in (1, 2):
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    self._queue_load(pipe, run_id)
-                    return self._state(await pipe.execute())
+                    for run_id in run_ids:
+                        self._queue_load(pipe, run_id)
+                    results = await pipe.execute()
+                break
             except NoScriptError:
                 if attempt == 2:
                     raise
                 await self.scripts.load_all()  # Redis restarted without its script cache
-        raise AssertionError("unreachable")
+        return [self._state(results[i:i + 5]) for i in range(0, len(results), 5)]
 
     async def complete(
         self,
@@ -304,18 +323,20 @@ class RunState:
 
     async def checkpoint(self, run_id: str, now_ms: int,
                          steps: list[tuple[str, bytes, StepRecord]], *,
-                         item_id: str = "", generation: str = "") -> int:
-        """Save checkpointed steps (hash, memo, record); -1 when the run is not running, -2
-        when the call (`item_id`, `generation`) no longer holds its lease."""
-        args: list[Any] = [now_ms, item_id, generation]
+                         item_id: str = "", generation: str = "") -> Checkpointed:
+        """Save checkpointed steps (hash, memo, record) and, for a named call (`item_id`,
+        `generation`), check it holds its lease and note its beat: one round trip
+        (checkpoint.lua)."""
+        args: list[Any] = [now_ms, item_id, generation, BEAT_TTL_MS]
         for hashed, memo, record in steps:
             args += [hashed, memo, record.to_json()]
-        return int(await self.scripts(
-            "checkpoint",
-            [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
-             keys.run_steps(run_id), keys.QUEUE_LEASES],
-            args,
-        ))
+        run_keys = [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
+                    keys.run_steps(run_id), keys.QUEUE_LEASES]
+        if item_id and generation:  # a named call: its beat key too
+            run_keys.append(keys.call_beat(call_id_of(item_id, generation)))
+        code, beat, fn_id, trace = await self.scripts("checkpoint", run_keys, args)
+        return Checkpointed(int(code), int(beat) if beat else None,
+                            bytes(fn_id).decode(), bytes(trace) or None)
 
     async def statuses(self, run_ids: list[str]) -> list[str]:
         async with self.redis.pipeline(transaction=False) as pipe:

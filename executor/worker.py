@@ -102,11 +102,13 @@ class Worker:
         """How many more calls this worker can start now (0 once stopping)."""
         return 0 if self._stopping else max(0, self.slots - len(self._inflight))
 
-    def adopt(self, items: list[QueueItem], token: str) -> None:
-        """Start work on items leased to this process elsewhere (ingest hands a new run's
-        first call here, skipping the queue round trip)."""
+    def adopt(self, items: list[QueueItem], token: str,
+              states: dict[str, CallState] | None = None) -> None:
+        """Start work on leased items: this loop's, or ones leased to this process elsewhere
+        (ingest hands a new run's first call here, skipping the queue round trip). `states`:
+        runs' states read already, by item id."""
         for item in items:
-            task = asyncio.create_task(self._work(item, token))
+            task = asyncio.create_task(self._work(item, token, (states or {}).get(item.id)))
             self._inflight.add(task)
             task.add_done_callback(self._done)
 
@@ -127,7 +129,7 @@ class Worker:
             log.exception("leasing failed; retrying in 1 s")
             await asyncio.sleep(1)
             return 0
-        self.adopt(items, token)
+        self.adopt(items, token, await self._preload(items))
         if not items and block:
             wait_s = 1.0 if next_due is None else min(1.0, (next_due - now) / 1000)
             if wait_s > 0:
@@ -137,6 +139,23 @@ class Worker:
                     log.exception("waiting on the queue failed; retrying in 1 s")
                     await asyncio.sleep(1)
         return len(items)
+
+    async def _preload(self, items: list[QueueItem]) -> dict[str, CallState]:
+        """The state of every run a lease handed a call of, read in one round trip (each
+        call would otherwise read its own: a round trip per run started in a burst). Read
+        after the lease, as each call's own read would be."""
+        calls = [item for item in items if item.kind == "call"]
+        if len(calls) < 2:
+            return {}  # one call reads its own state: no round trip saved
+        try:
+            states = await self.state.load_many([item.run_id for item in calls])
+        except Exception:
+            log.exception("reading the states of %d leased calls failed; each reads its own",
+                          len(calls))
+            return {}
+        # a run that is gone is read again by its call (None means "not read" there)
+        return {item.id: state for item, state in zip(calls, states, strict=True)
+                if state is not None}
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -156,8 +175,7 @@ class Worker:
             await asyncio.sleep(max(self.lease_ms / 2000, 0.2))
 
     # -- one run, step after step -----------------------------------------------------------
-    async def _work(self, item: QueueItem, token: str) -> None:
-        state: CallState | None = None
+    async def _work(self, item: QueueItem, token: str, state: CallState | None = None) -> None:
         next_item: QueueItem | None = item
         while next_item is not None:
             next_item, state = await self.execute(next_item, token, state)

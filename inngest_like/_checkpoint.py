@@ -72,21 +72,24 @@ class Checkpointer:
         # the call's span (when the executor traces): the checkpointed steps' spans nest in it
         self.traceparent = traceparent
         self.deadline = time.monotonic() + MAX_RUNTIME_S
+        # the same for every step of the call: built once (a checkpoint is on every step's
+        # path)
+        self.url = urllib.parse.urljoin(
+            client.api_origin, f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
+        self.headers = {"Content-Type": "application/json", **client.auth_headers()}
+        if traceparent:
+            self.headers["traceparent"] = traceparent
 
     async def save(self, op: dict[str, Any]) -> bool:
         """Persist one StepRun op; True when the executor answered 2xx (the step is saved
         and the function may go on), False to fall back to the plain protocol."""
         if time.monotonic() > self.deadline:
             return False
-        url = urllib.parse.urljoin(self.client.api_origin,
-                                   f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
         body = orjson.dumps({**self.body, "steps": [op], "ts": int(time.time() * 1000)})
-        headers = {"Content-Type": "application/json", **self.client.auth_headers()}
-        if self.traceparent:
-            headers["traceparent"] = self.traceparent
         for attempt in range(ATTEMPTS):
             try:
-                async with self.sessions.get().post(url, data=body, headers=headers) as answer:
+                async with self.sessions.get().post(self.url, data=body,
+                                                    headers=self.headers) as answer:
                     await answer.read()
                     if 200 <= answer.status < 300:
                         return True

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from executor import keys, lifecycle
+from executor.heartbeats import call_id_of
 from executor.ingest import INGEST_KEYS
 from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
@@ -312,19 +313,30 @@ async def test_checkpoint_codes(redis: Redis) -> None:
     state = RunState(redis, scripts)
     await _enqueue(redis, scripts)
     steps = [("a", b'{"data":1}', _record("a")), ("b", b'{"data":2}', _record("b"))]
-    assert await state.checkpoint("r1", NOW, steps) == 2
-    assert await state.checkpoint("r1", NOW, steps) == 0  # first values kept
+    assert (await state.checkpoint("r1", NOW, steps)).code == 2
+    assert (await state.checkpoint("r1", NOW, steps)).code == 0  # first values kept
     assert await redis.lrange(keys.run_stack("r1"), 0, -1) == [b"a", b"b"]
-    assert await state.checkpoint("nobody", NOW, steps) == -1
+    assert (await state.checkpoint("nobody", NOW, steps)).code == -1
     # a checkpoint names its call: refused once that call no longer holds its lease
     item, token = await _leased(redis, scripts, "r9")
     generation = token
     more = [("c", b'{"data":3}', _record("c"))]
-    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation="0" * 40) == -2
-    assert await state.checkpoint("r9", NOW, more, item_id=item.id, generation=generation) == 1
+    refused = await state.checkpoint("r9", NOW, more, item_id=item.id, generation="0" * 40)
+    assert refused.code == -2
+    beat = keys.call_beat(call_id_of(item.id, generation))
+    assert await redis.get(beat) is None  # a refused checkpoint is no beat either
+    await redis.hset(keys.run("r9"), "function_id", "f")
+    first = await state.checkpoint("r9", NOW, more, item_id=item.id, generation=generation)
+    # saved, noted as a beat of its call, and the run's function read in the same script
+    assert (first.code, first.last_beat, first.fn_id, first.trace) == (1, None, "f", None)
+    assert await redis.get(beat) == str(NOW).encode()
+    again = await state.checkpoint("r9", NOW + 5, [("c2", b"1", _record("c2"))],
+                                   item_id=item.id, generation=generation)
+    assert (again.code, again.last_beat) == (1, NOW)  # the beat before this one
     assert await Queue(redis, scripts).reap(NOW + 10_000) >= 1  # the lease expired
-    assert await state.checkpoint("r9", NOW, [("d", b"1", _record("d"))], item_id=item.id,
-                                  generation=generation) == -2
+    late = await state.checkpoint("r9", NOW, [("d", b"1", _record("d"))], item_id=item.id,
+                                  generation=generation)
+    assert late.code == -2
 
 
 async def test_strand_codes(redis: Redis) -> None:
@@ -354,7 +366,7 @@ async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
     assert codes == [1, 1, 4, 4]  # the third would be one too many: nothing written
     assert await redis.hget(keys.run("r1"), "idle_calls") == b"2"
     # steps checkpointed during a call are progress: the count starts again
-    assert await state.checkpoint("r1", NOW, [("c", b'{"data":1}', _record("c"))]) == 1
+    assert (await state.checkpoint("r1", NOW, [("c", b'{"data":1}', _record("c"))])).code == 1
     code, _, _ = await state.complete(item, token, NOW, next_due=NOW,
                                       next_template=item.template(), lease_expiry=NOW + 1000,
                                       max_idle_calls=2)

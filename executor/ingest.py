@@ -227,30 +227,8 @@ class Ingest:
         id stored then (what the API answers). With `replicas`, raises NotReplicated (after
         doing everything else) unless that many replicas confirmed every write in time."""
         now = self.clock()
-        await self.registry.refresh()
-        if runs is None:
-            runs = [r for e in events for r in self._runs_for(e, now)]
+        planned = runs is None  # we pick the functions: the script checks we saw them all
         token = str(ULID())
-        payload = {
-            "now": now,
-            "lease": {"token": token, "expiry": now + self.lease_ms,
-                      "handoff": self.free_slots()},
-            "events": [
-                {
-                    "key": keys.event(e.internal_id),
-                    "name_key": keys.events_by_name(e.wire["name"]),
-                    "id": e.internal_id,
-                    "ts": now,
-                    "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
-                    "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
-                    "dedupe_ttl": EVENT_ID_TTL_S,
-                    "match_keys": self._match_keys(e),
-                    **indexes.event_plan(e.wire),
-                }
-                for e in events
-            ],
-            "runs": runs,
-        }
         acked: list[int] = []
 
         async def store(body: bytes) -> Any:
@@ -260,7 +238,42 @@ class Ingest:
             acked.append(count)
             return answer
 
-        out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
+        for _ in range(5):
+            if planned:
+                runs = [r for e in events for r in self._runs_for(e, now)]
+            payload = {
+                "now": now,
+                "lease": {"token": token, "expiry": now + self.lease_ms,
+                          "handoff": self.free_slots()},
+                # the function set the runs were planned with: a sync since then makes the
+                # script write nothing and say so (one round trip fewer than reading the
+                # version first, on every event)
+                "registry": {"key": keys.REGISTRY_VERSION,
+                             "version": str(self.registry.version)} if planned else None,
+                "events": [
+                    {
+                        "key": keys.event(e.internal_id),
+                        "name_key": keys.events_by_name(e.wire["name"]),
+                        "id": e.internal_id,
+                        "ts": now,
+                        "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
+                        "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
+                        "dedupe_ttl": EVENT_ID_TTL_S,
+                        "match_keys": self._match_keys(e),
+                        **indexes.event_plan(e.wire),
+                    }
+                    for e in events
+                ],
+                "runs": runs,
+            }
+            out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
+            if not out.get("stale"):
+                break
+            await self.registry.refresh()
+        else:
+            raise RuntimeError("the function set changed five times while these events were "
+                               "being stored; try again")
+        assert runs is not None
         created: list[str] = out["created"]
         self.on_runs_started(created, runs)
         if out["handed"]:

@@ -61,11 +61,19 @@ async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any
                  ) -> dict[str, Any]:
     """Run the ingest script over `payload` piece by piece; its answers merged as if it had
     been one call: {created, handed, repeated, intakes} (see lua/ingest.lua). Each piece
-    gets its own intake item id."""
+    gets its own intake item id. The payload's `registry` check goes with the first piece
+    only: when it finds the function set changed, nothing was written and the answer is
+    {"stale": True} (the caller plans again)."""
     merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": []}
+    check = {"registry": payload["registry"]} if payload.get("registry") else {}
+    base = {k: v for k, v in payload.items() if k != "registry"}
     for events, runs in split(payload["events"], payload["runs"]):
         out = orjson.loads(await call(orjson.dumps(
-            {**payload, "events": events, "runs": runs, "intake_id": f"intake:{ULID()}"})))
+            {**base, **check, "events": events, "runs": runs,
+             "intake_id": f"intake:{ULID()}"})))
+        if out.get("stale"):
+            return {**merged, "stale": True}
+        check = {}
         # Lua's cjson writes an empty list as {}
         merged["created"] += list(out.get("created") or [])
         merged["handed"] += list(out.get("handed") or [])

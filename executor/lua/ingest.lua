@@ -8,7 +8,9 @@
 -- first, the lease expires and a worker does it. A kill -9 after this script loses nothing.
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list,
 --       6 running-runs zset, 7 leased zset, 8 leases hash
--- ARGV: 1 JSON {now, intake_id, lease: {token, expiry, handoff} (optional: the caller takes
+-- ARGV: 1 JSON {now, intake_id, registry: {key, version} (optional: the registry version key
+--               and the version the runs were planned with),
+--               lease: {token, expiry, handoff} (optional: the caller takes
 --               the intake item, and up to `handoff` first calls of new runs due now that
 --               take no concurrency slot, leased under `token`),
 --               events: [{key, name_key, id, ts, json, user_key, terms,
@@ -26,7 +28,8 @@
 --       receipt time / its id) make it searchable; `dedupe_key` ('' = none) holds the id of
 --       the event stored for the sender's event id for `dedupe_ttl` s; `match_keys`: keys
 --       whose existence means something may wait for this event (its pauses)
--- returns: JSON {created: [run id...], handed: [leased first item JSON...],
+-- returns: JSON {stale: true} when the registry version is not `registry.version` (nothing
+--          written), else JSON {created: [run id...], handed: [leased first item JSON...],
 --                repeated: {event id: id of the event stored before for the same sender id},
 --                intake: the intake item JSON (absent when there is nothing to do)}.
 --          Runs created include skipped ones (status Skipped and the reason; a run whose
@@ -37,6 +40,12 @@
 -- read too, so processes whose clocks disagree cannot hide an event from a wait.
 --#include stats
 local p = cjson.decode(ARGV[1])
+-- runs planned with a function set older than the stored one: write nothing, say so
+local registry = p['registry']
+if type(registry) == 'table'
+   and (redis.call('GET', registry['key']) or '0') ~= registry['version'] then
+  return cjson.encode({stale = true})
+end
 local now = tonumber(p['now'])
 local clock = redis.call('TIME')
 local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)

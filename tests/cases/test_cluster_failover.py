@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pathlib
 import threading
+import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +62,22 @@ def test_kill9_of_the_master_loses_no_acknowledged_event(tmp_path: pathlib.Path)
         stop.set()
         assert len(acknowledged) == 40
 
-        runs = [ex.wait_run(event_id, timeout=90) for event_id in acknowledged.values()]
+        redis = stack.redis.client()
+
+        def completed(event_id: str) -> dict[str, Any]:
+            try:
+                return ex.wait_run(event_id, timeout=90)
+            except AssertionError:  # say where the run stands: its hash and its queue items
+                (run,) = ex.runs_of(event_id)
+                items = {k.decode(): (redis.zscore(keys.QUEUE_READY, k),
+                                      redis.zscore(keys.QUEUE_LEASED, k))
+                         for k in redis.hkeys(keys.QUEUE_ITEMS)
+                         if k.decode().startswith(run["run_id"])}
+                raise AssertionError(f"run {run} has items (due, lease expiry): {items}; "
+                                     f"stack {redis.llen(keys.run_stack(run['run_id']))}, "
+                                     f"now {time.time() * 1000:.0f}") from None
+
+        runs = [completed(event_id) for event_id in acknowledged.values()]
         assert [r["output"] for r in runs] == [45] * 40
         for event_id in acknowledged.values():
             assert len(ex.runs_of(event_id)) == 1

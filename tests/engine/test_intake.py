@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from executor import keys
@@ -97,3 +98,27 @@ async def test_the_intake_is_stored_only_when_something_waits(engine: Engine,
     await engine.run_until_idle()
     run = await engine.run(run_id)
     assert run["status"] == "Completed" and run["output"]["data"] == {"ok": True}
+
+
+async def test_an_event_after_another_process_synced_starts_the_new_functions(
+        engine: Engine, redis: Redis) -> None:
+    """The ingest script checks the function set the runs were planned with (no read of
+    the registry version per event): a sync by another process makes it write nothing, and
+    the event is planned again with the new set."""
+    from executor.registry import Registry
+
+    await engine.sync({"id": "f"})
+    assert len(await engine.send()) == 1
+    other = Registry(redis)  # another executor process syncs a second function
+    body = {"appName": "app", "url": "http://app.test/api/inngest", "functions": [
+        {"id": fn, "name": fn, "triggers": [{"event": "test/go"}],
+         "steps": {"step": {"id": "step", "name": "step", "runtime": {
+             "type": "http", "url": f"http://app.test/api/inngest?fnId={fn}"}}}}
+        for fn in ("f", "g")]}
+    await other.sync(body, orjson.dumps(body), engine.clock())
+    stale = engine.executor.registry.version
+    created = await engine.send()
+    assert len(created) == 2 and engine.executor.registry.version != stale
+    functions = {(await engine.run(r))["function_id"] for r in created}
+    assert functions == {"f", "g"}
+    assert await redis.zcard(keys.RUNS) == 3  # nothing written twice by the stale attempt

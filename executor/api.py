@@ -13,7 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -91,7 +91,11 @@ class ProductionAccess:
         return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
 
 
-def _storage_error(exc: RedisError) -> ORJSONResponse:
+# what a storage failure raises: the cluster client's own errors are not RedisErrors
+STORAGE_ERRORS = (RedisError, RedisClusterException)
+
+
+def _storage_error(exc: Exception) -> ORJSONResponse:
     # Nothing was acknowledged, so nothing is lost: the sender retries on a 5xx.
     if isinstance(exc, ResponseError):  # a script or command refused: ours to fix
         log.error("Redis refused a command: %s", exc)
@@ -190,8 +194,12 @@ class HotRoutes:
             else:
                 response = await events_answer(self.executor, event_key, body,
                                                headers.get("x-inngest-event-id-seed"))
-        except RedisError as exc:
+        except STORAGE_ERRORS as exc:
             response = _storage_error(exc)
+        except Exception:  # answered as JSON like every error here, not Starlette's text
+            log.exception("%s failed", path)
+            response = _error(500, "internal error: see the executor log; nothing was "
+                                   "acknowledged, so sending again is safe")
         await response(scope, receive, send)
 
 
@@ -235,7 +243,8 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         return _error(400, f"{where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(RedisError)
-    async def storage_error(request: Request, exc: RedisError) -> Response:
+    @app.exception_handler(RedisClusterException)
+    async def storage_error(request: Request, exc: Exception) -> Response:
         return _storage_error(exc)
 
     @app.get("/health")

@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
@@ -296,18 +295,13 @@ class Ingest:
         """The ingest script, then WAIT on the same connection (WAIT covers the writes of
         the connection it runs on, so both go in one pipeline): (its answer, replicas that
         confirmed)."""
-        for attempt in (1, 2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self.scripts.queue_in(pipe, "ingest", INGEST_KEYS, [body])
-                    pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
-                    answer, count = await pipe.execute()
-                return answer, int(count)
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.scripts.load_all()  # Redis restarted without its script cache
-        raise AssertionError("unreachable")
+
+        def fill(pipe: Any) -> None:
+            self.scripts.queue_in(pipe, "ingest", INGEST_KEYS, [body])
+            pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
+
+        answer, count = await self.scripts.pipelined(self.redis, fill)
+        return answer, int(count)
 
     @staticmethod
     def _match_keys(event: IncomingEvent) -> list[str]:

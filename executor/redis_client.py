@@ -30,10 +30,13 @@ def _retry() -> Retry:
 
 def connect(url: str, *, cluster: bool = False) -> Redis:
     if cluster:
+        # a socket timeout: while the cluster fails over, a command sent on a connection
+        # the client is tearing down must fail (and be retried), never wait forever;
+        # 10 s is far above any script's time and any BLPOP we send (1 s at most)
         return cast(Redis, RedisCluster.from_url(
             url, max_connections=MAX_CONNECTIONS, retry=_retry(),
             retry_on_error=[ConnectionError, TimeoutError], health_check_interval=10,
-            socket_keepalive=True))
+            socket_keepalive=True, socket_timeout=10, socket_connect_timeout=5))
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
@@ -49,9 +51,24 @@ class Scripts:
 
     def queue_in(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
         """Add a script call to a pipeline by SHA alone. (redis-py's Script in a pipeline
-        first asks SCRIPT EXISTS: a round trip per step.) Pair with `load_all` on
-        NoScriptError, which only happens after Redis lost its script cache."""
+        first asks SCRIPT EXISTS: a round trip per step; and a cluster pipeline refuses
+        `evalsha` by name.) Send the pipeline with `pipelined`, which reloads the scripts
+        when Redis lost its cache."""
         pipe.execute_command("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+
+    async def pipelined(self, redis: Redis, fill: Callable[[Any], None]) -> list[Any]:
+        """Execute a pipeline that `fill` builds (scripts in it by `queue_in`); built and sent
+        again once, after reloading the scripts, when Redis lost its script cache."""
+        for attempt in (1, 2):
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    fill(pipe)
+                    return list(await pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.load_all()  # Redis restarted without its script cache
+        raise AssertionError("unreachable")
 
     async def load_all(self) -> None:
         for script in self._scripts.values():

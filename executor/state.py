@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from . import indexes, keys
 from .heartbeats import BEAT_TTL_MS, call_id_of
@@ -155,17 +154,12 @@ class RunState:
 
     async def load_many(self, run_ids: list[str]) -> list[CallState | None]:
         """The states of several runs in one round trip (the calls one lease handed out)."""
-        for attempt in (1, 2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for run_id in run_ids:
-                        self._queue_load(pipe, run_id)
-                    results = await pipe.execute()
-                break
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.scripts.load_all()  # Redis restarted without its script cache
+
+        def fill(pipe: Any) -> None:
+            for run_id in run_ids:
+                self._queue_load(pipe, run_id)
+
+        results = await self.scripts.pipelined(self.redis, fill)
         return [self._state(results[i:i + 5]) for i in range(0, len(results), 5)]
 
     async def complete(
@@ -190,18 +184,13 @@ class RunState:
         args = [item.id, token, now_ms, step_hash, memo, encode(record), next_due,
                 next_template, lease_expiry, "" if item.step_id == "step" else item.step_id,
                 max_idle_calls, call_ms]
-        for attempt in (1, 2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self.scripts.queue_in(
-                        pipe, "complete", [*QUEUE_KEYS, *keys.run_keys(item.run_id)], args)
-                    self._queue_load(pipe, item.run_id)
-                    results = await pipe.execute()
-                break
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.scripts.load_all()  # Redis restarted without its script cache
+
+        def fill(pipe: Any) -> None:
+            self.scripts.queue_in(
+                pipe, "complete", [*QUEUE_KEYS, *keys.run_keys(item.run_id)], args)
+            self._queue_load(pipe, item.run_id)
+
+        results = await self.scripts.pipelined(self.redis, fill)
         out = results[0]
         code = int(out[0])
         if code == 0 or len(out) < 2:

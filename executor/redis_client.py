@@ -20,7 +20,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-MAX_CONNECTIONS = 256  # per process (per node in a cluster); redis-py's default refuses past 100
+MAX_CONNECTIONS = 256  # per process; redis-py's default refuses past 100
+# per node in a cluster: its pool cannot make a request wait for a free connection (it
+# refuses, and the request gets a 503), so it needs room for a whole burst of requests
+MAX_CLUSTER_CONNECTIONS = 4096
 
 
 def _retry() -> Retry:
@@ -34,7 +37,7 @@ def connect(url: str, *, cluster: bool = False) -> Redis:
         # the client is tearing down must fail (and be retried), never wait forever;
         # 10 s is far above any script's time and any BLPOP we send (1 s at most)
         return cast(Redis, RedisCluster.from_url(
-            url, max_connections=MAX_CONNECTIONS, retry=_retry(),
+            url, max_connections=MAX_CLUSTER_CONNECTIONS, retry=_retry(),
             retry_on_error=[ConnectionError, TimeoutError], health_check_interval=10,
             socket_keepalive=True, socket_timeout=10, socket_connect_timeout=5))
     pool = BlockingConnectionPool.from_url(

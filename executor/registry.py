@@ -237,13 +237,13 @@ class Registry:
         raw = await self.redis.hgetall(keys.FUNCTIONS)
         functions = {}
         for value in raw.values():
-            stored = orjson.loads(value)
             try:
+                stored = orjson.loads(value)
                 fn = parse_function(stored["config"], stored["app_id"], 0)
-            except SyncError as exc:
-                # stored under older, looser rules: skip it (its app's next sync says why)
-                # rather than fail every event this process takes
-                log.error("a stored function no longer validates and is skipped: %s", exc)
+            except (SyncError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                # stored under older, looser rules, or damaged: skip it (its app's next sync
+                # says why) rather than fail every event this process takes, or its start
+                log.error("a stored function no longer validates and is skipped: %r", exc)
                 continue
             functions[fn.id] = fn
         await self._register_cancel_paths(functions.values())

@@ -55,3 +55,4 @@ async def test_a_layout_1_store_still_running_is_refused() -> None:
     with pytest.raises(layout.LayoutError, match="1 Running runs"):
         await layout.check(redis, migrate=True)
     assert await redis.exists("il:functions") and not await redis.exists(keys.FUNCTIONS)
+

@@ -25,7 +25,7 @@ from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
-from .pauses import FINISHED, Pauses, cancel_listener, match_keys
+from .pauses import Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
@@ -237,6 +237,20 @@ class Ingest:
             acked.append(count)
             return answer
 
+        event_records = [
+            {
+                "key": keys.event(e.internal_id),
+                "name_key": keys.events_by_name(e.wire["name"]),
+                "id": e.internal_id,
+                "ts": now,
+                "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
+                "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
+                "dedupe_ttl": EVENT_ID_TTL_S,
+                "match_keys": match_keys(e.wire["name"]),
+                **indexes.event_plan(e.wire),
+            }
+            for e in events
+        ]
         for _ in range(5):
             if planned:
                 runs = [r for e in events for r in self._runs_for(e, now)]
@@ -249,20 +263,7 @@ class Ingest:
                 # version first, on every event)
                 "registry": {"key": keys.REGISTRY_VERSION,
                              "version": str(self.registry.version)} if planned else None,
-                "events": [
-                    {
-                        "key": keys.event(e.internal_id),
-                        "name_key": keys.events_by_name(e.wire["name"]),
-                        "id": e.internal_id,
-                        "ts": now,
-                        "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
-                        "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
-                        "dedupe_ttl": EVENT_ID_TTL_S,
-                        "match_keys": self._match_keys(e),
-                        **indexes.event_plan(e.wire),
-                    }
-                    for e in events
-                ],
+                "events": event_records,
                 "runs": runs,
             }
             out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
@@ -302,15 +303,6 @@ class Ingest:
 
         answer, count = await self.scripts.pipelined(self.redis, fill)
         return answer, int(count)
-
-    @staticmethod
-    def _match_keys(event: IncomingEvent) -> list[str]:
-        """Keys whose existence means something may wait for `event` (ingest.lua writes an
-        intake item for it only then)."""
-        found = match_keys(event.wire["name"])
-        if event.wire["name"] == FINISHED:
-            found.append(keys.PAUSES_BY_CORRELATION)
-        return found
 
     async def follow_up(self, intake: Intake, events: list[IncomingEvent] | None = None
                         ) -> None:

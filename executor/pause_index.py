@@ -21,6 +21,7 @@ the one bucket of its own value, plus the pauses that have no such equality.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -201,20 +202,13 @@ def index_of(source: str | None) -> tuple[str, str] | None:
         tree = parse(source)
     except Unparsed:
         return None
-    for conjunct in _conjuncts(tree):
-        if conjunct.kind != "binary" or conjunct.value != "==":
+    for path, other in _async_equalities(source, tree):
+        try:
+            value = bucket_value(literal_value(source, other))
+        except Unparsed:
             continue
-        left, right = conjunct.children
-        for field, other in ((left, right), (right, left)):
-            path = _async_path(source, field)
-            if path is None:
-                continue
-            try:
-                value = bucket_value(literal_value(source, other))
-            except Unparsed:
-                continue
-            if value is not None:
-                return path, value
+        if value is not None:
+            return path, value
     return None
 
 
@@ -229,17 +223,21 @@ def candidate_paths(source: str | None) -> set[str]:
         tree = parse(source)
     except Unparsed:
         return set()
-    paths = set()
+    return {path for path, other in _async_equalities(source, tree)
+            if _event_chain(source, other) is not None or other.kind in ("lit", "unary")}
+
+
+def _async_equalities(source: str, tree: Node) -> Iterator[tuple[str, Node]]:
+    """(path, the other side) of each top-level `async.<path> == <other>`, either way round
+    (the conjuncts of a top-level `&&` included)."""
     for conjunct in _conjuncts(tree):
         if conjunct.kind != "binary" or conjunct.value != "==":
             continue
         left, right = conjunct.children
         for field, other in ((left, right), (right, left)):
             path = _async_path(source, field)
-            if path is not None and (_event_chain(source, other) is not None
-                                     or other.kind in ("lit", "unary")):
-                paths.add(path)
-    return paths
+            if path is not None:
+                yield path, other
 
 
 def value_at(event: dict[str, Any], path: str) -> str | None:

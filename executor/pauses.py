@@ -47,8 +47,11 @@ def match_keys(event_name: str) -> list[str]:
     """Keys whose existence means a pause may wait for an event of `event_name` (the ingest
     script writes an intake item for the event only then): its unindexed pauses, and its
     path set, which exists once any pause of the name was indexed (it is never emptied, so
-    it errs on the side of looking)."""
-    return [keys.pauses(event_name), keys.pause_paths(event_name)]
+    it errs on the side of looking); for a run's end event, the invoke pauses too."""
+    found = [keys.pauses(event_name), keys.pause_paths(event_name)]
+    if event_name == FINISHED:
+        found.append(keys.PAUSES_BY_CORRELATION)
+    return found
 
 
 class Canceller(Protocol):

@@ -1,35 +1,133 @@
 """Every Redis key the executor uses, built here and nowhere else.
 
-Every key starts with PREFIX, whose hash tag (`{s0}`) puts every key in one hash slot. On a
-single Redis that changes nothing; on a Redis Cluster it makes every script valid (a script
-may only touch keys of one slot, and ours touch a run's keys, the queue's and the indexes'
-at once) and puts the whole store on one master and its replicas: a cluster gives failover,
-not yet more throughput. Spreading runs over several shards (`{s<n>}`) is the next step.
-The parts after the prefix (event names, function ids, key values) may hold any text: the
-first `{...}` of a name is its hash tag, and the prefix's comes first.
+The store is cut into shards (`--queue-shards`, fixed when the store is created; 1 unless
+asked). Shard n's keys start with `il:{<tag n>}`, one hash tag, so on a Redis Cluster each
+shard is one slot, on one master: every script and pipeline touches the keys of one shard.
+What lives where:
+- a run (its hash, memos, steps, listeners), an event and a queue item live in the shard
+  their id names (`shard_of`: the last character of the id, a ULID's last base-32 digit);
+- each shard has its own queue (items, ready, leased, leases, wake list) and its own
+  indexes (runs by start, status, function; events by name; search terms; counters;
+  pauses): a script that starts, steps, pauses, resumes or ends a run updates its shard's;
+  readers (executor/read_model) merge the shards';
+- the flow-control state of a function (concurrency, throttle, rate limit, idempotency,
+  debounce, batch, singleton) lives in the function's home shard, where all its runs live
+  (flow.home_shard), so lease and start stay single scripts;
+- what is one per store (registry, auth, cron, bulk actions, the layout) lives in shard 0.
+On a single Redis the shards are only names. Shard 0's tag is `s0`, the one tag of stores
+written before shards existed, so a store of one shard is exactly such a store. The parts
+after the prefix (event names, function ids, key values) may hold any text: the first
+`{...}` of a name is its hash tag, and the prefix's comes first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 
-PREFIX = "il:{s0}"
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 LAYOUT = "2"  # bumped when stored names change; stores of layout 1 are renamed (layout.py)
+MAX_SHARDS = 32  # an id names its shard with one base-32 digit
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32 (ULIDs)
+_shards = 1  # the store's shard count (configure)
+_prefixes = ["il:{s0}"]
+
+
+def _tags(count: int) -> list[str]:
+    """The hash tags of `count` shards: shard 0's is `s0`; each other's is chosen so its
+    slot falls in its own 1/count of the slot range, the range the first of that many
+    equal parts `redis-cli --cluster create` gives each master. So `count` shards on
+    `count` (or a divisor of that many) masters put the same number of shards on each."""
+    def part(tag: str) -> int:
+        return key_slot(tag.encode()) * count // REDIS_CLUSTER_HASH_SLOTS
+
+    tags = {part("s0"): "s0"}
+    for n in range(1, count):
+        free = next(p for p in range(count) if p not in tags)
+        k = 0
+        while part(candidate := f"s{n}" if k == 0 else f"s{n}.{k}") != free:
+            k += 1
+        tags[free] = candidate
+    return [tags[p] for p in sorted(tags, key=lambda p: tags[p] != "s0")]
+
+
+def configure(shards: int) -> None:
+    """Set the store's shard count, once at start, before any key is built."""
+    global _shards, _prefixes
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError(f"--queue-shards must be between 1 and {MAX_SHARDS}, not {shards}")
+    _shards = shards
+    _prefixes = [f"il:{{{tag}}}" for tag in _tags(shards)]
+
+
+def shard_count() -> int:
+    return _shards
+
+
+def shards() -> range:
+    """Every shard: readers of an index read each shard's and merge them."""
+    return range(_shards)
+
+
+def prefix(shard: int = 0) -> str:
+    return _prefixes[shard]
+
+
+def shard_of(id: str) -> int:
+    """The shard of a run, an event or a queue item (by its run's id): its last
+    character's base-32 value modulo the shard count (0 for ids not of our alphabet)."""
+    if _shards == 1 or not id:
+        return 0
+    return max(_ALPHABET.find(id[-1].upper()), 0) % _shards
+
+
+def with_shard(id: str, shard: int) -> str:
+    """`id` (a ULID) with its last digit changed so that it lives in `shard`."""
+    if _shards == 1:
+        return id
+    return id[:-1] + _ALPHABET[shard]
+
+
+def _at(id: str) -> str:
+    return _prefixes[shard_of(id)]
+
+
+PREFIX = "il:{s0}"  # shard 0: what is one per store
 LAYOUT_KEY = f"{PREFIX}:layout"  # string: the layout this store is written in
+SHARDS_KEY = f"{PREFIX}:shards"  # string: the store's shard count (absent: 1)
+
 
 # -- queue -------------------------------------------------------------------------------
-QUEUE_ITEMS = f"{PREFIX}:q:items"  # hash item id -> item JSON
-QUEUE_READY = f"{PREFIX}:q:ready"  # zset item id -> due time (ms): the delay queue
-QUEUE_LEASED = f"{PREFIX}:q:leased"  # zset item id -> lease expiry (ms)
-QUEUE_LEASES = f"{PREFIX}:q:leases"  # hash item id -> lease token of the holder
-QUEUE_WAKE = f"{PREFIX}:q:wake"  # list: one entry per enqueue, BLPOPed by idle workers
+@dataclasses.dataclass(frozen=True)
+class QueueKeys:
+    """One shard's queue."""
+
+    items: str  # hash item id -> item JSON
+    ready: str  # zset item id -> due time (ms): the delay queue
+    leased: str  # zset item id -> lease expiry (ms)
+    leases: str  # hash item id -> lease token of the holder
+    wake: str  # list: one entry per enqueue, BLPOPed by idle workers
+
+    def all(self) -> list[str]:
+        return [self.items, self.ready, self.leased, self.leases, self.wake]
 
 
-def call_beat(call_id: str) -> str:
+def queue(shard: int) -> QueueKeys:
+    p = f"{_prefixes[shard]}:q"
+    return QueueKeys(f"{p}:items", f"{p}:ready", f"{p}:leased", f"{p}:leases", f"{p}:wake")
+
+
+def queue_of(run_id: str) -> QueueKeys:
+    """The queue of a run's shard (an item with no run, an intake, is in shard 0's)."""
+    return queue(shard_of(run_id))
+
+
+def call_beat(run_id: str, call_id: str) -> str:
     """String with a TTL: when the step body of one call (item id + a nonce) last sent a
     heartbeat (ms). In the queue's slot: heartbeat.lua checks the lease beside it."""
-    return f"{PREFIX}:q:beat:{call_id}"
+    return f"{_at(run_id)}:q:beat:{call_id}"
 
 
 # -- registry ----------------------------------------------------------------------------
@@ -45,102 +143,121 @@ FUNCTIONS_REMOVED = f"{PREFIX}:functions:removed"
 CRONS_RETIRED = f"{PREFIX}:cron:retired"
 
 # -- events ------------------------------------------------------------------------------
-EVENTS = f"{PREFIX}:events"  # zset event id -> received time (ms), newest last
+def events(shard: int) -> str:
+    """Zset: event id -> received time (ms) of a shard's events, newest last."""
+    return f"{_prefixes[shard]}:events"
 
 
 def event(event_id: str) -> str:
     """String: the stored event JSON (as the SDK receives it)."""
-    return f"{PREFIX}:event:{event_id}"
+    return f"{_at(event_id)}:event:{event_id}"
 
 
-def event_runs(event_id: str) -> str:
-    """List: ids of the runs this event started."""
-    return f"{PREFIX}:event:{event_id}:runs"
+def event_runs(event_id: str, shard: int) -> str:
+    """List: ids of the runs this event started in `shard`."""
+    return f"{_prefixes[shard]}:event:{event_id}:runs"
+
+
+def sender_shard(sender_id: str) -> int:
+    """The shard of the events a sender names `sender_id`: a repeated send lands where the
+    first did, beside the key that remembers it."""
+    if _shards == 1:
+        return 0
+    return int.from_bytes(hashlib.sha1(sender_id.encode()).digest()[:4], "big") % _shards
 
 
 def event_dedupe(sender_id: str) -> str:
     """String with a TTL: the id of the event stored for a sender's event `id`, so a
     repeated send of that id (a retried POST) stores nothing new for 24 h."""
-    return f"{PREFIX}:event-id:{sender_id}"
+    return f"{_prefixes[sender_shard(sender_id)]}:event-id:{sender_id}"
 
 
-def events_by_name(name: str) -> str:
-    """Zset: event ids of one name -> received time (ms)."""
-    return f"{PREFIX}:events:name:{name}"
+def events_by_name(name: str, shard: int) -> str:
+    """Zset: event ids of one name -> received time (ms), in a shard."""
+    return f"{_prefixes[shard]}:events:name:{name}"
 
 
-# zset event id -> received time (ms) of the events not named `inngest/*` (the Events page's
-# default list: internal lifecycle events would otherwise bury the user's)
-EVENTS_USER = f"{PREFIX}:events:user"
+def events_user(shard: int) -> str:
+    """Zset: event id -> received time (ms) of a shard's events not named `inngest/*` (the
+    Events page's default list: internal lifecycle events would otherwise bury the user's)."""
+    return f"{_prefixes[shard]}:events:user"
 
 
-def event_resumed(event_id: str) -> str:
-    """List: ids of the runs whose wait this event resumed."""
-    return f"{PREFIX}:event:{event_id}:resumed"
+def event_resumed(event_id: str, shard: int) -> str:
+    """List: ids of the runs of `shard` whose wait this event resumed."""
+    return f"{_prefixes[shard]}:event:{event_id}:resumed"
 
 
-def event_cancelled(event_id: str) -> str:
-    """List: ids of the runs this event cancelled (`cancelOn`)."""
-    return f"{PREFIX}:event:{event_id}:cancelled"
+def event_cancelled(event_id: str, shard: int) -> str:
+    """List: ids of the runs of `shard` this event cancelled (`cancelOn`)."""
+    return f"{_prefixes[shard]}:event:{event_id}:cancelled"
 
 
 # -- runs --------------------------------------------------------------------------------
-RUNS = f"{PREFIX}:runs"  # zset run id -> start time (ms)
-# zset run id -> start time (ms) of the runs that are Running: added when a run starts,
-# removed in the script that ends it; the invariant sweep walks it
-RUNS_RUNNING = f"{PREFIX}:runs:running"
+def runs(shard: int) -> str:
+    """Zset: run id -> start time (ms) of a shard's runs."""
+    return f"{_prefixes[shard]}:runs"
 
 
-# zset run id -> since (ms) of the runs flagged stalled; entries of runs that ended are
-# removed by the stall sweep
-RUNS_STALLED = f"{PREFIX}:runs:stalled"
+def runs_running(shard: int) -> str:
+    """Zset: run id -> start time (ms) of a shard's runs that are Running: added when a run
+    starts, removed in the script that ends it; the invariant sweep walks it."""
+    return f"{_prefixes[shard]}:runs:running"
 
 
-def runs_of_function(function_id: str) -> str:
+def runs_stalled(shard: int) -> str:
+    """Zset: run id -> since (ms) of a shard's runs flagged stalled; entries of runs that
+    ended are removed by the stall sweep."""
+    return f"{_prefixes[shard]}:runs:stalled"
+
+
+def runs_of_function(function_id: str, shard: int) -> str:
     """Zset: run id -> start time (ms) of one function's runs (dashboard filter, stats)."""
-    return f"{PREFIX}:runs:fn:{function_id}"
+    return f"{_prefixes[shard]}:runs:fn:{function_id}"
 
 
-def runs_by_status(status: str) -> str:
+def runs_by_status(status: str, shard: int) -> str:
     """Zset: run id -> start time (ms) of the runs that ended with `status` (Completed,
-    Failed, Cancelled, Skipped); the Running ones are RUNS_RUNNING. Written by the scripts
+    Failed, Cancelled, Skipped); the Running ones are runs_running. Written by the scripts
     that start and end runs, so a status filter reads an index, not every run."""
-    return f"{PREFIX}:runs:status:{status}"
+    return f"{_prefixes[shard]}:runs:status:{status}"
 
 
-def runs_of_function_status(function_id: str, status: str) -> str:
+def runs_of_function_status(function_id: str, status: str, shard: int) -> str:
     """Zset: run id -> start time (ms) of one function's runs with `status` (Running
     included: a run moves from that index to its final one when it ends)."""
-    return f"{PREFIX}:runs:fs:{status}:{function_id}"
+    return f"{_prefixes[shard]}:runs:fs:{status}:{function_id}"
 
 
-RUN_PREFIX = f"{PREFIX}:run:"  # scripts that find a run by id append it
+def run_prefix(shard: int) -> str:
+    """What scripts that find a run of `shard` by id append the id to."""
+    return f"{_prefixes[shard]}:run:"
 
 
 def run(run_id: str) -> str:
     """Hash: run metadata (function, status, output, times, events, version, seq; `error`:
     a failed run's normalized error for its end events, beside the SDK's body in `output`)."""
-    return f"{RUN_PREFIX}{run_id}"
+    return f"{_at(run_id)}:run:{run_id}"
 
 
 def run_memos(run_id: str) -> str:
     """Hash: hashed step id -> memo JSON ({"data": ...} | {"error": ...} | null)."""
-    return f"{PREFIX}:run:{run_id}:memos"
+    return f"{_at(run_id)}:run:{run_id}:memos"
 
 
 def run_stack(run_id: str) -> str:
     """List: hashed step ids in the order their memos were saved (ctx.stack)."""
-    return f"{PREFIX}:run:{run_id}:stack"
+    return f"{_at(run_id)}:run:{run_id}:stack"
 
 
 def run_steps(run_id: str) -> str:
     """Hash: hashed step id -> step record JSON (name, status, attempts, times, error)."""
-    return f"{PREFIX}:run:{run_id}:steps"
+    return f"{_at(run_id)}:run:{run_id}:steps"
 
 
 def run_pending(run_id: str) -> str:
     """Set: hashed ids of planned (parallel) steps whose calls have not finished yet."""
-    return f"{PREFIX}:run:{run_id}:pending"
+    return f"{_at(run_id)}:run:{run_id}:pending"
 
 
 def run_usage(run_id: str) -> str:
@@ -148,10 +265,10 @@ def run_usage(run_id: str) -> str:
     last report of one step body in one call (the dedup key), `s:<hashed step id>` -> the
     step's totals (per model, per attempt).
     The run's own totals are fields of the run hash (the budget check reads them there)."""
-    return f"{PREFIX}:run:{run_id}:usage"
+    return f"{_at(run_id)}:run:{run_id}:usage"
 def run_reruns(run_id: str) -> str:
     """List: ids of the runs started as reruns of this one."""
-    return f"{PREFIX}:run:{run_id}:reruns"
+    return f"{_at(run_id)}:run:{run_id}:reruns"
 
 
 def run_keys(run_id: str) -> list[str]:
@@ -160,23 +277,24 @@ def run_keys(run_id: str) -> list[str]:
             run_pending(run_id), run_listeners(run_id)]
 
 
-def idempotency(function_id: str, key: str) -> str:
-    """String with a TTL: set when a run starts for (function, idempotency key)."""
-    return f"{PREFIX}:idem:{function_id}:{key}"
+def idempotency(function_id: str, key: str, shard: int) -> str:
+    """String with a TTL: set when a run starts for (function, idempotency key), in the
+    function's home shard."""
+    return f"{_prefixes[shard]}:idem:{function_id}:{key}"
 
 
 def run_listeners(run_id: str) -> str:
     """Set: `<pause hash key>|<pause id>` of the run's pauses and cancel listeners, so that
     ending the run removes them."""
-    return f"{PREFIX}:run:{run_id}:listeners"
+    return f"{_at(run_id)}:run:{run_id}:listeners"
 
 
 # -- pauses ------------------------------------------------------------------------------
-def pauses(event_name: str) -> str:
+def pauses(event_name: str, shard: int) -> str:
     """Hash: pause id -> pause JSON, for runs waiting for (or cancelled by) `event_name`
     whose expression has no indexable equality (see executor/pause_index.py): every event
     of that name reads them all. (Pauses made before the index existed are here too.)"""
-    return f"{PREFIX}:pauses:{event_name}"
+    return f"{_prefixes[shard]}:pauses:{event_name}"
 
 
 # a field name an indexed path may hold: no '.', which joins them, and no '=', which ends
@@ -185,33 +303,37 @@ PATH_PART = re.compile(r"[A-Za-z0-9_\-]+")
 BUCKET_VALUE_CHARS = 200  # longer values are named by their digest in a bucket's key
 
 
-def pause_bucket(event_name: str, path: str, value: str) -> str:
+def pause_bucket(event_name: str, path: str, value: str, shard: int) -> str:
     """Hash: pause id -> pause JSON, for the pauses of `event_name` that hold only if the
     event's field at `path` (`data.order_id`) has the value `value` (its bucket text, see
     pause_index.bucket_value). The name is length-prefixed: names may hold any character."""
     if len(value) > BUCKET_VALUE_CHARS:
         value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
-    return f"{PREFIX}:pause-ix:{len(event_name)}:{event_name}:{path}={value}"
+    return f"{_prefixes[shard]}:pause-ix:{len(event_name)}:{event_name}:{path}={value}"
 
 
-def pause_paths(event_name: str) -> str:
+def pause_paths(event_name: str, shard: int) -> str:
     """Set: the paths pauses of `event_name` are indexed on (an event reads one bucket per
     path). Added before (or with) the first pause of a path; never removed: a path whose
     buckets are empty costs an event one empty read."""
-    return f"{PREFIX}:pause-paths:{event_name}"
+    return f"{_prefixes[shard]}:pause-paths:{event_name}"
 
 
-PAUSES_BY_CORRELATION = f"{PREFIX}:pauses:correlation"  # hash correlation id -> invoke pause
+def pauses_by_correlation(shard: int) -> str:
+    """Hash: correlation id -> invoke pause, of a shard's runs."""
+    return f"{_prefixes[shard]}:pauses:correlation"
 
 # -- usage ---------------------------------------------------------------------------------
-def function_usage(function_id: str) -> str:
+def function_usage(function_id: str, shard: int) -> str:
     """Hash: a function's usage totals: cost_usd, input_tokens, output_tokens, runs (that
     reported usage), `d:<unix day>:cost_usd|tokens` per day, `m:<model>:cost_usd|tokens`."""
-    return f"{PREFIX}:usage:fn:{function_id}"
+    return f"{_prefixes[shard]}:usage:fn:{function_id}"
 
 
 # -- lifecycle -----------------------------------------------------------------------------
-OUTBOX = f"{PREFIX}:outbox"  # zset run id -> end time (ms): end events still to emit
+def outbox(shard: int) -> str:
+    """Zset: run id -> end time (ms) of a shard's runs whose end events are still to emit."""
+    return f"{_prefixes[shard]}:outbox"
 
 
 def cron_last(function_id: str) -> str:
@@ -232,40 +354,42 @@ def cancellation(cancellation_id: str) -> str:
 # -- dashboard: search indexes, statistics, bulk actions -----------------------------------
 # Search: `scope` is "r" (runs: trigger event, output, error) or "e" (events). Members are
 # run (event) ids; scores the run's start (event's receipt) time, or the value for numbers.
-def search_term(scope: str, term: str) -> str:
+def search_term(scope: str, term: str, shard: int) -> str:
     """Zset: the runs (events) with a leaf `path=value` (see executor/indexes.py)."""
-    return f"{PREFIX}:search:{scope}:t:{term}"
+    return f"{_prefixes[shard]}:search:{scope}:t:{term}"
 
 
-def search_number(scope: str, path: str) -> str:
+def search_number(scope: str, path: str, shard: int) -> str:
     """Zset: run (event) id -> the number at `path` (range comparisons)."""
-    return f"{PREFIX}:search:{scope}:n:{path}"
+    return f"{_prefixes[shard]}:search:{scope}:n:{path}"
 
 
-def search_word(scope: str, word: str) -> str:
+def search_word(scope: str, word: str, shard: int) -> str:
     """Zset: the runs (events) with `word` in one of their text values (free text)."""
-    return f"{PREFIX}:search:{scope}:w:{word}"
+    return f"{_prefixes[shard]}:search:{scope}:w:{word}"
 
 
-def search_words(scope: str) -> str:
+def search_words(scope: str, shard: int) -> str:
     """Zset (all scores 0): every indexed word, for `prefix*` searches (ZRANGEBYLEX)."""
-    return f"{PREFIX}:search:{scope}:words"
+    return f"{_prefixes[shard]}:search:{scope}:words"
 
 
-def stats_minute(function_id: str, minute: int) -> str:
+def stats_minute(function_id: str, minute: int, shard: int) -> str:
     """Hash: the counters of one function's runs that started or ended in one minute (unix
     ms // 60000): metric -> count (see executor/metrics_store.py). Expires."""
-    return f"{PREFIX}:stats:m:{minute}:{function_id}"
+    return f"{_prefixes[shard]}:stats:m:{minute}:{function_id}"
 
 
-def stats_hour(function_id: str, hour: int) -> str:
+def stats_hour(function_id: str, hour: int, shard: int) -> str:
     """Hash: the same counters per hour (unix ms // 3600000), kept longer."""
-    return f"{PREFIX}:stats:h:{hour}:{function_id}"
+    return f"{_prefixes[shard]}:stats:h:{hour}:{function_id}"
 
 
-# set: the concurrency waiting zsets that ever held an item back (the backlog read walks
-# them; an empty zset costs a ZCARD)
-CONCURRENCY_WAITING = f"{PREFIX}:conc-wait-keys"
+def concurrency_waiting_keys(shard: int) -> str:
+    """Set: a shard's concurrency waiting zsets that ever held an item back (the backlog
+    read walks them; an empty zset costs a ZCARD)."""
+    return f"{_prefixes[shard]}:conc-wait-keys"
+
 
 BULK_JOBS = f"{PREFIX}:bulk"  # zset bulk job id -> created (ms)
 
@@ -296,42 +420,42 @@ def login_failures(client: str) -> str:
 
 
 # -- flow control ----------------------------------------------------------------------------
-def _scoped(kind: str, scope_id: str, expression: str, value: str) -> str:
+def _scoped(kind: str, scope_id: str, expression: str, value: str, shard: int) -> str:
     digest = hashlib.sha1(expression.encode()).hexdigest()[:8] if expression else "-"
-    return f"{PREFIX}:{kind}:{scope_id}:{digest}:{value}"
+    return f"{_prefixes[shard]}:{kind}:{scope_id}:{digest}:{value}"
 
 
-def concurrency(scope_id: str, expression: str, value: str) -> str:
+def concurrency(scope_id: str, expression: str, value: str, shard: int) -> str:
     """Zset: queue items executing under one concurrency key -> lease expiry (ms)."""
-    return _scoped("conc", scope_id, expression, value)
+    return _scoped("conc", scope_id, expression, value, shard)
 
 
-def concurrency_waiting(scope_id: str, expression: str, value: str) -> str:
+def concurrency_waiting(scope_id: str, expression: str, value: str, shard: int) -> str:
     """Zset: due items held back by that concurrency key -> their due time (ms). Held
     per key, so one hot key's backlog never blocks the head of the shared ready queue."""
-    return _scoped("conc-wait", scope_id, expression, value)
+    return _scoped("conc-wait", scope_id, expression, value, shard)
 
 
-def throttle(function_id: str, value: str) -> str:
+def throttle(function_id: str, value: str, shard: int) -> str:
     """String: the throttle's theoretical arrival time (GCRA), per function and key."""
-    return f"{PREFIX}:throttle:{function_id}:{value}"
+    return f"{_prefixes[shard]}:throttle:{function_id}:{value}"
 
 
-def rate_limit(function_id: str, value: str) -> str:
+def rate_limit(function_id: str, value: str, shard: int) -> str:
     """Zset: start times (ms) of recent runs, per function and key (sliding window)."""
-    return f"{PREFIX}:ratelimit:{function_id}:{value}"
+    return f"{_prefixes[shard]}:ratelimit:{function_id}:{value}"
 
 
-def debounce(function_id: str, value: str) -> str:
+def debounce(function_id: str, value: str, shard: int) -> str:
     """Hash {run, first}: the pending debounced run per function and key."""
-    return f"{PREFIX}:debounce:{function_id}:{value}"
+    return f"{_prefixes[shard]}:debounce:{function_id}:{value}"
 
 
-def batch(function_id: str, value: str) -> str:
+def batch(function_id: str, value: str, shard: int) -> str:
     """Hash {run, count}: the batch being filled per function and key."""
-    return f"{PREFIX}:batch:{function_id}:{value}"
+    return f"{_prefixes[shard]}:batch:{function_id}:{value}"
 
 
-def singleton(function_id: str, value: str) -> str:
+def singleton(function_id: str, value: str, shard: int) -> str:
     """String: the active run of a singleton function per key."""
-    return f"{PREFIX}:singleton:{function_id}:{value}"
+    return f"{_prefixes[shard]}:singleton:{function_id}:{value}"

@@ -323,7 +323,7 @@ class Ours(System):
     async def _run_ids(self, event_ids: list[str]) -> list[str]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for event_id in event_ids:
-                pipe.lindex(keys.event_runs(event_id), 0)
+                pipe.lindex(keys.event_runs(event_id, 0), 0)
             found = await pipe.execute()
         if not all(found):
             raise RuntimeError("an event started no run")
@@ -352,7 +352,7 @@ class Ours(System):
         run_id = ""
         while True:
             if not run_id:
-                ids = await self.redis.lindex(keys.event_runs(event_id), 0)
+                ids = await self.redis.lindex(keys.event_runs(event_id, 0), 0)
                 run_id = bytes(ids).decode() if ids else ""
             if run_id:
                 status = await self.redis.hget(keys.run(run_id), "status")
@@ -364,14 +364,14 @@ class Ours(System):
         return Done(sent, ended, result)
 
     async def batch(self, k: int) -> tuple[float, float]:
-        base = await self.redis.zcard(keys.RUNS)
+        base = await self.redis.zcard(keys.runs(0))
         sent = time.time()
         event_ids = await asyncio.gather(*(self._send("three", {}) for _ in range(k)))
         while True:  # two ZCARDs every 20 ms: done when all k runs exist and none is running
             await asyncio.sleep(0.02)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(keys.RUNS)
-                pipe.zcard(keys.RUNS_RUNNING)
+                pipe.zcard(keys.runs(0))
+                pipe.zcard(keys.runs_running(0))
                 total, running = await pipe.execute()
             if total >= base + k and running == 0:
                 break

@@ -88,7 +88,7 @@ class Deployment:
 async def _round(deployment: Deployment, http: aiohttp.ClientSession, redis: Redis, k: int
                  ) -> tuple[float, int]:
     """(runs/s, runs) of one burst of k events spread over the executors."""
-    base = await redis.zcard(keys.RUNS)
+    base = await redis.zcard(keys.runs(0))
     body = orjson.dumps({"name": "bench/three", "data": {}})
     urls = [f"{ex.url}/e/bench-key" for ex in deployment.executors]
 
@@ -103,12 +103,12 @@ async def _round(deployment: Deployment, http: aiohttp.ClientSession, redis: Red
     while True:  # two ZCARDs every 20 ms: done when all k runs exist and none is running
         await asyncio.sleep(0.02)
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.RUNS)
-            pipe.zcard(keys.RUNS_RUNNING)
+            pipe.zcard(keys.runs(0))
+            pipe.zcard(keys.runs_running(0))
             total, running = await pipe.execute()
         if total >= base + k and running == 0:
             break
-    newest = await redis.zrange(keys.RUNS, base, -1)
+    newest = await redis.zrange(keys.runs(0), base, -1)
     async with redis.pipeline(transaction=False) as pipe:
         for run_id in newest:
             pipe.hmget(keys.run(run_id.decode()), ["status", "ended_at"])

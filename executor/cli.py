@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from inngest_like import signing
 
-from . import durations
+from . import durations, keys
 from .api import create_app
 from .auth import Auth
 from .clock import system_ms
@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                               "--redis-cluster to insist)")
         cmd.add_argument("--redis-cluster", action="store_true",
                          help="--redis-url is a Redis Cluster node (refuse otherwise)")
+        cmd.add_argument("--queue-shards", type=int, default=None, metavar="N",
+                         help="cut a new store into N shards (1-32), each a hash slot of "
+                              "its own: on a Redis Cluster, a multiple of the masters' "
+                              "count spreads the work over them (default: the store's "
+                              "count; 1 for a new store). Fixed once the store exists")
         cmd.add_argument("--migrate", action="store_true",
                          help="rename a drained store of an earlier key layout at start")
         cmd.add_argument("--retry-interval", type=float, default=None,
@@ -239,8 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                   file=sys.stderr)
             raise SystemExit(2)
         redis = connect(args.redis_url, cluster=cluster)
-        kind = "Redis Cluster (every key in one slot: failover, one master's throughput)" \
-            if cluster else "redis"
+        kind = "Redis Cluster" if cluster else "redis"
         storage = f"{kind} at {_without_password(args.redis_url)}"
     elif has_redis_server():
         child = RedisChild(pathlib.Path(args.data_dir) / "redis")
@@ -278,19 +282,22 @@ def main(argv: list[str] | None = None) -> None:
         metrics=not args.no_metrics,
         ack_replicas=max(0, args.ack_replicas),
         migrate=migrate,
+        queue_shards=args.queue_shards,
         ack_timeout_ms=max(1, int(args.ack_timeout * 1000)),
         metrics_token=args.metrics_token or os.environ.get("INNGEST_LIKE_METRICS_TOKEN"),
     )
     url = args.redis_url or (child.url if child else None)
     if url:
         try:  # before serving: a store it cannot use ends the command with the reason
-            asyncio.run(_check_layout(url, cluster=cluster,
-                                      migrate=migrate))
+            asyncio.run(_check_layout(url, cluster=cluster, migrate=migrate,
+                                      shards=args.queue_shards))
         except LayoutError as exc:
             print(f"inngest-like {args.command}: {exc}", file=sys.stderr)
             if child:
                 child.stop()
             raise SystemExit(2) from None
+    if url:
+        storage += f"; {keys.shard_count()} shard{'s' if keys.shard_count() > 1 else ''}"
     executor = Executor(redis, settings)
     for key in event_keys:
         try:
@@ -324,10 +331,11 @@ def main(argv: list[str] | None = None) -> None:
             child.stop()
 
 
-async def _check_layout(url: str, *, cluster: bool, migrate: bool) -> None:
+async def _check_layout(url: str, *, cluster: bool, migrate: bool,
+                        shards: int | None) -> None:
     redis = connect(url, cluster=cluster)
     try:
-        moved = await check(redis, migrate=migrate)
+        moved = await check(redis, migrate=migrate, shards=shards)
         if moved:
             print(f"renamed {moved} keys of a store of key layout 1", file=sys.stderr)
     finally:

@@ -199,15 +199,28 @@ def evaluate_key(expression: str | None, event: dict[str, Any], option: str = "k
     return text if len(text) <= 64 else hashlib.sha256(text.encode()).hexdigest()
 
 
+def home_shard(fn_id: str, flow: FlowControl) -> int | None:
+    """The shard every run of a function with shared flow-control state lives in (the state
+    its runs share sits there too, so starting and leasing stay one script each); None when
+    its runs may spread over every shard. Concurrency shared with other functions (scope
+    env or account) puts them all in shard 0."""
+    if any(entry.scope != "fn" for entry in flow.concurrency):
+        return 0
+    shared = (flow.concurrency, flow.throttle, flow.rate_limit, flow.debounce, flow.batch,
+              flow.singleton, flow.idempotency)
+    return keys.shard_by_hash(fn_id) if any(shared) else None
+
+
 def concurrency_slots(fn_id: str, flow: FlowControl, event: dict[str, Any]) -> list[dict[str, Any]]:
     """The concurrency slots each of a run's calls takes: [{key, limit, label}]."""
     slots = []
+    shard = home_shard(fn_id, flow) or 0
     for entry in flow.concurrency:
         value = evaluate_key(entry.key, event, "concurrency key")
         scope_id = fn_id if entry.scope == "fn" else entry.scope
         label = f"concurrency limit {entry.limit}" + (f" on key {value}" if entry.key else "")
-        slots.append({"key": keys.concurrency(scope_id, entry.key or "", value),
-                      "wait": keys.concurrency_waiting(scope_id, entry.key or "", value),
+        slots.append({"key": keys.concurrency(scope_id, entry.key or "", value, shard),
+                      "wait": keys.concurrency_waiting(scope_id, entry.key or "", value, shard),
                       "limit": entry.limit, "label": label})
     return slots
 

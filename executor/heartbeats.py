@@ -48,7 +48,9 @@ class Heartbeats:
 
     async def beat(self, call_id: str, now_ms: int) -> bool:
         """Note a beat; False when the call is not in flight (the body outlived it)."""
-        out = await self.scripts("heartbeat", [keys.QUEUE_LEASES, keys.call_beat(call_id)],
+        item_id = item_of(call_id)
+        out = await self.scripts("heartbeat", [keys.queue_of(item_id).leases,
+                                               keys.call_beat(call_id)],
                                  [item_of(call_id), now_ms, BEAT_TTL_MS])
         return bool(out)
 

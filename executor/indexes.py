@@ -1,7 +1,7 @@
 """The dashboard's indexes, written by the scripts that start and end runs (and store events),
 so filters and searches read indexes instead of examining runs one by one.
 
-- Status: `keys.runs_by_status`, `keys.runs_of_function_status` (and `RUNS_RUNNING`), each a
+- Status: `keys.runs_by_status`, `keys.runs_of_function_status` (and `runs_running`), each a
   zset run id -> start time. A run enters its function's Running index when it starts and
   moves to its final status's indexes in the script that ends it (`lib_end_run.lua`).
 - Search: a run's trigger event (paths as in the event: `data.user_id`, `name`), its output
@@ -136,15 +136,15 @@ def _leaf(value: Any, path: str, doc: Document, numbers: bool = True) -> None:
             doc.words.add(word)
 
 
-def entries(doc: Document, scope: str) -> list[list[str]]:
-    """[key, score, member] per index write: '' as score means the run's start (event's
-    receipt) time, '' as member the run (event) id."""
-    out = [[keys.search_term(scope, term), "", ""] for term in sorted(doc.terms)]
+def entries(doc: Document, scope: str, shard: int) -> list[list[str]]:
+    """[key, score, member] per index write in `shard` (the run's or event's): '' as score
+    means the run's start (event's receipt) time, '' as member the run (event) id."""
+    out = [[keys.search_term(scope, term, shard), "", ""] for term in sorted(doc.terms)]
     for path, values in sorted(doc.numbers.items()):
-        out.append([keys.search_number(scope, path), repr(values[-1]), ""])
+        out.append([keys.search_number(scope, path, shard), repr(values[-1]), ""])
     for word in sorted(doc.words):
-        out.append([keys.search_word(scope, word), "", ""])
-        out.append([keys.search_words(scope), "0", word])
+        out.append([keys.search_word(scope, word, shard), "", ""])
+        out.append([keys.search_words(scope, shard), "0", word])
     return out
 
 
@@ -157,26 +157,31 @@ def run_document(event: Any, status: str | None = None, output: Any = None) -> D
     return doc
 
 
-def start_plan(function_id: str, now_ms: int, event: Any) -> dict[str, Any]:
-    """What ingest.lua writes for a new run besides the run itself (`ix` of its record)."""
+def start_plan(function_id: str, now_ms: int, event: Any, shard: int) -> dict[str, Any]:
+    """What ingest.lua writes for a new run of `shard` besides the run itself (`ix` of its
+    record)."""
     return {
-        "running_fn": keys.runs_of_function_status(function_id, "Running"),
-        "skipped_fn": keys.runs_of_function_status(function_id, "Skipped"),
-        "skipped": keys.runs_by_status("Skipped"),
-        "stats": metrics_store.stat_keys(function_id, now_ms),
+        "running_fn": keys.runs_of_function_status(function_id, "Running", shard),
+        "skipped_fn": keys.runs_of_function_status(function_id, "Skipped", shard),
+        "skipped": keys.runs_by_status("Skipped", shard),
+        "stats": metrics_store.stat_keys(function_id, now_ms, shard),
         "exp": [str(t) for t in metrics_store.stat_expiries(now_ms)],
-        "terms": entries(event_document(event), RUNS),
+        "terms": entries(event_document(event), RUNS, shard),
     }
 
 
-def end_plan(function_id: str, status: str, now_ms: int,
+def end_plan(run_id: str, function_id: str, status: str, now_ms: int,
              output: Any) -> tuple[list[str], list[str]]:
     """The KEYS and ARGV tails of a script that ends a run (`end_run` in lib_end_run.lua):
-    the stats hashes, the status indexes, and the output's (error's) search entries."""
-    written = entries(document(output, "output" if status == "Completed" else "error"), RUNS)
-    tail_keys = [*metrics_store.stat_keys(function_id, now_ms), keys.runs_by_status(status),
-                 keys.runs_of_function_status(function_id, "Running"),
-                 keys.runs_of_function_status(function_id, status),
+    the stats hashes, the status indexes, and the output's (error's) search entries, all
+    in the run's shard."""
+    shard = keys.shard_of(run_id)
+    written = entries(document(output, "output" if status == "Completed" else "error"), RUNS,
+                      shard)
+    tail_keys = [*metrics_store.stat_keys(function_id, now_ms, shard),
+                 keys.runs_by_status(status, shard),
+                 keys.runs_of_function_status(function_id, "Running", shard),
+                 keys.runs_of_function_status(function_id, status, shard),
                  *(key for key, _, _ in written)]
     tail_args = [str(t) for t in metrics_store.stat_expiries(now_ms)]
     for _, score, member in written:
@@ -188,12 +193,13 @@ def is_internal(name: Any) -> bool:
     return isinstance(name, str) and name.startswith("inngest/")
 
 
-def event_plan(wire: dict[str, Any]) -> dict[str, Any]:
-    """What ingest.lua writes for a stored event besides the event: the user-events index
-    and the event's search entries (internal events: neither)."""
+def event_plan(wire: dict[str, Any], shard: int) -> dict[str, Any]:
+    """What ingest.lua writes for an event stored in `shard` besides the event: the
+    user-events index and the event's search entries (internal events: neither)."""
     if is_internal(wire.get("name")):
         return {"user_key": "", "terms": []}
-    return {"user_key": keys.EVENTS_USER, "terms": entries(event_document(wire), EVENTS)}
+    return {"user_key": keys.events_user(shard),
+            "terms": entries(event_document(wire), EVENTS, shard)}
 
 
 def event_document(event: Any) -> Document:

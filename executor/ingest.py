@@ -14,6 +14,9 @@ starts at most one run of each function.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,8 +36,14 @@ from .state import RunState
 
 log = logging.getLogger("inngest_like.executor")
 
-INGEST_KEYS = [keys.EVENTS, keys.RUNS, keys.QUEUE_ITEMS, keys.QUEUE_READY, keys.QUEUE_WAKE,
-               keys.RUNS_RUNNING, keys.QUEUE_LEASED, keys.QUEUE_LEASES]
+
+
+def ingest_keys(shard: int) -> list[str]:
+    """The KEYS of ingest.lua in `shard`."""
+    q = keys.queue(shard)
+    return [keys.events(shard), keys.runs(shard), q.items, q.ready, q.wake,
+            keys.runs_running(shard), q.leased, q.leases]
+
 EVENT_ID_TTL_S = 24 * 3600  # a sender's event id dedupes its repeats this long (as Inngest's)
 INVOKED = "inngest/function.invoked"
 
@@ -59,6 +68,29 @@ def derived_run_id(event: IncomingEvent, fn_id: str, now_ms: int) -> str:
         ms = ts if isinstance(ts, int) and 0 <= ts < 1 << 48 else now_ms
     digest = hashlib.sha256(f"{event.internal_id}\0{fn_id}".encode()).digest()[:10]
     return str(ULID.from_bytes(ms.to_bytes(6, "big") + digest))
+
+
+def _placed(events: list[dict[str, Any]], runs: list[dict[str, Any]]
+            ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[list[str]]]]:
+    """Per event shard: the runs stored with their events (they live in the same shard),
+    and the (event id, function id) of the runs their events start in another shard."""
+    shard_of_event = {e["id"]: e["shard"] for e in events}
+    local: dict[int, list[dict[str, Any]]] = {}
+    away: dict[int, list[list[str]]] = {}
+    for run in runs:
+        event_id = run["fields"]["event_id"]
+        shard = shard_of_event.get(event_id)
+        if shard == run["shard"]:
+            local.setdefault(shard, []).append(run)
+        elif shard is not None:
+            away.setdefault(shard, []).append([event_id, run["fields"]["function_id"]])
+    return local, away
+
+
+def _away(events: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs not stored with their events: away from them, or given without them."""
+    shard_of_event = {e["id"]: e["shard"] for e in events}
+    return [run for run in runs if shard_of_event.get(run["fields"]["event_id"]) != run["shard"]]
 
 
 class NotReplicated(Exception):
@@ -101,7 +133,17 @@ class Ingest:
         started whatever idempotency, debounce and batching would decide (as Inngest's
         reruns are): the user asked for this run explicitly."""
         first = events[0]
-        run_id = str(ULID()) if rerun else derived_run_id(first, fn.id, now_ms)
+        # the run lives in its function's home shard when its runs share flow-control state,
+        # else in its event's (so that one script stores the event and starts the run)
+        home = flow.home_shard(fn.id, fn.flow)
+        if rerun:
+            run_id = str(ULID())
+            if home is not None:
+                run_id = keys.with_shard(run_id, home)
+        else:
+            shard = home if home is not None else keys.shard_of(first.internal_id)
+            run_id = keys.with_shard(derived_run_id(first, fn.id, now_ms), shard)
+        shard = keys.shard_of(run_id)
         fields = {
             "run_id": run_id,
             "function_id": fn.id,
@@ -120,7 +162,7 @@ class Ingest:
                 "max_attempts": fn.max_attempts, "kind": "call", "payload": {}, "ck": []}
         record: dict[str, Any] = {}
         try:
-            plan, idem_keys = self._flow_plan(fn, wire, fields)
+            plan, idem_keys = self._flow_plan(fn, wire, fields, shard)
             item["ck"] = flow.concurrency_slots(fn.id, control, wire)
             if rerun:
                 idem_keys = []
@@ -144,9 +186,10 @@ class Ingest:
             timers.append({"id": timer.id, "json": orjson.dumps(timer.to_dict()).decode(),
                            "due": now_ms + deadline.after_ms})
         record.update({
+            "shard": shard,
             "run_key": keys.run(run_id),
-            "runs_key": keys.event_runs(first.internal_id),
-            "fn_runs_key": keys.runs_of_function(fn.id),
+            "runs_key": keys.event_runs(first.internal_id, shard),
+            "fn_runs_key": keys.runs_of_function(fn.id, shard),
             "idem_keys": idem_keys,
             "run_id": run_id,
             "fields": fields,
@@ -162,51 +205,52 @@ class Ingest:
             "listeners_key": keys.run_listeners(run_id),
             "listeners": listeners,
             "timers": timers,
-            "ix": indexes.start_plan(fn.id, now_ms, first.wire),
+            "ix": indexes.start_plan(fn.id, now_ms, first.wire, shard),
         })
         return record
 
     @staticmethod
-    def _flow_plan(fn: FunctionConfig, wire: dict[str, Any], fields: dict[str, Any]
-                   ) -> tuple[dict[str, Any], list[list[Any]]]:
+    def _flow_plan(fn: FunctionConfig, wire: dict[str, Any], fields: dict[str, Any],
+                   shard: int) -> tuple[dict[str, Any], list[list[Any]]]:
         """What ingest.lua decides for this run's start: idempotency keys and the flow
-        options' keys. Raises flow.KeyExpressionError when a key expression fails."""
+        options' keys, in `shard`, the function's home shard (where the run is). Raises
+        flow.KeyExpressionError when a key expression fails."""
         control = fn.flow
         idem_keys: list[list[Any]] = []
         if control.idempotency:
             value = flow.evaluate_key(control.idempotency, wire, "idempotency key")
-            idem_keys.append([keys.idempotency(fn.id, f"key:{value}"),
+            idem_keys.append([keys.idempotency(fn.id, f"key:{value}", shard),
                               max(1, control.idempotency_ms // 1000),
                               f"idempotency key {value!r} already used"])
         plan: dict[str, Any] = {}
         if control.rate_limit:
             rate = control.rate_limit
             value = flow.evaluate_key(rate.key, wire, "rateLimit.key")
-            plan["rate"] = {"key": keys.rate_limit(fn.id, value), "limit": rate.limit,
+            plan["rate"] = {"key": keys.rate_limit(fn.id, value, shard), "limit": rate.limit,
                             "period": rate.period_ms}
         if control.throttle:
             t = control.throttle
             value = flow.evaluate_key(t.key, wire, "throttle.key")
-            plan["throttle"] = {"key": keys.throttle(fn.id, value), "limit": t.limit,
+            plan["throttle"] = {"key": keys.throttle(fn.id, value, shard), "limit": t.limit,
                                 "period": t.period_ms, "burst": t.burst}
         if control.singleton:
             value = flow.evaluate_key(control.singleton.key, wire, "singleton.key")
-            single = keys.singleton(fn.id, value)
+            single = keys.singleton(fn.id, value, shard)
             plan["singleton"] = {"key": single, "mode": control.singleton.mode,
-                                 "run_prefix": keys.RUN_PREFIX}
+                                 "run_prefix": keys.run_prefix(shard)}
             fields["singleton_key"] = single
         if control.debounce:
             d = control.debounce
             value = flow.evaluate_key(d.key, wire, "debounce.key")
-            plan["debounce"] = {"key": keys.debounce(fn.id, value), "period": d.period_ms,
-                                "run_prefix": keys.RUN_PREFIX}
+            plan["debounce"] = {"key": keys.debounce(fn.id, value, shard),
+                                "period": d.period_ms, "run_prefix": keys.run_prefix(shard)}
             if d.timeout_ms is not None:  # absent, not null: Lua's cjson.null is truthy
                 plan["debounce"]["timeout"] = d.timeout_ms
         if control.batch and expressions.matches(control.batch.condition, {"event": wire}):
             b = control.batch  # an event failing `if` runs alone, at once
             value = flow.evaluate_key(b.key, wire, "batchEvents.key")
-            plan["batch"] = {"key": keys.batch(fn.id, value), "max": b.max_size,
-                             "timeout": b.timeout_ms, "run_prefix": keys.RUN_PREFIX}
+            plan["batch"] = {"key": keys.batch(fn.id, value, shard), "max": b.max_size,
+                             "timeout": b.timeout_ms, "run_prefix": keys.run_prefix(shard)}
         return plan, idem_keys
 
     def _runs_for(self, event: IncomingEvent, now_ms: int) -> list[dict[str, Any]]:
@@ -224,81 +268,145 @@ class Ingest:
         cancel what waits for them. Returns the ids of runs created. An event whose sender
         id was seen in the last 24 h is not stored again: its `internal_id` is set to the
         id stored then (what the API answers). With `replicas`, raises NotReplicated (after
-        doing everything else) unless that many replicas confirmed every write in time."""
+        doing everything else) unless that many replicas confirmed every write in time.
+
+        Each event is stored in its shard with the runs that live there (all of them, but
+        those of functions whose shared flow-control state lives in another shard). Those
+        are started next, in their home shards, and are named in the events' intake item
+        meanwhile, so that a crash in between loses none of them."""
         now = self.clock()
         planned = runs is None  # we pick the functions: the script checks we saw them all
         token = str(ULID())
         acked: list[int] = []
 
-        async def store(body: bytes) -> Any:
+        async def store(shard: int, body: bytes) -> Any:
             if not replicas:
-                return await self.scripts("ingest", INGEST_KEYS, [body])
-            answer, count = await self._store_replicated(body, replicas)
+                return await self._script(shard, body)
+            answer, count = await self._store_replicated(shard, body, replicas)
             acked.append(count)
             return answer
 
-        event_records = [
-            {
-                "key": keys.event(e.internal_id),
-                "name_key": keys.events_by_name(e.wire["name"]),
-                "id": e.internal_id,
-                "ts": now,
-                "json": orjson.dumps({**e.wire, "internal_id": e.internal_id}).decode(),
-                "dedupe_key": keys.event_dedupe(e.user_id) if e.user_id else "",
-                "dedupe_ttl": EVENT_ID_TTL_S,
-                "match_keys": match_keys(e.wire["name"]),
-                **indexes.event_plan(e.wire),
-            }
-            for e in events
-        ]
+        waited = await self._waited_names(events)
+        event_records = [self._event_record(e, now, waited) for e in events]
+        shards = sorted({record["shard"] for record in event_records})
         for _ in range(5):
             if planned:
                 runs = [r for e in events for r in self._runs_for(e, now)]
-            payload = {
+            assert runs is not None
+            local, remote = _placed(event_records, runs)
+            pieces = [(shard, {
                 "now": now,
                 "lease": {"token": token, "expiry": now + self.lease_ms,
-                          "handoff": self.free_slots()},
+                          "handoff": self.free_slots() // max(1, len(shards))},
                 # the function set the runs were planned with: a sync since then makes the
                 # script write nothing and say so (one round trip fewer than reading the
                 # version first, on every event)
-                "registry": {"key": keys.REGISTRY_VERSION,
+                "registry": {"key": keys.registry_version(shard),
                              "version": str(self.registry.version)} if planned else None,
-                "events": event_records,
-                "runs": runs,
-            }
-            out = await ingest_chunks.ingest(store, payload)  # in pieces: ingest_chunks.py
-            if not out.get("stale"):
+                "events": [e for e in event_records if e["shard"] == shard],
+                "runs": local.get(shard, []),
+                "starts": remote.get(shard, []),
+            }) for shard in shards]
+            outs = await asyncio.gather(*(
+                ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
+                for shard, payload in pieces))
+            stale = [shard for (shard, _), out in zip(pieces, outs, strict=True)
+                     if out.get("stale")]
+            if not stale:
                 break
+            # the shards that wrote nothing are planned again; the others are done (their
+            # events are found stored and skipped if planned again all the same)
+            shards = stale
             await self.registry.refresh()
         else:
             raise RuntimeError("the function set changed five times while these events were "
                                "being stored; try again")
-        assert runs is not None
-        created: list[str] = out["created"]
+        # runs started away from their events (their home shards), and runs given without
+        # their events (reruns)
+        homes: dict[int, list[dict[str, Any]]] = {}
+        for record in _away(event_records, runs):
+            homes.setdefault(record["shard"], []).append(record)
+        outs += await asyncio.gather(*(
+            ingest_chunks.ingest(functools.partial(store, shard), {
+                "now": now, "events": [], "runs": records,
+                "lease": {"token": token, "expiry": now + self.lease_ms, "handoff": 0}},
+                shard)
+            for shard, records in sorted(homes.items())))
+        created: list[str] = [run_id for out in outs for run_id in out["created"]]
         self.on_runs_started(created, runs)
-        if out["handed"]:
-            self.adopt([QueueItem.from_json(raw) for raw in out["handed"]], token)
+        handed = [raw for out in outs for raw in out["handed"]]
+        if handed:
+            self.adopt([QueueItem.from_json(raw) for raw in handed], token)
+        repeated = {k: v for out in outs for k, v in out["repeated"].items()}
         for event in events:
-            event.internal_id = out["repeated"].get(event.internal_id, event.internal_id)
-        for raw in out["intakes"]:
+            event.internal_id = repeated.get(event.internal_id, event.internal_id)
+        for raw in (raw for out in outs for raw in out["intakes"]):
             item = QueueItem.from_json(raw)
             intake = Intake(**item.payload)
             mine = [e for e in events if e.internal_id in set(intake.events or [])]
             for event in mine:  # tests: die here, between storing the events and their intake
                 crashpoints.reach("intake", event.wire["name"])
-            await self.follow_up(intake, mine)
+            # its starts were just made above
+            await self.follow_up(dataclasses.replace(intake, starts=[]), mine)
             await self.state.drop(item, token, self.clock())
         if acked and min(acked) < replicas:
             raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
         return created
 
-    async def _store_replicated(self, body: bytes, replicas: int) -> tuple[Any, int]:
+    def _event_record(self, event: IncomingEvent, now: int, waited: set[str]) -> dict[str, Any]:
+        """What ingest.lua stores for one event, in the event's shard."""
+        shard = keys.shard_of(event.internal_id)
+        name = event.wire["name"]
+        return {
+            "shard": shard,
+            "key": keys.event(event.internal_id),
+            "name_key": keys.events_by_name(name, shard),
+            "id": event.internal_id,
+            "ts": now,
+            "json": orjson.dumps({**event.wire, "internal_id": event.internal_id}).decode(),
+            "dedupe_key": keys.event_dedupe(event.user_id) if event.user_id else "",
+            "dedupe_ttl": EVENT_ID_TTL_S,
+            # one shard: the script sees whether a pause may wait for it; several: the
+            # pauses are in every shard, looked for before (`_waited_names`)
+            "match_keys": match_keys(name, 0) if keys.shard_count() == 1 else [],
+            "match": name in waited,
+            **indexes.event_plan(event.wire, shard),
+        }
+
+    async def _waited_names(self, events: list[IncomingEvent]) -> set[str]:
+        """With several shards: the names of these events a pause of some shard may wait
+        for (one round trip). A pause made after this read and before the event is stored
+        still sees the event: a new wait looks back at the events stored since its call
+        began (ScanWait)."""
+        if keys.shard_count() == 1 or not events:
+            return set()
+        names = sorted({e.wire["name"] for e in events})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                for shard in keys.shards():
+                    for key in match_keys(name, shard):
+                        pipe.exists(key)
+            found = await pipe.execute()
+        per_name = len(found) // len(names)
+        return {name for i, name in enumerate(names)
+                if any(found[i * per_name:(i + 1) * per_name])}
+
+    async def runs_of_event(self, event_id: str) -> list[str]:
+        """The ids of the runs an event started, from every shard."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in keys.shards():
+                pipe.lrange(keys.event_runs(event_id, shard), 0, -1)
+            found = await pipe.execute()
+        return [run_id.decode() for shard_runs in found for run_id in shard_runs]
+
+    async def _store_replicated(self, shard: int, body: bytes, replicas: int
+                                ) -> tuple[Any, int]:
         """The ingest script, then WAIT on the same connection (WAIT covers the writes of
         the connection it runs on, so both go in one pipeline): (its answer, replicas that
         confirmed)."""
 
         def fill(pipe: Any) -> None:
-            self.scripts.queue_in(pipe, "ingest", INGEST_KEYS, [body])
+            self.scripts.queue_in(pipe, "ingest", ingest_keys(shard), [body])
             pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
 
         answer, count = await self.scripts.pipelined(self.redis, fill)
@@ -306,10 +414,13 @@ class Ingest:
 
     async def follow_up(self, intake: Intake, events: list[IncomingEvent] | None = None
                         ) -> None:
-        """What accepted events do to runs already there: cancel the runs a singleton
+        """What accepted events do to runs: start the runs that live away from their events
+        (if the process that stored the events died first), cancel the runs a singleton
         replaces, then offer the events to the pauses waiting for them. `events`: the
         events in memory (the caller's fast path); else they are read back from Redis
         (a worker redoing the intake of a process that died)."""
+        if intake.starts:
+            await self._start_away(intake.starts)
         for replaced in intake.replaced or []:  # singleton in cancel mode
             await self.cancel(replaced, "replaced by a newer run (singleton mode cancel)")
         if events is None:
@@ -317,8 +428,30 @@ class Ingest:
         if events:
             await self.pauses.match(events)
 
+    async def _start_away(self, starts: list[list[str]]) -> None:
+        """Start the runs (event id, function id) an intake names, as the process that
+        stored their events would have: their ids derive from both, so a run it started
+        before it died is not started again."""
+        stored = {e.internal_id: e for e in await self._stored(sorted({s[0] for s in starts}))}
+        now = self.clock()
+        records = [self.new_run(self.registry.functions[fn_id], [stored[event_id]], now)
+                   for event_id, fn_id in starts
+                   if event_id in stored and fn_id in self.registry.functions]
+        by_shard: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            by_shard.setdefault(record["shard"], []).append(record)
+        for shard, shard_records in sorted(by_shard.items()):
+            await ingest_chunks.ingest(functools.partial(self._script, shard),
+                                       {"now": now, "events": [], "runs": shard_records}, shard)
+
+    async def _script(self, shard: int, body: bytes) -> Any:
+        return await self.scripts("ingest", ingest_keys(shard), [body])
+
     async def _stored(self, event_ids: list[str]) -> list[IncomingEvent]:
-        raws = await self.redis.mget([keys.event(i) for i in event_ids]) if event_ids else []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:  # one GET each: an MGET may not span shards
+                pipe.get(keys.event(event_id))
+            raws = await pipe.execute()
         found = []
         for internal_id, raw in zip(event_ids, raws, strict=True):
             if raw is None:

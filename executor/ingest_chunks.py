@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 from ulid import ULID
 
+from . import keys
+
 MAX_EVENTS = 200
 MAX_BYTES = 1 << 20
 
@@ -57,20 +59,23 @@ def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
         yield piece_events, piece_runs + unattached
 
 
-async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any]
-                 ) -> dict[str, Any]:
+async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any],
+                 shard: int = 0) -> dict[str, Any]:
     """Run the ingest script over `payload` piece by piece; its answers merged as if it had
     been one call: {created, handed, repeated, intakes} (see lua/ingest.lua). Each piece
-    gets its own intake item id. The payload's `registry` check goes with the first piece
+    gets its own intake item id, in `shard` (where `call` runs the script). The payload's `registry` check goes with the first piece
     only: when it finds the function set changed, nothing was written and the answer is
     {"stale": True} (the caller plans again)."""
     merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": []}
-    check = {"registry": payload["registry"]} if payload.get("registry") else {}
-    base = {k: v for k, v in payload.items() if k != "registry"}
+    # the registry check, and the runs to start in other shards (named in the intake item,
+    # see Ingest.accept), go with the first piece
+    check = {k: payload[k] for k in ("registry", "starts") if payload.get(k)}
+    base = {k: v for k, v in payload.items() if k not in ("registry", "starts")}
     for events, runs in split(payload["events"], payload["runs"]):
         out = orjson.loads(await call(orjson.dumps(
             {**base, **check, "events": events, "runs": runs,
-             "intake_id": f"intake:{ULID()}"})))
+             # in the shard the script runs in (keys.shard_of reads the id's first part)
+             "intake_id": f"{keys.with_shard(str(ULID()), shard)}:intake"})))
         if out.get("stale"):
             return {**merged, "stale": True}
         check = {}

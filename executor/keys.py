@@ -75,12 +75,19 @@ def prefix(shard: int = 0) -> str:
     return _prefixes[shard]
 
 
+_HEAD = re.compile(r"[^-:.]*")
+
+
 def shard_of(id: str) -> int:
-    """The shard of a run, an event or a queue item (by its run's id): its last
-    character's base-32 value modulo the shard count (0 for ids not of our alphabet)."""
+    """The shard of a run, an event or a queue item: the base-32 value of the last
+    character of the id's first part (up to a '-', ':' or '.') modulo the shard count (0
+    for a character not of that alphabet). A ULID is all one part; ids made from a run's
+    (`<run>:<seq>` items, `<run>-finished` events, `<run>.<step>` invoke correlations) live
+    in the run's shard."""
     if _shards == 1 or not id:
         return 0
-    return max(_ALPHABET.find(id[-1].upper()), 0) % _shards
+    head = _HEAD.match(id).group()  # type: ignore[union-attr]
+    return max(_ALPHABET.find(head[-1:].upper()), 0) % _shards
 
 
 def with_shard(id: str, shard: int) -> str:
@@ -119,21 +126,28 @@ def queue(shard: int) -> QueueKeys:
     return QueueKeys(f"{p}:items", f"{p}:ready", f"{p}:leased", f"{p}:leases", f"{p}:wake")
 
 
-def queue_of(run_id: str) -> QueueKeys:
-    """The queue of a run's shard (an item with no run, an intake, is in shard 0's)."""
-    return queue(shard_of(run_id))
+def queue_of(id: str) -> QueueKeys:
+    """The queue of an item's (or a run's) shard: an item's id names its run's, or its own
+    for an item of no run (an intake, in its events' shard)."""
+    return queue(shard_of(id))
 
 
-def call_beat(run_id: str, call_id: str) -> str:
+def call_beat(call_id: str) -> str:
     """String with a TTL: when the step body of one call (item id + a nonce) last sent a
-    heartbeat (ms). In the queue's slot: heartbeat.lua checks the lease beside it."""
-    return f"{_at(run_id)}:q:beat:{call_id}"
+    heartbeat (ms). In its item's shard: heartbeat.lua checks the lease beside it."""
+    return f"{_at(call_id)}:q:beat:{call_id}"
 
 
 # -- registry ----------------------------------------------------------------------------
 APPS = f"{PREFIX}:apps"  # hash app id -> app JSON (url, sdk, last sync, error)
 FUNCTIONS = f"{PREFIX}:functions"  # hash function id -> function config JSON
 REGISTRY_VERSION = f"{PREFIX}:registry:version"  # counter bumped on every sync
+
+
+def registry_version(shard: int) -> str:
+    """String: the registry version as a shard's scripts see it (shard 0's is the counter;
+    the others' are copies written after each sync, so ingest.lua can check it there)."""
+    return f"{_prefixes[shard]}:registry:version"
 # hash function id -> {"app_id", "removed_at"} (JSON) of the functions a sync of their app
 # dropped: retention deletes their own keys (usage, cron state) once the retention period
 # has passed since, and an app with no functions only after its removed ones are gone
@@ -158,18 +172,19 @@ def event_runs(event_id: str, shard: int) -> str:
     return f"{_prefixes[shard]}:event:{event_id}:runs"
 
 
-def sender_shard(sender_id: str) -> int:
-    """The shard of the events a sender names `sender_id`: a repeated send lands where the
-    first did, beside the key that remembers it."""
+def shard_by_hash(name: str) -> int:
+    """A fixed shard for a name (a sender's event id, a function id)."""
     if _shards == 1:
         return 0
-    return int.from_bytes(hashlib.sha1(sender_id.encode()).digest()[:4], "big") % _shards
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % _shards
 
 
 def event_dedupe(sender_id: str) -> str:
     """String with a TTL: the id of the event stored for a sender's event `id`, so a
     repeated send of that id (a retried POST) stores nothing new for 24 h."""
-    return f"{_prefixes[sender_shard(sender_id)]}:event-id:{sender_id}"
+    # the sender's events live in this shard too (ingest), so a repeated send lands where
+    # the first did, beside the key that remembers it
+    return f"{_prefixes[shard_by_hash(sender_id)]}:event-id:{sender_id}"
 
 
 def events_by_name(name: str, shard: int) -> str:

@@ -40,10 +40,47 @@ async def _legacy(redis: Any) -> bool:
     return bool(await redis.exists(*LEGACY_MARKERS))
 
 
-async def check(redis: Any, *, migrate: bool) -> int:
+async def check(redis: Any, *, migrate: bool, shards: int | None = None) -> int:
     """Make sure the store is in the current layout: mark an empty or current one, rename a
-    drained layout-1 store when `migrate`, refuse otherwise (LayoutError). Returns how many
-    keys were renamed."""
+    drained layout-1 store when `migrate`, refuse otherwise (LayoutError); then set the
+    store's shard count (`configure_shards`). Returns how many keys were renamed."""
+    moved = await _check_layout(redis, migrate=migrate)
+    await configure_shards(redis, shards)
+    return moved
+
+
+async def configure_shards(redis: Any, wanted: int | None) -> int:
+    """Build keys for the store's shard count: the one it was created with (a store written
+    before shards existed has one), or `wanted` for a new store. A store cannot change its
+    count (every run, event and queue item lives in the shard its id names, by that count):
+    a different `wanted` is refused (LayoutError)."""
+    if wanted is not None and not 1 <= wanted <= keys.MAX_SHARDS:
+        raise LayoutError(f"--queue-shards must be between 1 and {keys.MAX_SHARDS}, "
+                          f"not {wanted}")
+    stored = await redis.get(keys.SHARDS_KEY)
+    if stored is None:
+        # a new store takes the count asked for; one with runs or events already has 1
+        used = await redis.exists(keys.runs(0), keys.events(0), keys.FUNCTIONS)
+        count = wanted or 1 if not used else 1
+        if used and wanted not in (None, 1):
+            raise LayoutError(_refusal(1, wanted))
+        await redis.set(keys.SHARDS_KEY, str(count))
+    else:
+        count = int(stored)
+        if wanted is not None and wanted != count:
+            raise LayoutError(_refusal(count, wanted))
+    keys.configure(count)
+    return count
+
+
+def _refusal(count: int, wanted: int) -> str:
+    return (f"this store was created with --queue-shards {count}; it cannot change to "
+            f"{wanted} (each run, event and queue item lives in the shard its id names by "
+            f"that count). Start with --queue-shards {count}, or point --redis-url at a new "
+            "store")
+
+
+async def _check_layout(redis: Any, *, migrate: bool) -> int:
     if await redis.get(keys.LAYOUT_KEY) == keys.LAYOUT.encode() or not await _legacy(redis):
         await redis.set(keys.LAYOUT_KEY, keys.LAYOUT)
         return 0

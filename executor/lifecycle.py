@@ -71,20 +71,23 @@ class Lifecycle:
     async def run_ended(self, run_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.run(run_id))
-            pipe.hlen(keys.pauses(FINISHED))
-            pipe.smembers(keys.pause_paths(FINISHED))
             pipe.get(keys.REGISTRY_VERSION)
-            fields, waiting, paths, version = await pipe.execute()
+            for shard in keys.shards():
+                pipe.hlen(keys.pauses(FINISHED, shard))
+                pipe.smembers(keys.pause_paths(FINISHED, shard))
+            fields, version, *found = await pipe.execute()
         if fields and fields.get(b"status") != b"Running":
             self.on_ended(fields)
             await self.ingest.registry.refresh(int(version or 0))
-            indexed = sorted(p.decode() for p in paths)
+            waiting = any(found[0::2])
+            indexed = {shard: sorted(p.decode() for p in paths)
+                       for shard, paths in zip(keys.shards(), found[1::2], strict=True)}
             events = [e for e in end_events(fields, self.clock())
                       if e.wire["name"] != FINISHED or waiting or self._listened(e)
-                      or (indexed and await self.ingest.pauses.in_buckets(e, indexed))]
+                      or await self.ingest.pauses.in_buckets(e, indexed)]
             if events:
                 await self.ingest.accept(events)
-        await self.redis.zrem(keys.OUTBOX, run_id)
+        await self.redis.zrem(keys.outbox(keys.shard_of(run_id)), run_id)
 
     def _listened(self, finished: IncomingEvent) -> bool:
         """`inngest/function.finished` ends every run, so it is stored only when something
@@ -96,10 +99,14 @@ class Lifecycle:
         return any(fn.subscribes(FINISHED) for fn in self.ingest.registry.functions.values())
 
     async def sweep(self, older_than_ms: int = 10_000) -> int:
-        """Emit end events of runs a crashed process left in the outbox (entries younger
+        """Emit end events of runs a crashed process left in the outboxes (entries younger
         than `older_than_ms` are still being emitted by the process that ended the run)."""
-        run_ids: Any = await self.redis.zrangebyscore(
-            keys.OUTBOX, "-inf", self.clock() - older_than_ms, start=0, num=100)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in keys.shards():
+                pipe.zrangebyscore(keys.outbox(shard), "-inf", self.clock() - older_than_ms,
+                                   start=0, num=100)
+            found = await pipe.execute()
+        run_ids: list[Any] = [raw for shard_ids in found for raw in shard_ids]
         for raw in run_ids:
             try:
                 await self.run_ended(raw.decode())

@@ -45,11 +45,11 @@ def bucket_value(b: int) -> float:
     return float(2 ** ((b + 0.5) / BUCKETS_PER_OCTAVE) - 1)
 
 
-def stat_keys(function_id: str, now_ms: int) -> list[str]:
+def stat_keys(function_id: str, now_ms: int, shard: int) -> list[str]:
     """The minute and hour hashes a run of `function_id` starting or ending at `now_ms`
     counts in."""
-    return [keys.stats_minute(function_id, now_ms // MINUTE_MS),
-            keys.stats_hour(function_id, now_ms // HOUR_MS)]
+    return [keys.stats_minute(function_id, now_ms // MINUTE_MS, shard),
+            keys.stats_hour(function_id, now_ms // HOUR_MS, shard)]
 
 
 def stat_expiries(now_ms: int) -> list[int]:

@@ -251,28 +251,30 @@ def value_at(event: dict[str, Any], path: str) -> str | None:
     return bucket_value(value)
 
 
-def place(event_name: str, expression: str | None,
-          trigger: dict[str, Any]) -> tuple[str, str | None, dict[str, Any] | None, str | None]:
-    """Where a new pause for `event_name` goes: (its hash key, the expression it keeps, the
-    trigger copy it keeps (None: interpolated), the indexed path (None: unindexed))."""
+def place(event_name: str, expression: str | None, trigger: dict[str, Any],
+          shard: int) -> tuple[str, str | None, dict[str, Any] | None, str | None]:
+    """Where a new pause for `event_name` of a run in `shard` goes: (its hash key, the
+    expression it keeps, the trigger copy it keeps (None: interpolated), the indexed path
+    (None: unindexed))."""
     if not expression:
-        return keys.pauses(event_name), None, None, None
+        return keys.pauses(event_name, shard), None, None, None
     rewritten = interpolate(expression, trigger)
     if rewritten is None:
-        return keys.pauses(event_name), expression, trigger, None
+        return keys.pauses(event_name, shard), expression, trigger, None
     found = index_of(rewritten)
     if found is None:
-        return keys.pauses(event_name), rewritten, None, None
+        return keys.pauses(event_name, shard), rewritten, None, None
     path, value = found
-    return keys.pause_bucket(event_name, path, value), rewritten, None, path
+    return keys.pause_bucket(event_name, path, value, shard), rewritten, None, path
 
 
-def buckets_of(event_name: str, event: dict[str, Any], paths: list[str]) -> list[str]:
-    """The bucket keys an event of `event_name` may find matching pauses in, one per
-    indexed path where it has a scalar value."""
+def buckets_of(event_name: str, event: dict[str, Any], paths: list[str],
+               shard: int) -> list[str]:
+    """The bucket keys of `shard` an event of `event_name` may find matching pauses in, one
+    per indexed path (of that shard's) where it has a scalar value."""
     out = []
     for path in paths:
         value = value_at(event, path)
         if value is not None:
-            out.append(keys.pause_bucket(event_name, path, value))
+            out.append(keys.pause_bucket(event_name, path, value, shard))
     return out

@@ -33,7 +33,8 @@ def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
     """The pause that cancels a new run when `cancel` matches (`cancelOn`), as the ingest
     script stores it: its hash key (its bucket when indexable), id and JSON. The bucket's
     path was registered when the function was loaded (Registry.refresh)."""
-    key, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire)
+    key, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire,
+                                           keys.shard_of(run_id))
     pause: dict[str, Any] = {"id": f"{run_id}:cancel:{index}", "run_id": run_id,
                              "fn_id": fn_id, "kind": "cancel", "expr": expr,
                              "event_id": trigger.internal_id, "created_at": now_ms,
@@ -43,15 +44,22 @@ def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
     return {"key": key, "id": pause["id"], "json": orjson.dumps(pause).decode()}
 
 
-def match_keys(event_name: str) -> list[str]:
-    """Keys whose existence means a pause may wait for an event of `event_name` (the ingest
-    script writes an intake item for the event only then): its unindexed pauses, and its
-    path set, which exists once any pause of the name was indexed (it is never emptied, so
-    it errs on the side of looking); for a run's end event, the invoke pauses too."""
-    found = [keys.pauses(event_name), keys.pause_paths(event_name)]
+def match_keys(event_name: str, shard: int) -> list[str]:
+    """Keys of `shard` whose existence means a pause there may wait for an event of
+    `event_name` (the ingest script writes an intake item for the event only then): its
+    unindexed pauses, and its path set, which exists once any pause of the name was indexed
+    (it is never emptied, so it errs on the side of looking); for a run's end event, the
+    invoke pauses too."""
+    found = [keys.pauses(event_name, shard), keys.pause_paths(event_name, shard)]
     if event_name == FINISHED:
-        found.append(keys.PAUSES_BY_CORRELATION)
+        found.append(keys.pauses_by_correlation(shard))
     return found
+
+
+def correlation_key(correlation: str) -> str:
+    """The hash holding the invoke pause of `correlation` (`<caller run id>.<step id>`):
+    the caller's shard's."""
+    return keys.pauses_by_correlation(keys.shard_of(correlation))
 
 
 class Canceller(Protocol):
@@ -75,18 +83,22 @@ class Pauses:
                     if e.wire["name"] == FINISHED and isinstance(e.wire.get("data"), dict)
                     and e.wire["data"].get("correlation_id")}
         correlations = list(finished)
+        # every shard holds pauses of its own runs: read each one's (one pipeline)
+        places = [(shard, name) for shard in keys.shards() for name in names]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.smembers(keys.pause_paths(name))
-                pipe.hgetall(keys.pauses(name))
-            if correlations:
-                pipe.hmget(keys.PAUSES_BY_CORRELATION, correlations)
+            for shard, name in places:
+                pipe.smembers(keys.pause_paths(name, shard))
+                pipe.hgetall(keys.pauses(name, shard))
+            for corr in correlations:
+                pipe.hget(correlation_key(corr), corr)
             results = await pipe.execute()
-        paths = {name: sorted(p.decode() for p in results[2 * i])
-                 for i, name in enumerate(names)}
-        unindexed = {name: results[2 * i + 1] for i, name in enumerate(names)}
+        paths = {place: sorted(p.decode() for p in results[2 * i])
+                 for i, place in enumerate(places)}
+        unindexed = {place: results[2 * i + 1] for i, place in enumerate(places)}
         # the second trip reads, per indexed path, the one bucket of each event's value
-        wanted = [pause_index.buckets_of(e.wire["name"], e.wire, paths[e.wire["name"]])
+        wanted = [[key for shard in keys.shards()
+                   for key in pause_index.buckets_of(e.wire["name"], e.wire,
+                                                     paths[shard, e.wire["name"]], shard)]
                   for e in events]
         bucket_keys = sorted({key for found in wanted for key in found})
         buckets: dict[str, Any] = {}
@@ -97,20 +109,27 @@ class Pauses:
                 buckets = dict(zip(bucket_keys, await pipe.execute(), strict=True))
         for event, found in zip(events, wanted, strict=True):
             name = event.wire["name"]
-            for key, waiting in [(keys.pauses(name), unindexed[name]),
+            for key, waiting in [*((keys.pauses(name, s), unindexed[s, name])
+                                   for s in keys.shards()),
                                  *((k, buckets[k]) for k in found)]:
                 for raw in waiting.values():
                     await self._offer(event, key, orjson.loads(raw))
-        if correlations:
-            for corr, raw in zip(correlations, results[-1], strict=True):
-                if raw:
-                    await self._invoke_done(orjson.loads(raw), finished[corr])
+        for corr, raw in zip(correlations, results[2 * len(places):], strict=True):
+            if raw:
+                await self._invoke_done(orjson.loads(raw), finished[corr])
 
-    async def in_buckets(self, event: IncomingEvent, paths: list[str]) -> bool:
-        """Does a bucket this event would read (one per path in `paths`) hold a pause? (The
-        pauses of its name that are not indexed are the caller's to count.)"""
-        found = pause_index.buckets_of(event.wire["name"], event.wire, paths)
-        return bool(found) and int(await self.redis.exists(*found)) > 0
+    async def in_buckets(self, event: IncomingEvent, paths: dict[int, list[str]]) -> bool:
+        """Does a bucket this event would read (one per path of each shard's, `paths`) hold a
+        pause? (The pauses of its name that are not indexed are the caller's to count.)"""
+        found = [key for shard, shard_paths in paths.items()
+                 for key in pause_index.buckets_of(event.wire["name"], event.wire,
+                                                   shard_paths, shard)]
+        if not found:
+            return False
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in found:  # EXISTS of several keys may not span shards
+                pipe.exists(key)
+            return any(await pipe.execute())
 
     async def _offer(self, event: IncomingEvent, pause_key: str, pause: dict[str, Any]) -> None:
         now = self.clock()
@@ -124,17 +143,19 @@ class Pauses:
         if pause["kind"] == "cancel":
             message = f"cancelled by event {event.wire['name']} ({event.internal_id})"
             if await self.cancel(pause["run_id"], message, event_id=event.internal_id):
-                await self._linked(keys.event_cancelled(event.internal_id), pause["run_id"])
+                await self._linked(keys.event_cancelled, event.internal_id, pause["run_id"])
         elif pause["kind"] == "wait":
             if await self.state.resume(pause_key, pause, orjson.dumps(event.wire), now,
                                        StepRecord.of_pause(pause, "Completed", now,
                                                            matched=event.internal_id)) == 1:
-                await self._linked(keys.event_resumed(event.internal_id), pause["run_id"])
+                await self._linked(keys.event_resumed, event.internal_id, pause["run_id"])
 
-    async def _linked(self, key: str, run_id: str) -> None:
-        """The event page's links to the runs an event resumed or cancelled (written once
-        the script that did it answered: a crash in between loses a link, never a run)."""
-        await self.redis.rpush(key, run_id)  # type: ignore[misc]
+    async def _linked(self, links: Callable[[str, int], str], event_id: str,
+                      run_id: str) -> None:
+        """The event page's links to the runs an event resumed or cancelled, in the run's
+        shard (written once the script that did it answered: a crash in between loses a
+        link, never a run)."""
+        await self.redis.rpush(links(event_id, keys.shard_of(run_id)), run_id)  # type: ignore[misc]
 
     async def _invoke_done(self, pause: dict[str, Any], finished: IncomingEvent) -> None:
         data = finished.wire["data"]
@@ -145,7 +166,7 @@ class Pauses:
             memo = {"data": data.get("result")}
             status = "Completed"
         now = self.clock()
-        await self.state.resume(keys.PAUSES_BY_CORRELATION, pause, orjson.dumps(memo), now,
+        await self.state.resume(correlation_key(pause["id"]), pause, orjson.dumps(memo), now,
                                 StepRecord.of_pause(pause, status, now))
 
     async def scan_lookback(self, pause_key: str, pause: dict[str, Any], name: str,
@@ -153,11 +174,21 @@ class Pauses:
         """Offer a new pause the events of its name stored since `since_ms` (Redis time: the
         wait's start, or earlier with `lookback`), oldest first, at most
         MAX_LOOKBACK_EVENTS of them. True if one resumed it."""
-        ids: Any = await self.redis.zrangebyscore(keys.events_by_name(name), since_ms, "+inf",
-                                                  start=0, num=MAX_LOOKBACK_EVENTS)
+        # the oldest MAX_LOOKBACK_EVENTS of every shard's, merged by time
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in keys.shards():
+                pipe.zrangebyscore(keys.events_by_name(name, shard), since_ms, "+inf",
+                                   start=0, num=MAX_LOOKBACK_EVENTS, withscores=True)
+            found = await pipe.execute()
+        ids = [member.decode() for member, _ in sorted(
+            (pair for pairs in found for pair in pairs), key=lambda p: (p[1], p[0]))
+        ][:MAX_LOOKBACK_EVENTS]
         if not ids:
             return False
-        raws = await self.redis.mget([keys.event(i.decode()) for i in ids])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:  # one GET each: an MGET may not span shards
+                pipe.get(keys.event(event_id))
+            raws = await pipe.execute()
         for raw in raws:
             if not raw:
                 continue
@@ -172,6 +203,6 @@ class Pauses:
                     pause_key, pause, orjson.dumps(stored), now,
                     StepRecord.of_pause(pause, "Completed", now, matched=internal_id))
                 if done == 1:
-                    await self._linked(keys.event_resumed(str(internal_id)), pause["run_id"])
+                    await self._linked(keys.event_resumed, str(internal_id), pause["run_id"])
                 return done != 0
         return False

@@ -8,6 +8,7 @@ wake list (BLPOP) that every enqueue pushes to, never on a polling sleep.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -79,11 +80,14 @@ class GroupPause:
 class Intake:
     """What accepted events do to runs already there, stored with the events by ingest.lua:
     offer `events` (ids of stored events) to the pauses waiting for them, and cancel the
-    `replaced` runs (a singleton in cancel mode). Redone whole if its taker dies: resuming
-    and cancelling are each exactly-once in their scripts."""
+    `replaced` runs (a singleton in cancel mode). Redone whole if its taker dies: starting,
+    resuming and cancelling are each exactly-once in their scripts."""
 
     events: list[str]
     replaced: list[str]
+    # [event id, function id] of the runs the events start in other shards (the home
+    # shards of functions with shared flow-control state), started right after the events
+    starts: list[list[str]] = dataclasses.field(default_factory=list)
 
 
 Payload = (PauseTimeout | StartTimeout | FinishTimeout | GroupSleep | EmitInvoke | ScanWait
@@ -180,48 +184,93 @@ def _legacy_payload(kind: str, ref: str) -> dict[str, Any]:
     return {}
 
 
-QUEUE_KEYS = [keys.QUEUE_ITEMS, keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES,
-              keys.QUEUE_WAKE]
-
-
 class Queue:
-    def __init__(self, redis: Redis, scripts: Scripts) -> None:
+    """The shards' queues, seen as one: leases are taken from every shard, a shard's share
+    rotating so that a busy shard cannot starve another."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, *, cluster: bool = False) -> None:
         self.redis = redis
         self.scripts = scripts
+        # on a cluster one BLPOP cannot name the wake lists of several slots
+        self.cluster = cluster
+        self._turn = 0  # the shard that gets the larger share of the next lease
+        self._woken: asyncio.Event | None = None
+        self._watchers: list[asyncio.Task[None]] = []
 
     async def lease(
         self, now_ms: int, lease_ms: int, limit: int
     ) -> tuple[list[QueueItem], str, int | None]:
-        """Lease up to `limit` due items. Returns (items, token, next due time or None)."""
+        """Lease up to `limit` due items from every shard, under one token. Returns (items,
+        token, next due time or None). Each shard is offered an equal share (the remainder
+        rotating), all at once: a shard with less due leaves room the next lease fills."""
         token = str(ULID())
+        count = keys.shard_count()
+        self._turn = (self._turn + 1) % count
+        shares = [limit // count + (1 if (s - self._turn) % count < limit % count else 0)
+                  for s in keys.shards()]
+        asked = [s for s in keys.shards() if shares[s] > 0]
+        answers = await asyncio.gather(*(
+            self._lease_shard(s, now_ms, now_ms + lease_ms, token, shares[s]) for s in asked))
+        items = [item for found, _ in answers for item in found]
+        dues = [due for _, due in answers if due is not None]
+        return items, token, min(dues) if dues else None
+
+    async def _lease_shard(self, shard: int, now_ms: int, expiry_ms: int, token: str,
+                           limit: int) -> tuple[list[QueueItem], int | None]:
+        q = keys.queue(shard)
         out = await self.scripts(
-            "lease",
-            [keys.QUEUE_READY, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS,
-             keys.CONCURRENCY_WAITING],
-            [now_ms, now_ms + lease_ms, token, limit, keys.RUN_PREFIX],
+            "lease", [q.ready, q.leased, q.leases, q.items, keys.concurrency_waiting_keys(shard)],
+            [now_ms, expiry_ms, token, limit, keys.run_prefix(shard)],
         )
         next_due = int(out[0]) if int(out[0]) >= 0 else None
-        return [QueueItem.from_json(raw) for raw in out[1:]], token, next_due
+        return [QueueItem.from_json(raw) for raw in out[1:]], next_due
 
     async def renew(self, item_id: str, token: str, now_ms: int, expiry_ms: int) -> bool:
         """Extend a lease (and its concurrency slots); False when it is no longer ours,
         including when a late renewal finds its slot taken (renew.lua forfeits it)."""
+        q = keys.queue_of(item_id)
         ok = await self.scripts(
-            "renew", [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_ITEMS, keys.QUEUE_READY,
-                      keys.QUEUE_WAKE],
+            "renew", [q.leased, q.leases, q.items, q.ready, q.wake],
             [item_id, token, expiry_ms, now_ms]
         )
         return bool(ok)
 
     async def reap(self, now_ms: int, limit: int = 1000) -> int:
-        moved = await self.scripts(
-            "reap",
-            [keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.QUEUE_READY, keys.QUEUE_WAKE,
-             keys.QUEUE_ITEMS],
-            [now_ms, limit],
-        )
-        return int(moved)
+        """Put back in ready the items of every shard whose lease expired."""
+        moved = await asyncio.gather(*(
+            self.scripts("reap", [q.leased, q.leases, q.ready, q.wake, q.items], [now_ms, limit])
+            for q in map(keys.queue, keys.shards())))
+        return sum(int(m) for m in moved)
 
     async def wait(self, timeout_s: float) -> None:
-        """Block until something is enqueued or `timeout_s` passes."""
-        await self.redis.blpop([keys.QUEUE_WAKE], timeout=max(timeout_s, 0.001))
+        """Block until something is enqueued in any shard or `timeout_s` passes."""
+        timeout_s = max(timeout_s, 0.001)
+        if not self.cluster or keys.shard_count() == 1:
+            await self.redis.blpop([keys.queue(s).wake for s in keys.shards()],
+                                   timeout=timeout_s)
+            return
+        # a cluster: one watcher per shard blocks on its wake list and wakes this wait
+        if self._woken is None:
+            self._woken = asyncio.Event()
+            self._watchers = [asyncio.create_task(self._watch(s)) for s in keys.shards()]
+        try:
+            await asyncio.wait_for(self._woken.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        self._woken.clear()
+
+    async def _watch(self, shard: int) -> None:
+        wake = keys.queue(shard).wake
+        while True:
+            try:
+                if await self.redis.blpop([wake], timeout=1) is not None:
+                    assert self._woken is not None
+                    self._woken.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failover: the queue's own retries report it
+                await asyncio.sleep(0.5)
+
+    def close(self) -> None:
+        for watcher in self._watchers:
+            watcher.cancel()

@@ -4,8 +4,8 @@ idempotent by design; and a blocking pool, so a burst of requests waits for a fr
 connection instead of failing.
 
 A Redis Cluster is used through redis-py's cluster client, which follows the cluster's
-topology (MOVED, a replica promoted after its master died). Every key shares one hash slot
-(keys.py), so every script and pipeline we send is valid there; the cluster client answers
+topology (MOVED, a replica promoted after its master died). Every script and pipeline we
+send touches one shard, one hash slot (keys.py), so it is valid there; the cluster client answers
 the commands we use as the plain one does, so the rest of the executor types it as one.
 """
 
@@ -50,6 +50,11 @@ def connect(url: str, *, cluster: bool = False) -> Redis:
         socket_keepalive=True,
     )
     return Redis(connection_pool=pool)
+
+
+def is_cluster_client(client: object) -> bool:
+    """Whether `client` (as `connect` made it) talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
 
 
 def is_cluster(url: str) -> bool:

@@ -261,7 +261,8 @@ class Registry:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for name, path in sorted(paths):
-                pipe.sadd(keys.pause_paths(name), path)
+                for shard in keys.shards():  # a run's listeners go to its own shard's
+                    pipe.sadd(keys.pause_paths(name, shard), path)
             await pipe.execute()
         self._cancel_paths |= paths
 
@@ -343,8 +344,16 @@ class Registry:
                     keys.FUNCTIONS, fn.id, orjson.dumps({"app_id": app_id, "config": fn.raw})
                 )
             pipe.incr(keys.REGISTRY_VERSION)
-            await pipe.execute()
-            return True
+            version = (await pipe.execute())[-1]
+        if keys.shard_count() > 1:
+            # each shard's copy, for the check in ingest.lua (a moment behind at most: a
+            # piece of ingest in that moment is planned with the set just replaced, as it
+            # would have been had it come a moment sooner)
+            async with self.redis.pipeline(transaction=False) as copies:
+                for shard in range(1, keys.shard_count()):
+                    copies.set(keys.registry_version(shard), version)
+                await copies.execute()
+        return True
 
     async def record_sync_error(self, url: str, error: str, now_ms: int) -> None:
         """Remember that syncing `url` failed, for the apps list."""

@@ -26,6 +26,7 @@ from .lifecycle import Lifecycle
 from .operations import Operations
 from .queue import Queue
 from .read_model import ReadModel
+from .redis_client import is_cluster_client
 from .registry import Registry, SyncError
 from .request_guard import DEFAULT_MAX_BODY_BYTES
 from .retention import DEFAULT_RETENTION_MS, Retention
@@ -77,6 +78,9 @@ class Settings:
     ack_replicas: int = 0
     # rename a drained store of an earlier key layout at start (layout.py); else refuse it
     migrate: bool = False
+    # how many shards a new store is cut into (None: the store's own count, 1 for a new
+    # one); a store keeps its count
+    queue_shards: int | None = None
     ack_timeout_ms: int = 1000
 
     @property
@@ -117,7 +121,7 @@ class Executor:
         self.clock = clock
         self.scripts = Scripts(redis)
         self.registry = Registry(redis)
-        self.queue = Queue(redis, self.scripts)
+        self.queue = Queue(redis, self.scripts, cluster=is_cluster_client(redis))
         self.state = RunState(redis, self.scripts)
         self.read = ReadModel(redis)
         self.driver = Driver(settings.call_timeout_s,
@@ -162,7 +166,8 @@ class Executor:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        moved = await layout.check(self.redis, migrate=self.settings.migrate)
+        moved = await layout.check(self.redis, migrate=self.settings.migrate,
+                                   shards=self.settings.queue_shards)
         if moved:
             log.warning("renamed %d keys of a store of key layout 1 to layout %s", moved,
                         keys.LAYOUT)
@@ -176,6 +181,7 @@ class Executor:
 
     async def stop(self) -> None:
         self.worker.stop()
+        self.queue.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from . import indexes, keys
 from .heartbeats import BEAT_TTL_MS, call_id_of
-from .queue import QUEUE_KEYS, PauseTimeout, QueueItem
+from .queue import PauseTimeout, QueueItem
 from .scripts import Scripts
 from .step_record import StepRecord, encode
 
@@ -187,7 +187,8 @@ class RunState:
 
         def fill(pipe: Any) -> None:
             self.scripts.queue_in(
-                pipe, "complete", [*QUEUE_KEYS, *keys.run_keys(item.run_id)], args)
+                pipe, "complete", [*keys.queue_of(item.id).all(), *keys.run_keys(item.run_id)],
+                args)
             self._queue_load(pipe, item.run_id)
 
         results = await self.scripts.pipelined(self.redis, fill)
@@ -208,7 +209,8 @@ class RunState:
             args += [hashed, kind, due, name]
         return int(
             await self.scripts(
-                "plan", [*QUEUE_KEYS, keys.run(item.run_id), keys.run_pending(item.run_id)], args
+                "plan", [*keys.queue_of(item.id).all(), keys.run(item.run_id),
+                         keys.run_pending(item.run_id)], args
             )
         )
 
@@ -226,7 +228,7 @@ class RunState:
         call_ms = self._take_call(item, record)
         ok = await self.scripts(
             "retry",
-            [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id)],
+            [*keys.queue_of(item.id).all(), keys.run(item.run_id), keys.run_steps(item.run_id)],
             [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
              encode(record), call_ms],
         )
@@ -247,14 +249,19 @@ class RunState:
         already, 0 lease lost. A failed run's end events carry `event_error` when given
         (the normalized error), else the output (the SDK's error body as sent)."""
         call_ms = self._take_call(item, record)
-        tail_keys, tail_args = (indexes.end_plan(item.fn_id, status, now_ms, output)
-                                if status else ([], []))
+        tail_keys, tail_args = (indexes.end_plan(item.run_id, item.fn_id, status, now_ms,
+                                                 output) if status else ([], []))
+        shard = keys.shard_of(item.id)
+        q = keys.queue(shard)
+        # an item of no run (an intake) only drops itself; its run's places are then its
+        # shard's (unread) so that every key is in one slot
+        run_id = item.run_id or item.id
         return int(
             await self.scripts(
                 "finish",
-                [keys.QUEUE_ITEMS, keys.QUEUE_LEASED, keys.QUEUE_LEASES, keys.run(item.run_id),
-                 keys.run_steps(item.run_id), keys.run_listeners(item.run_id), keys.OUTBOX,
-                 keys.QUEUE_READY, keys.QUEUE_WAKE, keys.RUNS_RUNNING, *tail_keys],
+                [q.items, q.leased, q.leases, keys.run(run_id), keys.run_steps(run_id),
+                 keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
+                 keys.runs_running(shard), *tail_keys],
                 [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
                  b"" if event_error is None else orjson.dumps(event_error), call_ms,
                  *tail_args],
@@ -281,7 +288,8 @@ class RunState:
         return int(
             await self.scripts(
                 "pause",
-                [*QUEUE_KEYS, keys.run(item.run_id), keys.run_steps(item.run_id), pause_key,
+                [*keys.queue_of(item.id).all(), keys.run(item.run_id),
+                 keys.run_steps(item.run_id), pause_key,
                  keys.run_listeners(item.run_id), *([indexed[0]] if indexed else [])],
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
                  orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
@@ -303,7 +311,7 @@ class RunState:
         return int(
             await self.scripts(
                 "resume",
-                [*QUEUE_KEYS, *keys.run_keys(run_id)[:4], pause_key,
+                [*keys.queue_of(run_id).all(), *keys.run_keys(run_id)[:4], pause_key,
                  keys.run_listeners(run_id), keys.run_pending(run_id)],
                 [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
                  record.to_json(), template],
@@ -320,7 +328,7 @@ class RunState:
         for hashed, memo, record in steps:
             args += [hashed, memo, record.to_json()]
         run_keys = [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
-                    keys.run_steps(run_id), keys.QUEUE_LEASES]
+                    keys.run_steps(run_id), keys.queue_of(run_id).leases]
         if item_id and generation:  # a named call: its beat key too
             run_keys.append(keys.call_beat(call_id_of(item_id, generation)))
         code, beat, fn_id, trace = await self.scripts("checkpoint", run_keys, args)
@@ -339,11 +347,12 @@ class RunState:
         """Cancel a running run: 1 cancelled, 0 it was not running, 4 `unless_started` (the
         id of its first item) was leased or is gone, so it started: not cancelled."""
         tail_keys, tail_args = await self._end_plan(run_id, "Cancelled", now_ms, reason)
+        shard, q = keys.shard_of(run_id), keys.queue_of(run_id)
         return int(
             await self.scripts(
                 "cancel",
-                [keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX, keys.RUNS_RUNNING,
-                 keys.QUEUE_ITEMS, keys.QUEUE_LEASES, *tail_keys],
+                [keys.run(run_id), keys.run_listeners(run_id), keys.outbox(shard),
+                 keys.runs_running(shard), q.items, q.leases, *tail_keys],
                 [now_ms, orjson.dumps(reason), unless_started, *tail_args],
             )
         )
@@ -355,7 +364,7 @@ class RunState:
         fn: Any = await self.redis.hget(keys.run(run_id), "function_id")
         if fn is None:
             return [], []
-        return indexes.end_plan(fn.decode(), status, now_ms, output)
+        return indexes.end_plan(run_id, fn.decode(), status, now_ms, output)
 
     async def fail_if_stranded(self, run_id: str, now_ms: int, reason: dict[str, Any]) -> int:
         """The invariant sweep's check: 1 failed (no queue item and no pause), 0 fine, 2 not
@@ -364,8 +373,9 @@ class RunState:
         return int(
             await self.scripts(
                 "strand",
-                [keys.QUEUE_ITEMS, keys.run(run_id), keys.run_listeners(run_id), keys.OUTBOX,
-                 keys.RUNS_RUNNING, *tail_keys],
+                [keys.queue_of(run_id).items, keys.run(run_id), keys.run_listeners(run_id),
+                 keys.outbox(keys.shard_of(run_id)), keys.runs_running(keys.shard_of(run_id)),
+                 *tail_keys],
                 [run_id, now_ms, orjson.dumps(reason), *tail_args],
             )
         )

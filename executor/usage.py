@@ -162,7 +162,8 @@ class Usage:
                      attempt: int, report: dict[str, Any], now_ms: int) -> Recorded | None:
         """Apply one call's report; what it added (None: nothing new, or no such run)."""
         out = await self.scripts(
-            "usage", [keys.run(run_id), keys.run_usage(run_id), keys.function_usage(fn_id)],
+            "usage", [keys.run(run_id), keys.run_usage(run_id),
+                      keys.function_usage(fn_id, keys.shard_of(run_id))],
             [call_id, step, name, attempt, orjson.dumps(report), now_ms])
         if int(out[0]) != 1:
             return None
@@ -191,12 +192,21 @@ class Usage:
         model, and the cost per run (p50, p95, max) over the runs started in the last day."""
         today = now_ms // 86_400_000
         day_ago = now_ms - 86_400_000
+        # each shard keeps the totals of its own runs: they add up
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.function_usage(fn_id))
-            pipe.zrevrangebyscore(keys.runs_of_function(fn_id), "+inf", day_ago, start=0,
-                                  num=COST_SAMPLE)
-            totals, run_ids = await pipe.execute()
-        fields = {k.decode(): v.decode() for k, v in totals.items()}
+            for shard in keys.shards():
+                pipe.hgetall(keys.function_usage(fn_id, shard))
+                pipe.zrevrangebyscore(keys.runs_of_function(fn_id, shard), "+inf", day_ago,
+                                      start=0, num=COST_SAMPLE, withscores=True)
+            found = await pipe.execute()
+        fields: dict[str, Any] = {}
+        for totals in found[0::2]:
+            for k, v in totals.items():
+                name, value = k.decode(), float(v)
+                fields[name] = fields.get(name, 0) + value
+        newest = sorted((pair for pairs in found[1::2] for pair in pairs),
+                        key=lambda p: (-p[1], p[0]))
+        run_ids = [member for member, _ in newest[:COST_SAMPLE]]
         costs: list[float] = []
         if run_ids:
             async with self.redis.pipeline(transaction=False) as pipe:

@@ -12,6 +12,7 @@ import orjson
 from . import durations, keys, pause_index, times
 from .clock import Clock
 from .ingest import INVOKED, Ingest, internal_event
+from .pauses import correlation_key
 from .queue import EmitInvoke, PauseTimeout, QueueItem, ScanWait
 from .registry import Registry
 from .state import CallState, RunState
@@ -68,8 +69,9 @@ class Waits:
                                   waiting_for=name, expression=opts.get("if") or None)
         # the trigger's values are written into the expression, and the pause goes to the
         # bucket of the equality it needs (pause_index): events read only their buckets
+        shard = keys.shard_of(item.run_id)
         pause_key, expr, copy, path = pause_index.place(
-            name, opts.get("if") or None, orjson.loads(state.run[b"event"]))
+            name, opts.get("if") or None, orjson.loads(state.run[b"event"]), shard)
         pause = {
             "id": f"{item.run_id}:{op['id']}", "run_id": item.run_id, "fn_id": item.fn_id,
             "kind": "wait", "op": op["op"], "step": op["id"], "name": record.name,
@@ -89,7 +91,7 @@ class Waits:
                             fn_id=item.fn_id)
         await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
                                timeout_due=expires, record=record, follow_up=scan,
-                               indexed=(keys.pause_paths(name), path) if path else None)
+                               indexed=(keys.pause_paths(name, shard), path) if path else None)
 
     async def invoke(self, item: QueueItem, token: str, op: dict[str, Any], started: int,
                      now: int) -> None:
@@ -115,7 +117,7 @@ class Waits:
         emit = QueueItem.of(EmitInvoke(data),
                             id=f"{item.run_id}:invoke:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)
-        await self.state.pause(item, token, now, pause_key=keys.PAUSES_BY_CORRELATION,
+        await self.state.pause(item, token, now, pause_key=correlation_key(correlation),
                                pause=pause, timeout_due=expires, record=record,
                                follow_up=emit)
 
@@ -125,7 +127,7 @@ class Waits:
         fail the invoke at once when the target is not synced or did not start."""
         target = spec.data["_inngest"]["fn_id"]
         correlation = spec.data["_inngest"]["correlation_id"]
-        raw: Any = await self.state.redis.hget(keys.PAUSES_BY_CORRELATION, correlation)
+        raw: Any = await self.state.redis.hget(correlation_key(correlation), correlation)
         if raw is None:
             return  # already resumed (or the run ended)
         pause = orjson.loads(raw)
@@ -134,14 +136,13 @@ class Waits:
         if target not in self.registry.functions:
             error = _failure(f"function {target!r} is not synced")
             record.extra["error"] = error
-            await self.state.resume(keys.PAUSES_BY_CORRELATION, pause,
+            await self.state.resume(correlation_key(correlation), pause,
                                     orjson.dumps({"error": error}), now, record)
             return
         event_id = f"invoke-{correlation}"
         await self.ingest.accept([internal_event(INVOKED, spec.data, event_id, now)])
         # the runs the event started, this time or on an earlier try of this item
-        started_runs: Any = await self.state.redis.lrange(keys.event_runs(event_id), 0, -1)
-        created = [r.decode() for r in started_runs]
+        created = await self.ingest.runs_of_event(event_id)
         statuses = await self.state.statuses(created)
         if not {"Running", "Completed", "Failed", "Cancelled"} & set(statuses):
             # the target was rate limited, a singleton skip, or a duplicate: say so now
@@ -150,7 +151,7 @@ class Waits:
             error = _failure(f"invoked function {target} did not run: {reason}")
             record.extra["error"] = error
             record.ended_at = self.clock()
-            await self.state.resume(keys.PAUSES_BY_CORRELATION, pause,
+            await self.state.resume(correlation_key(correlation), pause,
                                     orjson.dumps({"error": error}), record.ended_at, record)
 
     async def _reason(self, run_ids: list[str]) -> str | None:

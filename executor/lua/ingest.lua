@@ -14,7 +14,9 @@
 --               the intake item, and up to `handoff` first calls of new runs due now that
 --               take no concurrency slot, leased under `token`),
 --               events: [{key, name_key, id, ts, json, user_key, terms,
---                         dedupe_key, dedupe_ttl, match_keys}],
+--                         dedupe_key, dedupe_ttl, match_keys, match}],
+--               starts: [[event id, function id]...] (optional: runs these events start in
+--                        other shards, named in the intake item until they are started),
 --               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s, label]...],
 --                       skip (a reason decided before: a key expression failed), run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
@@ -27,7 +29,8 @@
 --       indexes it among the user's events, its `terms` ([key, score, member], '' = its
 --       receipt time / its id) make it searchable; `dedupe_key` ('' = none) holds the id of
 --       the event stored for the sender's event id for `dedupe_ttl` s; `match_keys`: keys
---       whose existence means something may wait for this event (its pauses)
+--       whose existence means something may wait for this event (its pauses); `match`:
+--       true when the caller knows something may (the pauses are in other shards too)
 -- returns: JSON {stale: true} when the registry version is not `registry.version` (nothing
 --          written), else JSON {created: [run id...], handed: [leased first item JSON...],
 --                repeated: {event id: id of the event stored before for the same sender id},
@@ -72,10 +75,14 @@ for _, ev in ipairs(p['events']) do
       if member == '' then member = ev['id'] end
       redis.call('ZADD', t[1], score, member)
     end
-    for _, k in ipairs(ev['match_keys'] or {}) do
-      if redis.call('EXISTS', k) == 1 then
-        table.insert(to_match, ev['id'])
-        break
+    if ev['match'] then
+      table.insert(to_match, ev['id'])
+    else
+      for _, k in ipairs(ev['match_keys'] or {}) do
+        if redis.call('EXISTS', k) == 1 then
+          table.insert(to_match, ev['id'])
+          break
+        end
       end
     end
   else
@@ -268,9 +275,11 @@ for _, r in ipairs(p['runs']) do
   end
 end
 local out = {created = created, handed = handed, repeated = stored_as}
-if #to_match > 0 or #to_cancel > 0 then
+local starts = p['starts'] or {}
+if #to_match > 0 or #to_cancel > 0 or #starts > 0 then
   local intake = cjson.encode({id = p['intake_id'], run_id = '', fn_id = '', kind = 'intake',
-                               payload = {events = to_match, replaced = to_cancel}})
+                               payload = {events = to_match, replaced = to_cancel,
+                                          starts = starts}})
   redis.call('HSET', KEYS[3], p['intake_id'], intake)
   if lease then
     redis.call('ZADD', KEYS[7], lease['expiry'], p['intake_id'])

@@ -66,7 +66,7 @@ def test_a_repeated_event_id_stores_nothing_new(tmp_path: pathlib.Path) -> None:
         first = ex.send("prim/three", {"key": sender_id}, id=sender_id)
         ex.wait_run(first)
         redis = stack.redis.client()
-        wait_for(lambda: redis.zcard(keys.OUTBOX) == 0, 10, "the run's end events")
+        wait_for(lambda: redis.zcard(keys.outbox(0)) == 0, 10, "the run's end events")
         keys_before = set(redis.keys("*"))
         again = ex.send("prim/three", {"key": sender_id}, id=sender_id)  # the sender's retry
         assert again == first

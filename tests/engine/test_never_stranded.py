@@ -83,17 +83,17 @@ async def test_the_sweep_fails_a_stranded_run_with_the_reason(engine: Engine,
     (waiting,) = await engine.send()
     assert await sweep.sweep() == []  # both have their first item: fine
     # a future bug drops the first run's only item
-    await redis.hdel(keys.QUEUE_ITEMS, f"{stuck}:1")
-    await redis.zrem(keys.QUEUE_READY, f"{stuck}:1")
+    await redis.hdel(keys.queue(0).items, f"{stuck}:1")
+    await redis.zrem(keys.queue(0).ready, f"{stuck}:1")
     # the other is parked on a pause with its timeout item gone: a pause is enough
-    await redis.hdel(keys.QUEUE_ITEMS, f"{waiting}:1")
-    await redis.sadd(keys.run_listeners(waiting), f"{keys.pauses('x')}|{waiting}:h")
+    await redis.hdel(keys.queue(0).items, f"{waiting}:1")
+    await redis.sadd(keys.run_listeners(waiting), f"{keys.pauses('x', 0)}|{waiting}:h")
     assert await sweep.sweep() == [stuck]
     run = await engine.run(stuck)
     assert run["status"] == "Failed" and "stranded" in run["output"]["message"]
     assert ended == [stuck]
     assert (await engine.run(waiting))["status"] == "Running"
-    assert await redis.zscore(keys.RUNS_RUNNING, stuck) is None
+    assert await redis.zscore(keys.runs_running(0), stuck) is None
 
 
 async def test_a_key_expression_that_fails_skips_the_run_with_the_reason(engine: Engine) -> None:
@@ -125,7 +125,7 @@ async def test_debounce_key_lives_as_long_as_events_keep_joining(engine: Engine,
                                                                  redis: Redis) -> None:
     await engine.sync({"id": "f", "debounce": {"period": "10s"}})
     (run_id,) = await engine.send()
-    key = keys.debounce("f", "_")
+    key = keys.debounce("f", "_", 0)
     for _ in range(12):  # two minutes of events, each within the period
         engine.clock.advance(9_000)
         assert await engine.send() == []  # joins the pending run
@@ -160,7 +160,7 @@ async def test_start_timeout_does_not_cancel_a_run_that_started(engine: Engine,
     engine.clock.advance(1_500)
     await engine.run_until_idle()
     assert (await engine.run(run_id))["status"] == "Running"
-    assert not await redis.hexists(keys.QUEUE_ITEMS, f"{run_id}:timeout-start")
+    assert not await redis.hexists(keys.queue(0).items, f"{run_id}:timeout-start")
 
 
 async def test_start_timeout_cancels_a_run_that_never_started(engine: Engine) -> None:
@@ -197,26 +197,26 @@ async def test_a_retried_complete_whose_reply_was_lost_hands_back_the_same_item(
     assert code == 0
 
 
-async def test_lookback_scan_reads_a_bounded_number_of_events(engine: Engine,
-                                                              redis: Redis) -> None:
+async def test_lookback_scan_reads_a_bounded_number_of_events(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     from executor import pauses
 
     await engine.sync({"id": "f"})
     for i in range(pauses.MAX_LOOKBACK_EVENTS + 50):
-        await redis.zadd(keys.events_by_name("big/one"), {f"e{i}": i})
-    seen: list[int] = []
-    real_mget = redis.mget
+        await redis.zadd(keys.events_by_name("big/one", 0), {f"e{i}": i})
+    read: list[str] = []
+    real_event = keys.event
 
-    async def counting_mget(names: Any, *args: Any) -> Any:
-        seen.append(len(names))
-        return await real_mget(names, *args)
+    def counting_event(event_id: str) -> str:
+        read.append(event_id)
+        return real_event(event_id)
 
-    redis.mget = counting_mget  # type: ignore[method-assign]
+    monkeypatch.setattr(keys, "event", counting_event)
     pause = {"id": "r:h", "run_id": "r", "fn_id": "f", "kind": "wait", "step": "h",
              "expr": "false"}
-    await engine.executor.ingest.pauses.scan_lookback(keys.pauses("big/one"), pause,
+    await engine.executor.ingest.pauses.scan_lookback(keys.pauses("big/one", 0), pause,
                                                       "big/one", 0)
-    assert seen == [pauses.MAX_LOOKBACK_EVENTS]
+    assert len(read) == pauses.MAX_LOOKBACK_EVENTS
 
 
 async def test_events_are_indexed_by_redis_time_not_the_senders_clock(engine: Engine,
@@ -228,7 +228,7 @@ async def test_events_are_indexed_by_redis_time_not_the_senders_clock(engine: En
     await engine.send(name="late/clock")
     (seconds, micros) = await redis.time()
     redis_now = seconds * 1000 + micros // 1000
-    scores = await redis.zrange(keys.events_by_name("late/clock"), 0, -1, withscores=True)
+    scores = await redis.zrange(keys.events_by_name("late/clock", 0), 0, -1, withscores=True)
     assert len(scores) == 1 and abs(scores[0][1] - redis_now) < 60_000
     raw = orjson.loads(await redis.get(keys.event(scores[0][0].decode())))
     assert raw["name"] == "late/clock"

@@ -76,8 +76,8 @@ async def test_an_event_reads_only_the_bucket_of_its_value(engine: Engine,
     await engine.sync({"id": "f"})
     engine.answer(waiter())
     runs = await _start(engine, [f"o-{i}" for i in range(20)])
-    assert await redis.hlen(keys.pauses(APPROVED)) == 0  # type: ignore[misc]  # all indexed
-    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-7"')
+    assert await redis.hlen(keys.pauses(APPROVED, 0)) == 0  # type: ignore[misc]  # all indexed
+    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-7"', 0)
     stored = orjson.loads(await redis.hget(bucket, f"{runs['o-7']}:{WAIT}"))  # type: ignore[misc]
     assert stored["expr"] == 'async.data.order == "o-7"'
     assert "event" not in stored  # the trigger is written in, not copied
@@ -97,7 +97,7 @@ async def test_cancel_on_reads_only_its_bucket(engine: Engine, redis: Redis) -> 
     runs = await _start(engine, [f"o-{i}" for i in range(10)])
     listener = f"{runs['o-3']}:cancel:0"
     assert await redis.hexists(  # type: ignore[misc]
-        keys.pause_bucket(CANCELLED, "data.order", '"o-3"'), listener)
+        keys.pause_bucket(CANCELLED, "data.order", '"o-3"', 0), listener)
     await _make_unreadable_all_but(redis, listener)
     await engine.send({"order": "o-3"}, name=CANCELLED)
     assert (await engine.run(runs["o-3"]))["status"] == "Cancelled"
@@ -109,11 +109,11 @@ async def test_a_function_stored_before_the_index_registers_its_cancel_paths(
     """A listener is stored in its bucket by the ingest script; the path must be in the
     name's path set before that, even for a function synced before the set existed."""
     await engine.sync({"id": "f", "cancel": [{"event": CANCELLED, "if": MATCH}]})
-    await redis.delete(keys.pause_paths(CANCELLED))  # as an older executor left it
+    await redis.delete(keys.pause_paths(CANCELLED, 0))  # as an older executor left it
     fresh = Engine(redis, sleeper)  # another process: loads the function from Redis
     await fresh.executor.scripts.load_all()
     (run_id,) = await fresh.send({"order": "o-1"})
-    assert await redis.smembers(keys.pause_paths(CANCELLED)) == {b"data.order"}  # type: ignore[misc]
+    assert await redis.smembers(keys.pause_paths(CANCELLED, 0)) == {b"data.order"}  # type: ignore[misc]
     await fresh.send({"order": "o-1"}, name=CANCELLED)
     assert (await fresh.run(run_id))["status"] == "Cancelled"
     await fresh.executor.driver.close()
@@ -123,7 +123,7 @@ async def test_a_timed_out_wait_leaves_its_bucket(engine: Engine, redis: Redis) 
     await engine.sync({"id": "f"})
     engine.answer(waiter(timeout="10s"))
     runs = await _start(engine, ["o-1"])
-    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-1"')
+    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-1"', 0)
     assert await redis.exists(bucket)
     engine.clock.advance(11_000)
     await engine.run_until_idle()
@@ -161,7 +161,7 @@ async def test_unindexable_and_uninterpolated_waits_still_match(engine: Engine,
     (other,) = (await _start(engine, ["o-1"])).values()
     engine.answer(waiter("async.data.items.exists(event, event == 1)"))
     (loop,) = (await _start(engine, ["o-2"])).values()
-    unindexed: Any = await redis.hgetall(keys.pauses(APPROVED))
+    unindexed: Any = await redis.hgetall(keys.pauses(APPROVED, 0))
     stored = {orjson.loads(v)["run_id"]: orjson.loads(v) for v in unindexed.values()}
     assert stored[other]["expr"] == 'async.data.order != "o-1"'
     assert "event" in stored[loop]  # kept with its trigger: `event` is the loop variable
@@ -175,14 +175,14 @@ async def test_pauses_made_before_the_index_are_still_matched(
         engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upgrade strands nothing: pauses stored the old way (the whole expression and the
     trigger, in the name's hash) are read and resumed, cancelled and timed out."""
-    def legacy(name: str, expression: str | None, trigger: dict[str, Any]) -> Any:
-        return keys.pauses(name), expression, trigger if expression else None, None
+    def legacy(name: str, expression: str | None, trigger: dict[str, Any], shard: int) -> Any:
+        return keys.pauses(name, shard), expression, trigger if expression else None, None
 
     monkeypatch.setattr(pause_index, "place", legacy)
     await engine.sync({"id": "f", "cancel": [{"event": CANCELLED, "if": MATCH}]})
     engine.answer(waiter(timeout="10s"))
     runs = await _start(engine, ["o-1", "o-2", "o-3"])
-    assert await redis.hlen(keys.pauses(APPROVED)) == 3  # type: ignore[misc]
+    assert await redis.hlen(keys.pauses(APPROVED, 0)) == 3  # type: ignore[misc]
     monkeypatch.undo()
     await engine.send({"order": "o-1"}, name=APPROVED)
     await engine.send({"order": "o-2"}, name=CANCELLED)
@@ -234,7 +234,7 @@ async def test_two_executors_matching_one_event_resume_the_run_once(engine: Engi
     resumed = [c for e in (engine, other) for c in e.driver.calls
                if c.run_id == runs["o-1"] and WAIT in c.steps]
     assert len(resumed) == 1
-    assert await redis.lrange(keys.event_resumed("ev-approve"), 0, -1) == [  # type: ignore[misc]
+    assert await redis.lrange(keys.event_resumed("ev-approve", 0), 0, -1) == [  # type: ignore[misc]
         runs["o-1"].encode()]
     assert (await engine.run(runs["o-2"]))["status"] == "Running"
     await other.executor.driver.close()

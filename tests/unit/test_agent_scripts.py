@@ -24,7 +24,7 @@ def report(calls: int, cost: float, tokens: int = 10) -> bytes:
 
 async def _usage(scripts: Scripts, call: str, body: bytes) -> list[Any]:
     out: list[Any] = await scripts(
-        "usage", [keys.run(RUN), keys.run_usage(RUN), keys.function_usage("f")],
+        "usage", [keys.run(RUN), keys.run_usage(RUN), keys.function_usage("f", 0)],
         [call, "h1", "step one", 1, body, NOW])
     return out
 
@@ -40,16 +40,16 @@ async def test_usage_return_codes(redis: Redis) -> None:  # noqa: F811
     assert await _usage(scripts, "r1:1.a", report(1, 0.5)) == [2]  # the same report again
     grown = await _usage(scripts, "r1:1.a", report(3, 0.75, 30))  # more calls: the difference
     assert orjson.loads(grown[1])["m"]["cost_usd"] == 0.25 and grown[3] == 30
-    assert await redis.hget(keys.function_usage("f"), "runs") == b"1"
+    assert await redis.hget(keys.function_usage("f", 0), "runs") == b"1"
 
 
 async def test_heartbeat_return_codes(redis: Redis) -> None:  # noqa: F811
     scripts = Scripts(redis)
     beat = keys.call_beat("r1:1.a")
-    assert await scripts("heartbeat", [keys.QUEUE_LEASES, beat], ["r1:1", NOW, 60_000]) == 0
+    assert await scripts("heartbeat", [keys.queue(0).leases, beat], ["r1:1", NOW, 60_000]) == 0
     assert await redis.get(beat) is None
-    await redis.hset(keys.QUEUE_LEASES, "r1:1", "token")
-    assert await scripts("heartbeat", [keys.QUEUE_LEASES, beat], ["r1:1", NOW, 60_000]) == 1
+    await redis.hset(keys.queue(0).leases, "r1:1", "token")
+    assert await scripts("heartbeat", [keys.queue(0).leases, beat], ["r1:1", NOW, 60_000]) == 1
     assert await redis.get(beat) == str(NOW).encode()
 
 
@@ -57,7 +57,7 @@ async def test_stall_return_codes(redis: Redis) -> None:  # noqa: F811
     scripts = Scripts(redis)
 
     async def stall(action: str, since: Any = "", reason: str = "") -> list[Any]:
-        out: list[Any] = await scripts("stall", [keys.run(RUN), keys.RUNS_STALLED],
+        out: list[Any] = await scripts("stall", [keys.run(RUN), keys.runs_stalled(0)],
                                        [action, RUN, since, reason])
         return out
 
@@ -71,7 +71,7 @@ async def test_stall_return_codes(redis: Redis) -> None:  # noqa: F811
     assert await stall("sent", NOW) == [2]
     assert await stall("flag", NOW + 9, "again") == [0, str(NOW).encode()]
     assert await stall("clear", NOW + 9) == [0]  # another stall: kept
-    assert await redis.zscore(keys.RUNS_STALLED, RUN) == NOW
+    assert await redis.zscore(keys.runs_stalled(0), RUN) == NOW
     assert await stall("clear", NOW) == [1]
-    assert await redis.zscore(keys.RUNS_STALLED, RUN) is None
+    assert await redis.zscore(keys.runs_stalled(0), RUN) is None
     assert await redis.hget(keys.run(RUN), "stalled_since") is None

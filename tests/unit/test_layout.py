@@ -20,7 +20,7 @@ def test_layout_1_names_map_to_the_current_ones() -> None:
     assert layout.renamed(b"other:key") is None
     # and they are the names keys.py builds now
     assert layout.renamed(b"il:run:{r:X}:steps") == keys.run_steps("X").encode()
-    assert layout.renamed(b"il:{q}:ready") == keys.QUEUE_READY.encode()
+    assert layout.renamed(b"il:{q}:ready") == keys.queue(0).ready.encode()
     assert layout.renamed(b"il:functions") == keys.FUNCTIONS.encode()
 
 
@@ -41,7 +41,7 @@ async def test_a_drained_layout_1_store_is_renamed_only_when_asked() -> None:
     assert await redis.exists("il:functions")  # nothing touched
     assert await layout.check(redis, migrate=True) == 3
     assert await redis.hget(keys.run("R"), "status") == b"Completed"
-    assert await redis.zscore(keys.RUNS, "R") == 1
+    assert await redis.zscore(keys.runs(0), "R") == 1
     assert await redis.hget(keys.FUNCTIONS, "f") == b"{}"
     assert not await redis.exists("il:functions", "il:runs", "il:run:{r:R}",
                                   "il:conc-wait-keys")

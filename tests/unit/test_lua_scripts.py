@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from executor import keys, lifecycle
 from executor.heartbeats import call_id_of
-from executor.ingest import INGEST_KEYS
+from executor.ingest import ingest_keys
 from executor.queue import Queue, QueueItem
 from executor.scripts import Scripts
 from executor.state import RunState
@@ -53,11 +53,11 @@ async def redis(request: pytest.FixtureRequest, real_redis: Any) -> AsyncIterato
 async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int = NOW) -> None:
     item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2}
     payload = {"now": NOW, "events": [], "runs": [{
-        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "fn_runs_key": keys.runs_of_function("f"), "idem_keys": [],
+        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e", 0), "fn_runs_key": keys.runs_of_function("f", 0), "idem_keys": [],
         "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
         "item": item,
         "due": due}]}
-    await scripts("ingest", INGEST_KEYS, [orjson.dumps(payload)])
+    await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)])
 
 
 async def test_lease_returns_due_items_and_next_due(redis: Redis) -> None:
@@ -91,10 +91,10 @@ async def _enqueue_limited(redis: Redis, scripts: Scripts, run_id: str, slot: di
     item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0, "max_attempts": 2,
             "ck": [slot]}
     payload = {"now": NOW, "events": [], "runs": [{
-        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"),
-        "fn_runs_key": keys.runs_of_function("f"), "idem_keys": [], "run_id": run_id,
+        "run_key": keys.run(run_id), "runs_key": keys.event_runs("e", 0),
+        "fn_runs_key": keys.runs_of_function("f", 0), "idem_keys": [], "run_id": run_id,
         "fields": {"status": "Running", "run_id": run_id}, "item": item, "due": NOW}]}
-    await scripts("ingest", INGEST_KEYS, [orjson.dumps(payload)])
+    await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)])
 
 
 async def test_late_renewal_reasserts_or_forfeits_its_slot(redis: Redis) -> None:
@@ -103,7 +103,7 @@ async def test_late_renewal_reasserts_or_forfeits_its_slot(redis: Redis) -> None
     counts fewer holders than are running (before, `ZADD XX` let limit + 1 run)."""
     scripts = Scripts(redis)
     queue = Queue(redis, scripts)
-    slot = {"key": keys.concurrency("f", "", ""), "wait": keys.concurrency_waiting("f", "", ""),
+    slot = {"key": keys.concurrency("f", "", "", 0), "wait": keys.concurrency_waiting("f", "", "", 0),
             "limit": 1, "label": "concurrency limit 1"}
     await _enqueue_limited(redis, scripts, "r1", slot)
     (a,), token_a, _ = await queue.lease(NOW, 1000, 10)
@@ -119,8 +119,8 @@ async def test_late_renewal_reasserts_or_forfeits_its_slot(redis: Redis) -> None
     assert await queue.renew(a.id, token_a, NOW + 3600, NOW + 6000) is False
     # forfeited: the slot still counts one holder, and r1's item is ready again
     assert await redis.zrange(slot["key"], 0, -1) == [b.id.encode()]
-    assert await redis.zscore(keys.QUEUE_READY, a.id) is not None
-    assert await redis.hget(keys.QUEUE_LEASES, a.id) is None
+    assert await redis.zscore(keys.queue(0).ready, a.id) is not None
+    assert await redis.hget(keys.queue(0).leases, a.id) is None
 
 
 async def test_complete_codes(redis: Redis) -> None:
@@ -189,10 +189,10 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
         item = {"run_id": run_id, "fn_id": "f", "step_id": "step", "attempt": 0,
                 "max_attempts": 1}
         payload = {"now": NOW, "events": [], "runs": [{
-            "run_key": keys.run(run_id), "runs_key": keys.event_runs("e"), "fn_runs_key": keys.runs_of_function("f"),
-            "idem_keys": [[keys.idempotency("f", "order-1"), 60, "idempotency key 'order-1' already used"]],
+            "run_key": keys.run(run_id), "runs_key": keys.event_runs("e", 0), "fn_runs_key": keys.runs_of_function("f", 0),
+            "idem_keys": [[keys.idempotency("f", "order-1", 0), 60, "idempotency key 'order-1' already used"]],
             "run_id": run_id, "fields": {"status": "Running"}, "item": item, "due": NOW}]}
-        out = orjson.loads(await scripts("ingest", INGEST_KEYS, [orjson.dumps(payload)]))
+        out = orjson.loads(await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)]))
         return list(out["created"])
 
     assert await ingest("a") == ["a"]
@@ -201,9 +201,9 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
     assert await redis.hget(keys.run("b"), "status") == b"Skipped"
     reason = orjson.loads(await redis.hget(keys.run("b"), "output"))["reason"]
     assert "order-1" in reason and "(run a)" in reason
-    assert await redis.zscore(keys.RUNS_RUNNING, "a") is not None
-    assert await redis.zscore(keys.RUNS_RUNNING, "b") is None
-    assert not await redis.hexists(keys.QUEUE_ITEMS, "b:1")
+    assert await redis.zscore(keys.runs_running(0), "a") is not None
+    assert await redis.zscore(keys.runs_running(0), "b") is None
+    assert not await redis.hexists(keys.queue(0).items, "b:1")
 
 
 async def test_plan_codes_and_group_completion(redis: Redis) -> None:
@@ -231,7 +231,7 @@ async def test_plan_codes_and_group_completion(redis: Redis) -> None:
 async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: Redis) -> None:
     scripts = Scripts(redis)
     await _enqueue(redis, scripts)
-    pause_key = keys.pauses("approval|decided")
+    pause_key = keys.pauses("approval|decided", 0)
     await redis.hset(pause_key, "r1:h", "{}")
     await redis.sadd(keys.run_listeners("r1"), f"{pause_key}|r1:h")
     state = RunState(redis, scripts)
@@ -259,7 +259,7 @@ async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Re
                                                  memo=b'{"data":1}')),
         ("r", lambda item, token: state.retry(item, token, NOW, "err")),
         ("p", lambda item, token: state.plan(item, token, NOW, [("a", "call", NOW, "a")])),
-        ("w", lambda item, token: state.pause(item, token, NOW, pause_key=keys.pauses("x"),
+        ("w", lambda item, token: state.pause(item, token, NOW, pause_key=keys.pauses("x", 0),
                                               pause={"id": "w:h"}, timeout_due=NOW + 1000,
                                               record=_record())),
     ):
@@ -268,9 +268,9 @@ async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Re
         out = await act(item, token)
         code = out[0] if isinstance(out, tuple) else out
         assert code in (3, -3), (run_id, out)
-        assert not await redis.hexists(keys.QUEUE_ITEMS, item.id)
+        assert not await redis.hexists(keys.queue(0).items, item.id)
         assert await redis.hget(keys.run_memos(run_id), "h") is None
-        assert not await redis.hexists(keys.pauses("x"), "w:h")
+        assert not await redis.hexists(keys.pauses("x", 0), "w:h")
 
 
 async def test_pause_and_resume_codes(redis: Redis) -> None:
@@ -278,20 +278,20 @@ async def test_pause_and_resume_codes(redis: Redis) -> None:
     state = RunState(redis, scripts)
     item, token = await _leased(redis, scripts)
     pause = {"id": "r1:h", "run_id": "r1", "fn_id": "f", "step": "h"}
-    kw: dict[str, Any] = {"pause_key": keys.pauses("ev"), "pause": pause,
+    kw: dict[str, Any] = {"pause_key": keys.pauses("ev", 0), "pause": pause,
                           "timeout_due": NOW + 1000, "record": _record()}
     assert await state.pause(item, "stale", NOW, **kw) == 0
     assert await state.pause(item, token, NOW, **kw) == 1
-    stored = orjson.loads(await redis.hget(keys.pauses("ev"), "r1:h"))
-    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 1
-    assert await state.resume(keys.pauses("ev"), stored, b"{}", NOW, _record()) == 0  # once
+    stored = orjson.loads(await redis.hget(keys.pauses("ev", 0), "r1:h"))
+    assert await state.resume(keys.pauses("ev", 0), stored, b"{}", NOW, _record()) == 1
+    assert await state.resume(keys.pauses("ev", 0), stored, b"{}", NOW, _record()) == 0  # once
     # a pause of a run that ended meanwhile is consumed, nothing scheduled
     item2, token2 = await _leased(redis, scripts, "r2")
     pause2 = {**pause, "id": "r2:h", "run_id": "r2"}
     assert await state.pause(item2, token2, NOW, **{**kw, "pause": pause2}) == 1
-    stored2 = orjson.loads(await redis.hget(keys.pauses("ev"), "r2:h"))
+    stored2 = orjson.loads(await redis.hget(keys.pauses("ev", 0), "r2:h"))
     await redis.hset(keys.run("r2"), "status", "Cancelled")  # ended without its cleanup
-    assert await state.resume(keys.pauses("ev"), stored2, b"{}", NOW, _record()) == 2
+    assert await state.resume(keys.pauses("ev", 0), stored2, b"{}", NOW, _record()) == 2
 
 
 async def test_cancel_codes(redis: Redis) -> None:
@@ -305,7 +305,7 @@ async def test_cancel_codes(redis: Redis) -> None:
     assert await state.cancel("r2", NOW, {"m": 1}, unless_started="r2:1") == 1
     assert await state.cancel("r2", NOW, {"m": 1}) == 0  # not running any more
     assert await state.cancel("nobody", NOW, {"m": 1}) == 0
-    assert await redis.zscore(keys.RUNS_RUNNING, "r2") is None
+    assert await redis.zscore(keys.runs_running(0), "r2") is None
 
 
 async def test_checkpoint_codes(redis: Redis) -> None:
@@ -344,12 +344,12 @@ async def test_strand_codes(redis: Redis) -> None:
     state = RunState(redis, scripts)
     await _enqueue(redis, scripts)
     assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 0  # has its item
-    await redis.hdel(keys.QUEUE_ITEMS, "r1:1")
+    await redis.hdel(keys.queue(0).items, "r1:1")
     assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 1
     assert await redis.hget(keys.run("r1"), "status") == b"Failed"
-    await redis.zadd(keys.RUNS_RUNNING, {"r1": NOW})  # a stale index entry
+    await redis.zadd(keys.runs_running(0), {"r1": NOW})  # a stale index entry
     assert await state.fail_if_stranded("r1", NOW, {"message": "x"}) == 2
-    assert await redis.zscore(keys.RUNS_RUNNING, "r1") is None
+    assert await redis.zscore(keys.runs_running(0), "r1") is None
 
 
 async def test_complete_caps_calls_without_progress(redis: Redis) -> None:
@@ -387,11 +387,11 @@ async def test_group_pauses_resume_the_run_when_the_last_pending_step_ends(
     by_step = {i.step_id: i for i in leased}
     assert by_step["w"].kind == "pause" and by_step["w"].payload == {"spec": ref}
     pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
-    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"),
+    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x", 0),
                              pause=pause, timeout_due=NOW + 60_000,
                              record=_record("w")) == 1
-    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
-    assert await state.resume(keys.pauses("x"), stored, b'{"name":"x"}', NOW,
+    stored = orjson.loads(await redis.hget(keys.pauses("x", 0), "r1:w"))
+    assert await state.resume(keys.pauses("x", 0), stored, b'{"name":"x"}', NOW,
                               _record("w")) == 1
     assert await redis.smembers(keys.run_pending("r1")) == {b"a"}
     assert (await queue.lease(NOW, 1000, 10))[0] == []  # no discovery while `a` is pending
@@ -415,10 +415,10 @@ async def test_a_group_wait_resumed_last_schedules_the_discovery(redis: Redis) -
     await state.complete(by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}',
                          next_due=NOW, next_template=item.template())
     pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
-    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x"), pause=pause,
+    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x", 0), pause=pause,
                       timeout_due=NOW + 60_000, record=_record("w"))
-    stored = orjson.loads(await redis.hget(keys.pauses("x"), "r1:w"))
-    assert await state.resume(keys.pauses("x"), stored, b"null", NOW,
+    stored = orjson.loads(await redis.hget(keys.pauses("x", 0), "r1:w"))
+    assert await state.resume(keys.pauses("x", 0), stored, b"null", NOW,
                               _record("w")) == 1
     (discovery,), _, _ = await queue.lease(NOW, 1000, 10)
     assert discovery.step_id == "step" and discovery.kind == "call"

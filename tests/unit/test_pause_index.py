@@ -51,7 +51,7 @@ def test_interpolation_writes_the_trigger_values_in(source: str, expected: str) 
 def test_what_cannot_be_interpolated_is_kept(source: str) -> None:
     trigger = {"data": {"big": 2**70, "many": list(range(3000))}}
     assert pause_index.interpolate(source, trigger) is None
-    _, expr, copy, path = pause_index.place("x", source, trigger)
+    _, expr, copy, path = pause_index.place("x", source, trigger, 0)
     assert (expr, copy, path) == (source, trigger, None)  # evaluated as pauses always were
 
 
@@ -76,7 +76,7 @@ VALUES = [None, 5, 5.0, "5", True, 1, -5, 2.5, "o-17", "v", [1], {"k": "v"}, 'a"
 
 @pytest.mark.parametrize("source", EXPRESSIONS)
 def test_the_index_never_loses_a_match(source: str) -> None:
-    key, expr, copy, _ = pause_index.place("shop/cancel", source, TRIGGER)
+    key, expr, copy, _ = pause_index.place("shop/cancel", source, TRIGGER, 0)
     assert copy is None and expr is not None and "event" not in expr
     paths = sorted(pause_index.candidate_paths(source))
     for value, ok in itertools.product([*VALUES, "absent"], [True, False, "absent"]):
@@ -92,8 +92,8 @@ def test_the_index_never_loses_a_match(source: str) -> None:
         before = _matches(source, TRIGGER, incoming)
         assert _matches(expr, None, incoming) == before, (value, ok)
         if before:  # the event reads the bucket the pause is in (or the unindexed pauses)
-            read = {keys.pauses("shop/cancel"),
-                    *pause_index.buckets_of("shop/cancel", incoming, paths)}
+            read = {keys.pauses("shop/cancel", 0),
+                    *pause_index.buckets_of("shop/cancel", incoming, paths, 0)}
             assert key in read, (value, ok)
 
 
@@ -138,14 +138,14 @@ def test_equal_values_share_a_bucket_and_others_do_not() -> None:
     assert pause_index.value_at(event, "data.deep.x") == "2"
     for path in ("data.missing", "data.id.x", "data.list"):
         assert pause_index.value_at(event, path) is None
-    assert pause_index.buckets_of("n", event, ["data.id", "data.missing"]) == [
-        keys.pause_bucket("n", "data.id", '"o-1"')]
+    assert pause_index.buckets_of("n", event, ["data.id", "data.missing"], 0) == [
+        keys.pause_bucket("n", "data.id", '"o-1"', 0)]
 
 
 def test_bucket_keys_are_unambiguous_and_bounded() -> None:
-    assert keys.pause_bucket("a:b", "c", "1") != keys.pause_bucket("a", "b:c", "1")
-    long = keys.pause_bucket("n", "data.blob", '"' + "x" * 10_000 + '"')
-    assert len(long) < 120 and long != keys.pause_bucket("n", "data.blob", '"' + "x" * 9_999 + '"')
+    assert keys.pause_bucket("a:b", "c", "1", 0) != keys.pause_bucket("a", "b:c", "1", 0)
+    long = keys.pause_bucket("n", "data.blob", '"' + "x" * 10_000 + '"', 0)
+    assert len(long) < 120 and long != keys.pause_bucket("n", "data.blob", '"' + "x" * 9_999 + '"', 0)
 
 
 def test_the_parser_reads_what_the_library_accepts() -> None:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from executor import keys
+
 from .procs import App, Executor, RedisCluster, RedisServer, free_port
 
 OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output"
@@ -31,10 +33,12 @@ def _require_redis_for_real(request: pytest.FixtureRequest) -> None:
         pytest.fail("redis-server is not installed: run scripts/test.sh, which installs it")
 
 
-# the Redis a stack runs on: "single" (one redis-server) or "cluster" (RedisCluster: three
-# masters with a replica each); suites that must hold on both parametrise their fixture
-# with REDIS_KINDS
+# the Redis a stack runs on: "single" (one redis-server, a store of one shard) or "cluster"
+# (RedisCluster: three masters with a replica each, the store cut into CLUSTER_SHARDS
+# shards, one per master); suites that must hold on both parametrise their fixture with
+# REDIS_KINDS
 REDIS_KINDS = ["single", "cluster"]
+CLUSTER_SHARDS = 3
 
 
 @dataclasses.dataclass
@@ -44,6 +48,16 @@ class Stack:
     app: App
     counter: pathlib.Path
     dir: pathlib.Path
+    shards: int = 1
+
+    @contextlib.contextmanager
+    def keyed(self) -> Iterator[None]:
+        """Build keys (executor.keys) for this stack's store while inside."""
+        keys.configure(self.shards)
+        try:
+            yield
+        finally:
+            keys.configure(1)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """How often each (run id, step) body ran, from the app's counter file."""
@@ -81,6 +95,8 @@ def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:a
     counter = directory / "counter.txt"
     app = App(directory, target, f"http://127.0.0.1:{exec_port}", port=app_port,
               env={"COUNTER_FILE": str(counter), **(app_env or {})})
+    if redis_kind == "cluster":
+        executor_extra = ["--queue-shards", str(CLUSTER_SHARDS), *(executor_extra or [])]
     executor = Executor(directory, redis.url, [app.url], port=exec_port, extra=executor_extra,
                         env=executor_env)
     try:
@@ -90,7 +106,8 @@ def start_stack(directory: pathlib.Path, target: str = "tests.apps.durable_app:a
         for proc in (app, executor, redis):  # leave no orphan behind a failed start
             proc.stop()
         raise
-    return Stack(redis, executor, app, counter, directory)
+    return Stack(redis, executor, app, counter, directory,
+                 shards=CLUSTER_SHARDS if redis_kind == "cluster" else 1)
 
 
 @contextlib.contextmanager

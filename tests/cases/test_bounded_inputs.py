@@ -36,7 +36,7 @@ class Api:
                           headers={"Content-Type": "application/json", **(headers or {})})
 
     def stored_events(self) -> int:
-        return int(self.redis.zcard(keys.EVENTS))
+        return int(self.redis.zcard(keys.events(0)))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def script_payloads(api: Api) -> list[int]:
     sizes = []
     for entry in api.redis.slowlog_get(100_000):
         command = entry["command"]
-        if command.upper().startswith(b"EVALSHA") and keys.EVENTS.encode() in command:
+        if command.upper().startswith(b"EVALSHA") and keys.events(0).encode() in command:
             more = re.search(rb"\.\.\. \((\d+) more bytes\)$", command)
             sizes.append(128 + int(more.group(1)) if more else len(command.split(b" ")[-1]))
     return sizes

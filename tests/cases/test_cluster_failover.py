@@ -77,12 +77,14 @@ def test_kill9_of_the_master_loses_no_acknowledged_event(tmp_path: pathlib.Path)
                 return ex.wait_run(event_id, timeout=90)
             except AssertionError:  # say where the run stands: its hash and its queue items
                 (run,) = ex.runs_of(event_id)
-                items = {k.decode(): (redis.zscore(keys.QUEUE_READY, k),
-                                      redis.zscore(keys.QUEUE_LEASED, k))
-                         for k in redis.hkeys(keys.QUEUE_ITEMS)
-                         if k.decode().startswith(run["run_id"])}
+                with stack.keyed():
+                    q = keys.queue_of(run["run_id"])
+                    items = {k.decode(): (redis.zscore(q.ready, k), redis.zscore(q.leased, k))
+                             for k in redis.hkeys(q.items)
+                             if k.decode().startswith(run["run_id"])}
+                    stack_key = keys.run_stack(run["run_id"])
                 raise AssertionError(f"run {run} has items (due, lease expiry): {items}; "
-                                     f"stack {redis.llen(keys.run_stack(run['run_id']))}, "
+                                     f"stack {redis.llen(stack_key)}, "
                                      f"now {time.time() * 1000:.0f}") from None
 
         runs = [completed(event_id) for event_id in acknowledged.values()]

@@ -120,11 +120,11 @@ def test_sdk_refuses_unsigned_tampered_wrong_and_stale_calls(prod: Prod) -> None
 
 def test_unknown_event_key_refused_and_nothing_stored(prod: Prod) -> None:
     client = prod.redis.client()
-    before = client.zcard(keys.EVENTS)
+    before = client.zcard(keys.events(0))
     answer = prod.send("test/sync", key="not-a-key-" + secrets.token_hex(8))
     assert answer.status_code == 401
     assert answer.json()["error"] == "unknown event key"
-    assert client.zcard(keys.EVENTS) == before
+    assert client.zcard(keys.events(0)) == before
 
 
 def test_event_keys_added_and_revoked_without_restart(prod: Prod) -> None:

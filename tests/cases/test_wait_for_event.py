@@ -139,8 +139,10 @@ def test_replies_through_two_executors_resume_each_run_once(
             assert done["output"] == {"matched": {"id": me}}
             assert prim.counts()[(runs[me], "after")] == 1
             mine = [r for (_, who), r in zip(pairs, replies, strict=True) if who == me]
-            resumed = [r for r in mine
-                       if redis.lrange(keys.event_resumed(r, 0), 0, -1) == [runs[me].encode()]]
+            with prim.keyed():
+                links = keys.event_resumed
+                resumed = [r for r in mine if redis.lrange(
+                    links(r, keys.shard_of(runs[me])), 0, -1) == [runs[me].encode()]]
             assert len(resumed) == 1, f"run {runs[me]} resumed by {resumed} of {mine}"
             assert wait_step(ex, runs[me])["matched"] == resumed[0]
     finally:

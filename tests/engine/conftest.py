@@ -3,11 +3,14 @@ on the real interpreter too)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
 import pytest
 from redis.asyncio import Redis
+
+from executor import keys
 
 from ..procs import RedisServer
 from .harness import Engine
@@ -32,8 +35,14 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+# the engine's store is cut into this many shards (INNGEST_LIKE_TEST_SHARDS; 1 unless set)
+SHARDS = int(os.environ.get("INNGEST_LIKE_TEST_SHARDS", "1"))
+
+
 @pytest.fixture
 async def engine(redis: Redis) -> AsyncIterator[Engine]:
+    keys.configure(SHARDS)
     built = Engine(redis)
     yield built
     await built.executor.driver.close()
+    keys.configure(1)

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from executor import keys

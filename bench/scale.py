@@ -5,9 +5,10 @@
     python -m bench.scale --quick          # K = 200, 1 round
     python -m bench.scale --executors 1,2  # choose the process counts
     python -m bench.scale --cluster        # on a three-master Redis Cluster (a replica each)
+    python -m bench.scale --cluster --shards 3   # the store cut into 3 shards, one a master
 
 For each count E: a fresh redis-server (appendfsync always, as the tests'; or a fresh
-three-master cluster with `--cluster`, whose store lives in one slot), the bench app
+three-master cluster with `--cluster`; the store cut into `--shards` shards), the bench app
 (bench.apps:app, function `bench-three`) and E `python -m executor dev` processes on free
 loopback ports. After a warm-up, each round sends K events at once, spread over the E
 executors' APIs, and waits until every run has ended:
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import pathlib
 import time
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -45,9 +47,10 @@ FUNCTION = "bench-three"
 class Deployment:
     """Redis, the app and E executors (the first syncs the app; all share the registry)."""
 
-    def __init__(self, executors: int, cluster: bool) -> None:
+    def __init__(self, executors: int, cluster: bool, shards: int) -> None:
         self.count = executors
         self.cluster = cluster
+        self.shards = shards
         self.executors: list[Executor] = []
 
     def start(self, started: list[Proc], log_dir: pathlib.Path) -> None:
@@ -68,7 +71,8 @@ class Deployment:
         for i in range(self.count):
             ex = Executor(directory, self.redis.url, [app.url] if i == 0 else [],
                           port=exec_port if i == 0 else None, name=f"executor-{i}",
-                          extra=["--poll-interval", "5", "--lease-seconds", "20"])
+                          extra=["--poll-interval", "5", "--lease-seconds", "20",
+                                 "--queue-shards", str(self.shards)])
             started.append(ex)
             ex.start()
             self.executors.append(ex)
@@ -88,7 +92,20 @@ class Deployment:
 async def _round(deployment: Deployment, http: aiohttp.ClientSession, redis: Redis, k: int
                  ) -> tuple[float, int]:
     """(runs/s, runs) of one burst of k events spread over the executors."""
-    base = await redis.zcard(keys.runs(0))
+    async def counts(*indexes: Callable[[int], str]) -> list[int]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                for shard in keys.shards():
+                    pipe.zcard(index(shard))
+            found = await pipe.execute()
+        n = keys.shard_count()
+        return [sum(found[i * n:(i + 1) * n]) for i in range(len(indexes))]
+
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in keys.shards():
+            pipe.zcard(keys.runs(shard))
+        bases = await pipe.execute()
+    base = sum(bases)
     body = orjson.dumps({"name": "bench/three", "data": {}})
     urls = [f"{ex.url}/e/bench-key" for ex in deployment.executors]
 
@@ -100,15 +117,15 @@ async def _round(deployment: Deployment, http: aiohttp.ClientSession, redis: Red
 
     sent = time.time()
     await asyncio.gather(*(send(i) for i in range(k)))
-    while True:  # two ZCARDs every 20 ms: done when all k runs exist and none is running
+    while True:  # ZCARDs every 20 ms: done when all k runs exist and none is running
         await asyncio.sleep(0.02)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.runs(0))
-            pipe.zcard(keys.runs_running(0))
-            total, running = await pipe.execute()
+        total, running = await counts(keys.runs, keys.runs_running)
         if total >= base + k and running == 0:
             break
-    newest = await redis.zrange(keys.runs(0), base, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard, shard_base in zip(keys.shards(), bases, strict=True):
+            pipe.zrange(keys.runs(shard), shard_base, -1)
+        newest = [run_id for found in await pipe.execute() for run_id in found]
     async with redis.pipeline(transaction=False) as pipe:
         for run_id in newest:
             pipe.hmget(keys.run(run_id.decode()), ["status", "ended_at"])
@@ -129,12 +146,14 @@ async def _ping_ms(redis: Redis, n: int = 500) -> float:
     return median(times)
 
 
-async def measure(counts: list[int], k: int, rounds: int, cluster: bool) -> None:
-    print(machine(), "| Redis Cluster, 3 masters + 3 replicas" if cluster else "| one Redis")
+async def measure(counts: list[int], k: int, rounds: int, cluster: bool, shards: int) -> None:
+    keys.configure(shards)
+    print(machine(), "| Redis Cluster, 3 masters + 3 replicas" if cluster else "| one Redis",
+          f"| {shards} shard(s)")
     results: dict[int, tuple[list[float], list[float]]] = {}
     for count in counts:
         with processes(f"bench-scale-{count}-") as (log_dir, started):
-            deployment = Deployment(count, cluster)
+            deployment = Deployment(count, cluster, shards)
             deployment.start(started, log_dir)
             redis = connect(deployment.redis.url, cluster=cluster)
             connector = aiohttp.TCPConnector(limit=200)
@@ -170,10 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--executors", default="1,2,4", help="process counts (default 1,2,4)")
     parser.add_argument("--runs", type=int, default=None, help="K, runs per round")
     parser.add_argument("--cluster", action="store_true", help="on a Redis Cluster")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="--queue-shards of the store (default 1)")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.executors.split(",")]
     k = args.runs or (200 if args.quick else 600)
-    run(measure(counts, k, 1 if args.quick else 3, args.cluster))
+    run(measure(counts, k, 1 if args.quick else 3, args.cluster, args.shards))
 
 
 if __name__ == "__main__":

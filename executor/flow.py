@@ -203,11 +203,12 @@ def home_shard(fn_id: str, flow: FlowControl) -> int | None:
     """The shard every run of a function with shared flow-control state lives in (the state
     its runs share sits there too, so starting and leasing stay one script each); None when
     its runs may spread over every shard. Concurrency shared with other functions (scope
-    env or account) puts them all in shard 0."""
+    env or account) puts them all in shard 0. Priority orders the runs of one queue, so a
+    function with a priority keeps its runs in one shard's too."""
     if any(entry.scope != "fn" for entry in flow.concurrency):
         return 0
     shared = (flow.concurrency, flow.throttle, flow.rate_limit, flow.debounce, flow.batch,
-              flow.singleton, flow.idempotency)
+              flow.singleton, flow.idempotency, flow.priority)
     return keys.shard_by_hash(fn_id) if any(shared) else None
 
 

@@ -28,7 +28,7 @@ from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
 from .events import IncomingEvent
-from .pauses import Pauses, cancel_listener, match_keys
+from .pauses import FINISHED, Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
@@ -286,8 +286,7 @@ class Ingest:
             acked.append(count)
             return answer
 
-        waited = await self._waited_names(events)
-        event_records = [self._event_record(e, now, waited) for e in events]
+        event_records = [self._event_record(e, now) for e in events]
         shards = sorted({record["shard"] for record in event_records})
         for _ in range(5):
             if planned:
@@ -353,7 +352,7 @@ class Ingest:
             raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
         return created
 
-    def _event_record(self, event: IncomingEvent, now: int, waited: set[str]) -> dict[str, Any]:
+    def _event_record(self, event: IncomingEvent, now: int) -> dict[str, Any]:
         """What ingest.lua stores for one event, in the event's shard."""
         shard = keys.shard_of(event.internal_id)
         name = event.wire["name"]
@@ -366,30 +365,14 @@ class Ingest:
             "json": orjson.dumps({**event.wire, "internal_id": event.internal_id}).decode(),
             "dedupe_key": keys.event_dedupe(event.user_id) if event.user_id else "",
             "dedupe_ttl": EVENT_ID_TTL_S,
-            # one shard: the script sees whether a pause may wait for it; several: the
-            # pauses are in every shard, looked for before (`_waited_names`)
-            "match_keys": match_keys(name, 0) if keys.shard_count() == 1 else [],
-            "match": name in waited,
+            # the script sees whether a pause may wait for it: a pause of any shard marks
+            # every shard's path set of its name (pauses.mark_waited); an invoke's end event
+            # names the caller's pause, in the caller's shard
+            "match_keys": match_keys(name, shard),
+            "match": keys.shard_count() > 1 and name == FINISHED
+            and bool((event.wire.get("data") or {}).get("correlation_id")),
             **indexes.event_plan(event.wire, shard),
         }
-
-    async def _waited_names(self, events: list[IncomingEvent]) -> set[str]:
-        """With several shards: the names of these events a pause of some shard may wait
-        for (one round trip). A pause made after this read and before the event is stored
-        still sees the event: a new wait looks back at the events stored since its call
-        began (ScanWait)."""
-        if keys.shard_count() == 1 or not events:
-            return set()
-        names = sorted({e.wire["name"] for e in events})
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                for shard in keys.shards():
-                    for key in match_keys(name, shard):
-                        pipe.exists(key)
-            found = await pipe.execute()
-        per_name = len(found) // len(names)
-        return {name for i, name in enumerate(names)
-                if any(found[i * per_name:(i + 1) * per_name])}
 
     async def runs_of_event(self, event_id: str) -> list[str]:
         """The ids of the runs an event started, from every shard."""

@@ -37,6 +37,11 @@ class _Keep(Exception):
     """The expression cannot be interpolated: keep it and a copy of the trigger."""
 
 
+# a path set's member that says "pauses of this name not indexed may exist" (in a store of
+# several shards, where every shard's path set of a name is marked: pauses.mark_waited)
+UNINDEXED = "*"
+
+
 # -- interpolation ---------------------------------------------------------------------------
 def interpolate(source: str, trigger: dict[str, Any]) -> str | None:
     """`source` with the trigger's values in place of `event.…`; None when it cannot be

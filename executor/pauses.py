@@ -56,6 +56,20 @@ def match_keys(event_name: str, shard: int) -> list[str]:
     return found
 
 
+async def mark_waited(redis: Redis, event_name: str, path: str | None) -> None:
+    """With several shards, before a pause of `event_name` is stored in its run's shard:
+    add its path (UNINDEXED for an unindexed pause) to every shard's path set of the name,
+    which the ingest script of every shard looks at (`match_keys`). Before, not after: an
+    event stored once the pause exists sees the mark; one stored earlier (while the call
+    that reported the wait was in flight) is found by the wait's look-back."""
+    if keys.shard_count() == 1:
+        return  # the pause is in the one shard every event's script looks at
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in keys.shards():
+            pipe.sadd(keys.pause_paths(event_name, shard), path or pause_index.UNINDEXED)
+        await pipe.execute()
+
+
 def correlation_key(correlation: str) -> str:
     """The hash holding the invoke pause of `correlation` (`<caller run id>.<step id>`):
     the caller's shard's."""
@@ -92,7 +106,7 @@ class Pauses:
             for corr in correlations:
                 pipe.hget(correlation_key(corr), corr)
             results = await pipe.execute()
-        paths = {place: sorted(p.decode() for p in results[2 * i])
+        paths = {place: sorted(p.decode() for p in results[2 * i] if p.decode() != pause_index.UNINDEXED)
                  for i, place in enumerate(places)}
         unindexed = {place: results[2 * i + 1] for i, place in enumerate(places)}
         # the second trip reads, per indexed path, the one bucket of each event's value

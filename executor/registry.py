@@ -256,6 +256,9 @@ class Registry:
         listener in its bucket but does not touch the path sets)."""
         paths = {(cancel.event, path) for fn in functions for cancel in fn.cancel
                  for path in pause_index.candidate_paths(cancel.expression)}
+        if keys.shard_count() > 1:  # and the listeners stored unindexed (pauses.mark_waited)
+            paths |= {(cancel.event, pause_index.UNINDEXED)
+                      for fn in functions for cancel in fn.cancel}
         paths -= self._cancel_paths
         if not paths:
             return

@@ -12,7 +12,7 @@ import orjson
 from . import durations, keys, pause_index, times
 from .clock import Clock
 from .ingest import INVOKED, Ingest, internal_event
-from .pauses import correlation_key
+from .pauses import correlation_key, mark_waited
 from .queue import EmitInvoke, PauseTimeout, QueueItem, ScanWait
 from .registry import Registry
 from .state import CallState, RunState
@@ -89,6 +89,7 @@ class Waits:
         scan = QueueItem.of(ScanWait(pause_key, pause["id"], name, since),
                             id=f"{item.run_id}:scan:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)
+        await mark_waited(self.state.redis, name, path)
         await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
                                timeout_due=expires, record=record, follow_up=scan,
                                indexed=(keys.pause_paths(name, shard), path) if path else None)

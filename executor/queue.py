@@ -202,13 +202,15 @@ class Queue:
     ) -> tuple[list[QueueItem], str, int | None]:
         """Lease up to `limit` due items from every shard, under one token. Returns (items,
         token, next due time or None). Each shard is offered an equal share (the remainder
-        rotating), all at once: a shard with less due leaves room the next lease fills."""
+        rotating), all at once, and at least one item: a worker with fewer free slots than
+        shards may get up to one item per shard (a few calls over its slots), rather than
+        ask only some shards and leave the others' work waiting."""
         token = str(ULID())
         count = keys.shard_count()
         self._turn = (self._turn + 1) % count
-        shares = [limit // count + (1 if (s - self._turn) % count < limit % count else 0)
+        shares = [max(1, limit // count + (1 if (s - self._turn) % count < limit % count else 0))
                   for s in keys.shards()]
-        asked = [s for s in keys.shards() if shares[s] > 0]
+        asked = list(keys.shards()) if limit > 0 else []
         answers = await asyncio.gather(*(
             self._lease_shard(s, now_ms, now_ms + lease_ms, token, shares[s]) for s in asked))
         items = [item for found, _ in answers for item in found]

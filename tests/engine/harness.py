@@ -23,6 +23,16 @@ APP_URL = "http://app.test/api/inngest"
 START_MS = 1_800_000_000_000
 
 
+async def total(redis: Redis, index: Callable[[int], str]) -> int:
+    """The members of an index (keys.runs, keys.outbox, ...) summed over every shard."""
+    return sum([int(await redis.zcard(index(shard))) for shard in keys.shards()])
+
+
+async def members(redis: Redis, index: Callable[[int], str]) -> set[bytes]:
+    """The members of a zset index over every shard."""
+    return {m for shard in keys.shards() for m in await redis.zrange(index(shard), 0, -1)}
+
+
 def step_run(hashed: str, data: Any = None, name: str = "") -> dict[str, Any]:
     return {"op": "StepRun", "id": hashed, "name": name or hashed, "data": data}
 

@@ -15,7 +15,7 @@ from executor.driver import Completed, Outcome
 from executor.events import IncomingEvent
 from executor.queue import Intake
 
-from .harness import Call, Engine, ops
+from .harness import Call, Engine, ops, total
 
 
 async def test_a_retried_ingest_starts_no_second_run(engine: Engine, redis: Redis) -> None:
@@ -30,7 +30,7 @@ async def test_a_retried_ingest_starts_no_second_run(engine: Engine, redis: Redi
     # even were the event's own record gone, the runs' ids are the same: none is created twice
     await redis.delete(keys.event(engine.event_id(1)))
     assert await engine.executor.ingest.accept([event()]) == []
-    assert await redis.zcard(keys.runs(0)) == 2
+    assert await total(redis, keys.runs) == 2
     # one run per function, and another event gets other runs
     assert len(set(first)) == 2
     assert set(first).isdisjoint(await engine.send())
@@ -54,8 +54,8 @@ async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engin
     # the call starts with no leasing loop running: the item went from ingest to the worker
     await asyncio.wait_for(started.wait(), 5)
     assert [c.run_id for c in engine.driver.calls] == [run_id]
-    assert await redis.zscore(keys.queue(0).ready, f"{run_id}:1") is None
-    assert await redis.zscore(keys.queue(0).leased, f"{run_id}:1") is not None
+    assert await redis.zscore(keys.queue_of(run_id).ready, f"{run_id}:1") is None
+    assert await redis.zscore(keys.queue_of(run_id).leased, f"{run_id}:1") is not None
     release.set()
     await executor.worker.drain()
     assert (await engine.run(run_id))["status"] == "Completed"
@@ -63,7 +63,7 @@ async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engin
     # a worker with no room leaves the first call in the queue
     executor.worker.slots = 0
     (queued,) = await engine.send()
-    assert await redis.zscore(keys.queue(0).ready, f"{queued}:1") is not None
+    assert await redis.zscore(keys.queue_of(queued).ready, f"{queued}:1") is not None
     assert len(engine.driver.calls) == 1
 
 
@@ -93,8 +93,8 @@ async def test_the_intake_is_stored_only_when_something_waits(engine: Engine,
     await engine.send({"ok": True}, name="approval/decided")
     assert len(intakes) == 1 and len(intakes[0].events) == 1
     # done and dropped by the process that accepted the event: no intake item is left
-    items = await redis.hkeys(keys.queue(0).items)
-    assert not [i for i in items if i.startswith(b"intake:")]
+    items = [i for s in keys.shards() for i in await redis.hkeys(keys.queue(s).items)]
+    assert not [i for i in items if i.endswith(b":intake")]
     await engine.run_until_idle()
     run = await engine.run(run_id)
     assert run["status"] == "Completed" and run["output"]["data"] == {"ok": True}
@@ -121,4 +121,4 @@ async def test_an_event_after_another_process_synced_starts_the_new_functions(
     assert len(created) == 2 and engine.executor.registry.version != stale
     functions = {(await engine.run(r))["function_id"] for r in created}
     assert functions == {"f", "g"}
-    assert await redis.zcard(keys.runs(0)) == 3  # nothing written twice by the stale attempt
+    assert await total(redis, keys.runs) == 3  # nothing written twice by the stale attempt

@@ -7,11 +7,11 @@ from redis.asyncio import Redis
 from executor import keys
 from executor.driver import Completed
 
-from .harness import Engine
+from .harness import Engine, total
 
 
 async def _finished_events(redis: Redis) -> int:
-    return int(await redis.zcard(keys.events_by_name("inngest/function.finished", 0)))
+    return await total(redis, lambda s: keys.events_by_name("inngest/function.finished", s))
 
 
 async def test_finished_is_not_stored_when_nothing_listens(engine: Engine,
@@ -22,7 +22,7 @@ async def test_finished_is_not_stored_when_nothing_listens(engine: Engine,
     await engine.run_until_idle()
     assert (await engine.run(run_id))["status"] == "Completed"
     assert await _finished_events(redis) == 0
-    assert await redis.zcard(keys.outbox(0)) == 0  # handled, not left for the sweep
+    assert await total(redis, keys.outbox) == 0  # handled, not left for the sweep
 
 
 async def test_finished_is_stored_when_a_function_is_triggered_by_it(engine: Engine,
@@ -33,5 +33,5 @@ async def test_finished_is_stored_when_a_function_is_triggered_by_it(engine: Eng
     (run_id,) = await engine.send()
     await engine.run_until_idle()
     assert await _finished_events(redis) == 1
-    runs = await redis.lrange(keys.event_runs(f"{run_id}-finished", 0), 0, -1)
+    runs = await engine.executor.ingest.runs_of_event(f"{run_id}-finished")
     assert len(runs) == 1  # the audit function ran for it

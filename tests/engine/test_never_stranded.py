@@ -84,17 +84,18 @@ async def test_the_sweep_fails_a_stranded_run_with_the_reason(engine: Engine,
     (waiting,) = await engine.send()
     assert await sweep.sweep() == []  # both have their first item: fine
     # a future bug drops the first run's only item
-    await redis.hdel(keys.queue(0).items, f"{stuck}:1")
-    await redis.zrem(keys.queue(0).ready, f"{stuck}:1")
+    await redis.hdel(keys.queue_of(stuck).items, f"{stuck}:1")
+    await redis.zrem(keys.queue_of(stuck).ready, f"{stuck}:1")
     # the other is parked on a pause with its timeout item gone: a pause is enough
-    await redis.hdel(keys.queue(0).items, f"{waiting}:1")
-    await redis.sadd(keys.run_listeners(waiting), f"{keys.pauses('x', 0)}|{waiting}:h")
+    await redis.hdel(keys.queue_of(waiting).items, f"{waiting}:1")
+    pause_key = keys.pauses("x", keys.shard_of(waiting))
+    await redis.sadd(keys.run_listeners(waiting), f"{pause_key}|{waiting}:h")
     assert await sweep.sweep() == [stuck]
     run = await engine.run(stuck)
     assert run["status"] == "Failed" and "stranded" in run["output"]["message"]
     assert ended == [stuck]
     assert (await engine.run(waiting))["status"] == "Running"
-    assert await redis.zscore(keys.runs_running(0), stuck) is None
+    assert await redis.zscore(keys.runs_running(keys.shard_of(stuck)), stuck) is None
 
 
 async def test_a_key_expression_that_fails_skips_the_run_with_the_reason(engine: Engine) -> None:
@@ -126,7 +127,7 @@ async def test_debounce_key_lives_as_long_as_events_keep_joining(engine: Engine,
                                                                  redis: Redis) -> None:
     await engine.sync({"id": "f", "debounce": {"period": "10s"}})
     (run_id,) = await engine.send()
-    key = keys.debounce("f", "_", 0)
+    key = keys.debounce("f", "_", keys.shard_of(run_id))  # the function's home shard
     for _ in range(12):  # two minutes of events, each within the period
         engine.clock.advance(9_000)
         assert await engine.send() == []  # joins the pending run
@@ -161,7 +162,7 @@ async def test_start_timeout_does_not_cancel_a_run_that_started(engine: Engine,
     engine.clock.advance(1_500)
     await engine.run_until_idle()
     assert (await engine.run(run_id))["status"] == "Running"
-    assert not await redis.hexists(keys.queue(0).items, f"{run_id}:timeout-start")
+    assert not await redis.hexists(keys.queue_of(run_id).items, f"{run_id}:timeout-start")
 
 
 async def test_start_timeout_cancels_a_run_that_never_started(engine: Engine) -> None:
@@ -229,7 +230,8 @@ async def test_events_are_indexed_by_redis_time_not_the_senders_clock(engine: En
     await engine.send(name="late/clock")
     (seconds, micros) = await redis.time()
     redis_now = seconds * 1000 + micros // 1000
-    scores = await redis.zrange(keys.events_by_name("late/clock", 0), 0, -1, withscores=True)
+    scores = [pair for s in keys.shards() for pair in await redis.zrange(
+        keys.events_by_name("late/clock", s), 0, -1, withscores=True)]
     assert len(scores) == 1 and abs(scores[0][1] - redis_now) < 60_000
     raw = orjson.loads(await redis.get(keys.event(scores[0][0].decode())))
     assert raw["name"] == "late/clock"

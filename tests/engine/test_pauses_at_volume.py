@@ -44,10 +44,19 @@ def sleeper(call: Call) -> Outcome:
 
 async def _pause_hashes(redis: Redis) -> list[str]:
     found = []
-    async for raw in redis.scan_iter(match=f"{keys.PREFIX}:pause*"):
-        key = raw.decode()
-        if await redis.type(key) == b"hash":
-            found.append(key)
+    for shard in keys.shards():
+        async for raw in redis.scan_iter(match=f"{keys.prefix(shard)}:pause*"):
+            key = raw.decode()
+            if await redis.type(key) == b"hash":
+                found.append(key)
+    return found
+
+
+async def _unindexed(redis: Redis, name: str) -> dict[bytes, bytes]:
+    """The pauses of `name` stored unindexed, in every shard."""
+    found: dict[bytes, bytes] = {}
+    for shard in keys.shards():
+        found.update(await redis.hgetall(keys.pauses(name, shard)))  # type: ignore[misc]
     return found
 
 
@@ -76,8 +85,8 @@ async def test_an_event_reads_only_the_bucket_of_its_value(engine: Engine,
     await engine.sync({"id": "f"})
     engine.answer(waiter())
     runs = await _start(engine, [f"o-{i}" for i in range(20)])
-    assert await redis.hlen(keys.pauses(APPROVED, 0)) == 0  # type: ignore[misc]  # all indexed
-    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-7"', 0)
+    assert await _unindexed(redis, APPROVED) == {}  # all indexed
+    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-7"', keys.shard_of(runs["o-7"]))
     stored = orjson.loads(await redis.hget(bucket, f"{runs['o-7']}:{WAIT}"))  # type: ignore[misc]
     assert stored["expr"] == 'async.data.order == "o-7"'
     assert "event" not in stored  # the trigger is written in, not copied
@@ -97,7 +106,8 @@ async def test_cancel_on_reads_only_its_bucket(engine: Engine, redis: Redis) -> 
     runs = await _start(engine, [f"o-{i}" for i in range(10)])
     listener = f"{runs['o-3']}:cancel:0"
     assert await redis.hexists(  # type: ignore[misc]
-        keys.pause_bucket(CANCELLED, "data.order", '"o-3"', 0), listener)
+        keys.pause_bucket(CANCELLED, "data.order", '"o-3"', keys.shard_of(runs["o-3"])),
+        listener)
     await _make_unreadable_all_but(redis, listener)
     await engine.send({"order": "o-3"}, name=CANCELLED)
     assert (await engine.run(runs["o-3"]))["status"] == "Cancelled"
@@ -109,11 +119,13 @@ async def test_a_function_stored_before_the_index_registers_its_cancel_paths(
     """A listener is stored in its bucket by the ingest script; the path must be in the
     name's path set before that, even for a function synced before the set existed."""
     await engine.sync({"id": "f", "cancel": [{"event": CANCELLED, "if": MATCH}]})
-    await redis.delete(keys.pause_paths(CANCELLED, 0))  # as an older executor left it
+    for shard in keys.shards():  # as an older executor left it
+        await redis.delete(keys.pause_paths(CANCELLED, shard))
     fresh = Engine(redis, sleeper)  # another process: loads the function from Redis
     await fresh.executor.scripts.load_all()
     (run_id,) = await fresh.send({"order": "o-1"})
-    assert await redis.smembers(keys.pause_paths(CANCELLED, 0)) == {b"data.order"}  # type: ignore[misc]
+    paths = await redis.smembers(keys.pause_paths(CANCELLED, keys.shard_of(run_id)))  # type: ignore[misc]
+    assert paths - {pause_index.UNINDEXED.encode()} == {b"data.order"}
     await fresh.send({"order": "o-1"}, name=CANCELLED)
     assert (await fresh.run(run_id))["status"] == "Cancelled"
     await fresh.executor.driver.close()
@@ -123,7 +135,7 @@ async def test_a_timed_out_wait_leaves_its_bucket(engine: Engine, redis: Redis) 
     await engine.sync({"id": "f"})
     engine.answer(waiter(timeout="10s"))
     runs = await _start(engine, ["o-1"])
-    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-1"', 0)
+    bucket = keys.pause_bucket(APPROVED, "data.order", '"o-1"', keys.shard_of(runs["o-1"]))
     assert await redis.exists(bucket)
     engine.clock.advance(11_000)
     await engine.run_until_idle()
@@ -161,8 +173,8 @@ async def test_unindexable_and_uninterpolated_waits_still_match(engine: Engine,
     (other,) = (await _start(engine, ["o-1"])).values()
     engine.answer(waiter("async.data.items.exists(event, event == 1)"))
     (loop,) = (await _start(engine, ["o-2"])).values()
-    unindexed: Any = await redis.hgetall(keys.pauses(APPROVED, 0))
-    stored = {orjson.loads(v)["run_id"]: orjson.loads(v) for v in unindexed.values()}
+    stored = {orjson.loads(v)["run_id"]: orjson.loads(v)
+              for v in (await _unindexed(redis, APPROVED)).values()}
     assert stored[other]["expr"] == 'async.data.order != "o-1"'
     assert "event" in stored[loop]  # kept with its trigger: `event` is the loop variable
     await engine.send({"order": "o-2", "items": [1]}, name=APPROVED)
@@ -182,7 +194,7 @@ async def test_pauses_made_before_the_index_are_still_matched(
     await engine.sync({"id": "f", "cancel": [{"event": CANCELLED, "if": MATCH}]})
     engine.answer(waiter(timeout="10s"))
     runs = await _start(engine, ["o-1", "o-2", "o-3"])
-    assert await redis.hlen(keys.pauses(APPROVED, 0)) == 3  # type: ignore[misc]
+    assert len(await _unindexed(redis, APPROVED)) == 3
     monkeypatch.undo()
     await engine.send({"order": "o-1"}, name=APPROVED)
     await engine.send({"order": "o-2"}, name=CANCELLED)
@@ -234,7 +246,7 @@ async def test_two_executors_matching_one_event_resume_the_run_once(engine: Engi
     resumed = [c for e in (engine, other) for c in e.driver.calls
                if c.run_id == runs["o-1"] and WAIT in c.steps]
     assert len(resumed) == 1
-    assert await redis.lrange(keys.event_resumed("ev-approve", 0), 0, -1) == [  # type: ignore[misc]
-        runs["o-1"].encode()]
+    links = keys.event_resumed("ev-approve", keys.shard_of(runs["o-1"]))
+    assert await redis.lrange(links, 0, -1) == [runs["o-1"].encode()]  # type: ignore[misc]
     assert (await engine.run(runs["o-2"]))["status"] == "Running"
     await other.executor.driver.close()

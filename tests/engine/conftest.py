@@ -24,25 +24,28 @@ def real_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer
     server.stop()
 
 
-@pytest.fixture(params=["fake", "real"])
+# "sharded": a real Redis holding a store of SHARDED shards, so every engine test also
+# holds with a store cut into shards; the others' store has INNGEST_LIKE_TEST_SHARDS (1
+# unless set: set it to run them all sharded)
+SHARDED = 3
+SHARDS = int(os.environ.get("INNGEST_LIKE_TEST_SHARDS", "1"))
+
+
+@pytest.fixture(params=["fake", "real", "sharded"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     if request.param == "fake":
         client: Redis = fakeredis.FakeAsyncRedis()
     else:
         client = Redis.from_url(request.getfixturevalue("real_redis").url)
         await client.flushdb()
+    keys.configure(SHARDED if request.param == "sharded" else SHARDS)
     yield client
+    keys.configure(1)
     await client.aclose()
-
-
-# the engine's store is cut into this many shards (INNGEST_LIKE_TEST_SHARDS; 1 unless set)
-SHARDS = int(os.environ.get("INNGEST_LIKE_TEST_SHARDS", "1"))
 
 
 @pytest.fixture
 async def engine(redis: Redis) -> AsyncIterator[Engine]:
-    keys.configure(SHARDS)
     built = Engine(redis)
     yield built
     await built.executor.driver.close()
-    keys.configure(1)

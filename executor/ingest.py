@@ -32,7 +32,7 @@ from .pauses import FINISHED, Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
-from .state import RunState
+from .state import CallState, RunState
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -121,7 +121,8 @@ class Ingest:
         # set by the service when this process runs a worker: how many calls it can start
         # now, and how to start calls leased to it (new runs' first calls)
         self.free_slots: Callable[[], int] = lambda: 0
-        self.adopt: Callable[[list[QueueItem], str], None] = lambda items, token: None
+        self.adopt: Callable[[list[QueueItem], str, dict[str, CallState]], None] = (
+            lambda items, token, states: None)
         self.lease_ms = 20_000  # the lease of what the ingest script hands this process
         self.ack_timeout_ms = 1000  # how long `accept(replicas=N)` waits for the replicas
 
@@ -333,9 +334,10 @@ class Ingest:
             for shard, records in sorted(homes.items())))
         created: list[str] = [run_id for out in outs for run_id in out["created"]]
         self.on_runs_started(created, runs)
-        handed = [raw for out in outs for raw in out["handed"]]
+        handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
         if handed:
-            self.adopt([QueueItem.from_json(raw) for raw in handed], token)
+            clock = max(out["clock"] for out in outs)
+            self.adopt(handed, token, self._first_states(handed, runs, clock))
         repeated = {k: v for out in outs for k, v in out["repeated"].items()}
         for event in events:
             event.internal_id = repeated.get(event.internal_id, event.internal_id)
@@ -351,6 +353,24 @@ class Ingest:
         if acked and min(acked) < replicas:
             raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
         return created
+
+    def _first_states(self, items: list[QueueItem], runs: list[dict[str, Any]],
+                      clock: int) -> dict[str, CallState]:
+        """The states of new runs whose first calls the script handed to this process, as it
+        wrote them (the run's fields, the memos a rerun reuses), by item id: their calls
+        need not read them back."""
+        records = {r["run_id"]: r for r in runs}
+        states = {}
+        for item in items:
+            record = records.get(item.run_id)
+            if record is None:
+                continue
+            run = {k.encode(): str(v).encode() for k, v in record["fields"].items()}
+            run[b"seq"] = b"1"
+            memos = {h.encode(): m.encode() for h, m in record.get("memos") or []}
+            states[item.id] = CallState(run, memos, list(memos), self.registry.version or 0,
+                                        clock)
+        return states
 
     def _event_record(self, event: IncomingEvent, now: int) -> dict[str, Any]:
         """What ingest.lua stores for one event, in the event's shard."""

@@ -62,11 +62,12 @@ def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
 async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any],
                  shard: int = 0) -> dict[str, Any]:
     """Run the ingest script over `payload` piece by piece; its answers merged as if it had
-    been one call: {created, handed, repeated, intakes} (see lua/ingest.lua). Each piece
+    been one call: {created, handed, repeated, intakes, clock} (see lua/ingest.lua). Each piece
     gets its own intake item id, in `shard` (where `call` runs the script). The payload's `registry` check goes with the first piece
     only: when it finds the function set changed, nothing was written and the answer is
     {"stale": True} (the caller plans again)."""
-    merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": []}
+    merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": [],
+                              "clock": 0}
     # the registry check, and the runs to start in other shards (named in the intake item,
     # see Ingest.accept), go with the first piece
     check = {k: payload[k] for k in ("registry", "starts") if payload.get(k)}
@@ -83,6 +84,7 @@ async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any
         merged["created"] += list(out.get("created") or [])
         merged["handed"] += list(out.get("handed") or [])
         merged["repeated"].update(out.get("repeated") or {})
+        merged["clock"] = max(merged["clock"], int(out.get("clock") or 0))
         if out.get("intake"):
             merged["intakes"].append(out["intake"])
     return merged

@@ -33,6 +33,7 @@
 --       true when the caller knows something may (the pauses are in other shards too)
 -- returns: JSON {stale: true} when the registry version is not `registry.version` (nothing
 --          written), else JSON {created: [run id...], handed: [leased first item JSON...],
+--                clock: Redis time (ms) of this script (the events' index scores),
 --                repeated: {event id: id of the event stored before for the same sender id},
 --                intake: the intake item JSON (absent when there is nothing to do)}.
 --          Runs created include skipped ones (status Skipped and the reason; a run whose
@@ -274,7 +275,7 @@ for _, r in ipairs(p['runs']) do
     end
   end
 end
-local out = {created = created, handed = handed, repeated = stored_as}
+local out = {created = created, handed = handed, repeated = stored_as, clock = redis_ms}
 local starts = p['starts'] or {}
 if #to_match > 0 or #to_cancel > 0 or #starts > 0 then
   local intake = cjson.encode({id = p['intake_id'], run_id = '', fn_id = '', kind = 'intake',

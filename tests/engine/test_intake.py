@@ -50,10 +50,21 @@ async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engin
         return Completed("done")
 
     engine.answer(slow)
+    reads: list[list[str]] = []
+    load_many = executor.state.load_many
+
+    async def counted(run_ids: list[str]) -> Any:
+        reads.append(run_ids)
+        return await load_many(run_ids)
+
+    executor.state.load_many = counted  # type: ignore[method-assign]
     (run_id,) = await engine.send()
-    # the call starts with no leasing loop running: the item went from ingest to the worker
+    # the call starts with no leasing loop running: the item went from ingest to the worker,
+    # with the state the script wrote (not read back)
     await asyncio.wait_for(started.wait(), 5)
     assert [c.run_id for c in engine.driver.calls] == [run_id]
+    assert reads == []
+    assert engine.driver.calls[0].event["name"] == "test/go"
     assert await redis.zscore(keys.queue_of(run_id).ready, f"{run_id}:1") is None
     assert await redis.zscore(keys.queue_of(run_id).leased, f"{run_id}:1") is not None
     release.set()

@@ -307,9 +307,10 @@ class Ingest:
                 "runs": local.get(shard, []),
                 "starts": remote.get(shard, []),
             }) for shard in shards]
-            outs = await asyncio.gather(*(
-                ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
-                for shard, payload in pieces))
+            calls = [ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
+                     for shard, payload in pieces]
+            # one shard (the usual store, or a request of one event): no task to gather
+            outs = [await calls[0]] if len(calls) == 1 else list(await asyncio.gather(*calls))
             stale = [shard for (shard, _), out in zip(pieces, outs, strict=True)
                      if out.get("stale")]
             if not stale:
@@ -326,12 +327,13 @@ class Ingest:
         homes: dict[int, list[dict[str, Any]]] = {}
         for record in _away(event_records, runs):
             homes.setdefault(record["shard"], []).append(record)
-        outs += await asyncio.gather(*(
-            ingest_chunks.ingest(functools.partial(store, shard), {
-                "now": now, "events": [], "runs": records,
-                "lease": {"token": token, "expiry": now + self.lease_ms, "handoff": 0}},
-                shard)
-            for shard, records in sorted(homes.items())))
+        if homes:
+            outs += await asyncio.gather(*(
+                ingest_chunks.ingest(functools.partial(store, shard), {
+                    "now": now, "events": [], "runs": records,
+                    "lease": {"token": token, "expiry": now + self.lease_ms, "handoff": 0}},
+                    shard)
+                for shard, records in sorted(homes.items())))
         created: list[str] = [run_id for out in outs for run_id in out["created"]]
         self.on_runs_started(created, runs)
         handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]

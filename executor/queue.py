@@ -206,13 +206,16 @@ class Queue:
         shards may get up to one item per shard (a few calls over its slots), rather than
         ask only some shards and leave the others' work waiting."""
         token = str(ULID())
+        if limit <= 0:
+            return [], token, None
         count = keys.shard_count()
         self._turn = (self._turn + 1) % count
         shares = [max(1, limit // count + (1 if (s - self._turn) % count < limit % count else 0))
                   for s in keys.shards()]
-        asked = list(keys.shards()) if limit > 0 else []
-        answers = await asyncio.gather(*(
-            self._lease_shard(s, now_ms, now_ms + lease_ms, token, shares[s]) for s in asked))
+        leases = [self._lease_shard(s, now_ms, now_ms + lease_ms, token, shares[s])
+                  for s in keys.shards()]
+        # one shard (the usual store): no task to gather
+        answers = [await leases[0]] if count == 1 else await asyncio.gather(*leases)
         items = [item for found, _ in answers for item in found]
         dues = [due for _, due in answers if due is not None]
         return items, token, min(dues) if dues else None

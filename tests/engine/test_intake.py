@@ -1,6 +1,7 @@
 """Ingest: run ids derived from (event, function), so a retried ingest starts no second run;
-a new run's first call handed straight to the local worker; and the intake item (what an
-event does to runs already there) written only when something may wait for the event."""
+a new run's first call handed straight to the local worker; the intake item (what an
+event does to runs already there) written only when something may wait for the event; and
+a run started away from its event's shard (its function's home) never lost."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from redis.asyncio import Redis
+from ulid import ULID
 
-from executor import keys
+from executor import flow, keys
 from executor.driver import Completed, Outcome
 from executor.events import IncomingEvent
 from executor.queue import Intake
@@ -133,3 +136,41 @@ async def test_an_event_after_another_process_synced_starts_the_new_functions(
     functions = {(await engine.run(r))["function_id"] for r in created}
     assert functions == {"f", "g"}
     assert await total(redis, keys.runs) == 3  # nothing written twice by the stale attempt
+
+
+async def test_a_run_started_away_from_its_event_survives_a_crash_in_between(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function whose runs share flow-control state starts its runs in its home shard,
+    after its event was stored in its own: the event's intake item names the run meanwhile,
+    so a process dying between the two leaves it to a worker, which starts it once."""
+    if keys.shard_count() == 1:
+        pytest.skip("one shard: every run is stored with its event")
+    await engine.sync({"id": "f", "concurrency": [{"limit": 2}]})
+    ingest = engine.executor.ingest
+    home = flow.home_shard("f", engine.executor.registry.functions["f"].flow)
+    assert home is not None
+    stored_alone = ingest._script
+
+    async def dies_before_the_home_shard(shard: int, body: bytes) -> Any:
+        if shard == home and b'"events":[]' in body:
+            raise ConnectionError("the process died")
+        return await stored_alone(shard, body)
+
+    monkeypatch.setattr(ingest, "_script", dies_before_the_home_shard)
+    event_id = keys.with_shard(str(ULID()), (home + 1) % keys.shard_count())
+    event = IncomingEvent(event_id, {"name": "test/go", "data": {}, "id": "",
+                                     "ts": engine.clock(), "user": {}}, "")
+    with pytest.raises(ConnectionError):
+        await ingest.accept([event])
+    assert await ingest.runs_of_event(event_id) == []  # the event is stored, its run not yet
+    assert await redis.exists(keys.event(event_id))
+
+    monkeypatch.undo()
+    engine.clock.advance(ingest.lease_ms + 1)  # the intake item's lease runs out
+    assert await engine.executor.queue.reap(engine.clock()) == 1
+    await engine.run_until_idle()
+    (run_id,) = await ingest.runs_of_event(event_id)
+    assert keys.shard_of(run_id) == home
+    assert (await engine.run(run_id))["status"] == "Completed"
+    await ingest.follow_up(Intake([], [], [[event_id, "f"]]))  # done again: nothing new
+    assert await ingest.runs_of_event(event_id) == [run_id]

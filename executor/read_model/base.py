@@ -8,11 +8,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .. import keys
-from . import shards
+from .. import keys, shards
+from ..shards import Index
 from .paging import _row, make_cursor, split_cursor
 from .search import Result
-from .shards import Index
 from .views import EVENT_HEAD_BYTES, ROW_FIELDS, event_head, run_view
 
 

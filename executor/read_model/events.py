@@ -7,13 +7,12 @@ from typing import Any
 
 import orjson
 
-from .. import keys
+from .. import keys, shards
 from ..indexes import EVENTS, event_document, is_internal
-from . import shards
+from ..shards import Index
 from .base import Reads
 from .paging import LIVE_LOOKBACK_MS, Page
 from .search import Search
-from .shards import Index
 from .views import EVENT_HEAD_BYTES, _iso, _text, event_head, event_view
 
 

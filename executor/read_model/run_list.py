@@ -7,14 +7,13 @@ from typing import Any
 
 import orjson
 
-from .. import keys
+from .. import keys, shards
 from ..indexes import RUNS, run_document
-from . import shards
+from ..shards import Index
 from .base import Reads
 from .paging import LIVE_LOOKBACK_MS, Page, RunQuery
 from .phases import add_phases
 from .search import Search
-from .shards import Index
 from .views import _text
 
 

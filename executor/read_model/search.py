@@ -28,9 +28,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from .. import keys
+from .. import keys, shards
 from ..indexes import Document, number_of, scalar_text, words_of
-from . import shards
 from .views import _text
 
 _CLAUSE = re.compile(

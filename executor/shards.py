@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .. import keys
+from . import keys
 
 # one shard's key of an index: `keys.runs`, `lambda shard: keys.runs_of_function(fn, shard)`
 Index = Callable[[int], str]

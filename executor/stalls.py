@@ -106,16 +106,19 @@ class Stalls:
         now = self.clock()
         thresholds = [self.threshold_ms(fn) for fn in self.registry.functions.values()]
         floor = min([self.default_threshold_ms, *thresholds])
-        # the oldest overdue items of all shards' ready queues, each read beside its queue
-        got = await shards.oldest(self.redis, lambda shard: keys.queue(shard).ready,
-                                  SWEEP_LIMIT, "-inf", now - floor)
+        # the oldest overdue items of all shards' ready queues, each read in its own queue
+        answers = await shards.each_shard(self.redis, lambda pipe, shard: pipe.zrangebyscore(
+            keys.queue(shard).ready, "-inf", now - floor, start=0, num=SWEEP_LIMIT,
+            withscores=True))
+        got = sorted(((due, item_id, shard) for shard, answer in enumerate(answers)
+                      for item_id, due in shards.entries(answer)))[:SWEEP_LIMIT]
         flagged = []
         if got:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for item_id, _ in got:
-                    pipe.hget(keys.queue_of(item_id.split(":", 1)[0]).items, item_id)
+                for _, item_id, shard in got:
+                    pipe.hget(keys.queue(shard).items, item_id)
                 raws = await pipe.execute()
-            for (_, due), raw in zip(got, raws, strict=True):
+            for (due, _, _), raw in zip(got, raws, strict=True):
                 if raw is None:
                     continue
                 try:

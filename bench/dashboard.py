@@ -274,16 +274,18 @@ async def seed(directory: pathlib.Path, runs: int, rng_seed: int) -> None:
         truth = await _truth(redis, end)
         (directory / "truth.json").write_text(json.dumps({"end_ms": end, **truth}, indent=1))
         info = await redis.info("memory")
-        print(f"seeded {runs:,} runs ({await redis.zcard(keys.RUNS):,} in il:runs, "
-              f"{await redis.zcard(keys.EVENTS):,} events) in {time.perf_counter() - t0:.0f} s; "
-              f"Redis uses {info['used_memory_human']}")
-        for label, pattern in (("search indexes", f"{keys.PREFIX}:search:*"),
-                               ("statistics", f"{keys.PREFIX}:stats:*"),
-                               ("status indexes", f"{keys.PREFIX}:runs:*")):
+        stored = sum([await redis.zcard(keys.runs(s)) for s in keys.shards()])
+        received = sum([await redis.zcard(keys.events(s)) for s in keys.shards()])
+        print(f"seeded {runs:,} runs ({stored:,} in the run indexes, {received:,} events) "
+              f"in {time.perf_counter() - t0:.0f} s; Redis uses {info['used_memory_human']}")
+        for label, family in (("search indexes", "search"), ("statistics", "stats"),
+                              ("status indexes", "runs")):
             used, count = 0, 0
-            async for key in redis.scan_iter(match=pattern, count=5000):
-                used += int(await redis.memory_usage(key, samples=0) or 0)
-                count += 1
+            for shard in keys.shards():
+                pattern = f"{keys.prefix(shard)}:{family}:*"
+                async for key in redis.scan_iter(match=pattern, count=5000):
+                    used += int(await redis.memory_usage(key, samples=0) or 0)
+                    count += 1
             print(f"  {label}: {count:,} keys, {used / 2**20:,.1f} MiB")
         await redis.bgsave()
         deadline = time.monotonic() + 600
@@ -308,9 +310,11 @@ def _event(name: str, data: dict[str, Any], ts: int) -> Any:
 
 async def _truth(redis: Redis, end: int) -> dict[str, Any]:
     """The exact answers, read from every run hash: what each page should show."""
-    from executor import keys
+    from executor import keys, shards
 
-    ids = [m.decode() for m in await redis.zrange(keys.RUNS, 0, -1)]
+    every = [shards.entries(await redis.zrange(keys.runs(shard), 0, -1, withscores=True))
+             for shard in keys.shards()]
+    ids = [run_id for run_id, _ in shards.oldest_first(every)]  # as one index: oldest first
     # the Functions page's "last 24 hours": 24 hourly buckets, the last one holding `end`
     day_start = end // 3_600_000 * 3_600_000 - 23 * 3_600_000
     fields = ["function_id", "status", "started_at", "ended_at", "exec_ms", "queue_ms",

@@ -20,14 +20,17 @@ import orjson
 from redis.asyncio import Redis
 
 from . import indexes, keys
+from .read_model.search import index_entries
 
 BATCH = 2000
 
 
 async def backfill(redis: Redis, batch: int = BATCH) -> tuple[int, int]:
-    """(runs indexed, events indexed)."""
-    runs = await _runs(redis, batch)
-    events = await _events(redis, batch)
+    """(runs indexed, events indexed), every shard's."""
+    runs = events = 0
+    for shard in keys.shards():
+        runs += await _runs(redis, batch, shard)
+        events += await _events(redis, batch, shard)
     return runs, events
 
 
@@ -36,9 +39,10 @@ async def _members(redis: Redis, index: str, start: int, batch: int) -> list[str
     return [m.decode() for m in found]
 
 
-async def _runs(redis: Redis, batch: int) -> int:
+async def _runs(redis: Redis, batch: int, shard: int) -> int:
+    """A shard's runs, into that shard's indexes (where the scripts put a run's)."""
     done = 0
-    while ids := await _members(redis, keys.RUNS, done, batch):
+    while ids := await _members(redis, keys.runs(shard), done, batch):
         async with redis.pipeline(transaction=False) as pipe:
             for run_id in ids:
                 pipe.hmget(keys.run(run_id), ["function_id", "status", "started_at", "event",
@@ -50,33 +54,37 @@ async def _runs(redis: Redis, batch: int) -> int:
                     continue
                 fn_id, state, at = fn.decode(), status.decode(), int(started or 0)
                 if state != "Running":
-                    pipe.zadd(keys.runs_by_status(state), {run_id: at})
-                pipe.zadd(keys.runs_of_function_status(fn_id, state), {run_id: at})
+                    pipe.zadd(keys.runs_by_status(state, shard), {run_id: at})
+                pipe.zadd(keys.runs_of_function_status(fn_id, state, shard), {run_id: at})
                 doc = indexes.run_document(orjson.loads(event) if event else {}, state,
                                            orjson.loads(output) if output else None)
-                for key, score, member in indexes.entries(doc, indexes.RUNS):
+                for key, score, member in index_entries(doc, indexes.RUNS, shard):
                     pipe.zadd(key, {member or run_id: float(score) if score else at})
             await pipe.execute()
         done += len(ids)
     return done
 
 
-async def _events(redis: Redis, batch: int) -> int:
+async def _events(redis: Redis, batch: int, shard: int) -> int:
+    """A shard's events: the user's among them listed, and their search entries."""
     done = 0
     while True:
-        found: Any = await redis.zrange(keys.EVENTS, done, done + batch - 1, withscores=True)
+        found: Any = await redis.zrange(keys.events(shard), done, done + batch - 1,
+                                        withscores=True)
         if not found:
             return done
         ids = [(m.decode(), int(s)) for m, s in found]
-        raws = await redis.mget([keys.event(i) for i, _ in ids])
+        raws = await redis.mget([keys.event(i) for i, _ in ids])  # one shard: one slot
         async with redis.pipeline(transaction=False) as pipe:
             for (event_id, at), raw in zip(ids, raws, strict=True):
                 if not raw:
                     continue
-                plan = indexes.event_plan(orjson.loads(raw))
-                if plan["user_key"]:
-                    pipe.zadd(plan["user_key"], {event_id: at})
-                for key, score, member in plan["terms"]:
+                wire = orjson.loads(raw)
+                if indexes.is_internal(wire.get("name")):
+                    continue  # internal events are neither the user's nor searched
+                pipe.zadd(keys.events_user(shard), {event_id: at})
+                for key, score, member in index_entries(indexes.event_document(wire),
+                                                        indexes.EVENTS, shard):
                     pipe.zadd(key, {member or event_id: float(score) if score else at})
             await pipe.execute()
         done += len(ids)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from ulid import ULID
 
-from . import expressions, keys, times
+from . import expressions, keys, shards, times
 from .events import IncomingEvent
 
 if TYPE_CHECKING:
@@ -118,11 +118,13 @@ def parse_cancellation(body: Any) -> Cancellation:
 
 async def cancel_many(executor: Executor, spec: Cancellation) -> dict[str, Any]:
     """Cancel the running runs of a function started in a time window (and matching `if`)."""
-    run_ids: Any = await executor.redis.zrangebyscore(
-        keys.RUNS, spec.started_after_ms, spec.started_before_ms)
+    # every shard's runs started in the window, oldest first
+    answers = await shards.each_shard(executor.redis, lambda pipe, shard: pipe.zrangebyscore(
+        keys.runs(shard), spec.started_after_ms, spec.started_before_ms, withscores=True))
+    run_ids = [run_id for run_id, _ in shards.oldest_first(shards.entries(a) for a in answers)]
     cancelled = []
     for start in range(0, len(run_ids), 500):
-        batch = [r.decode() for r in run_ids[start:start + 500]]
+        batch = run_ids[start:start + 500]
         async with executor.redis.pipeline(transaction=False) as pipe:
             for run_id in batch:
                 pipe.hmget(keys.run(run_id), ["function_id", "status", "event"])

@@ -38,23 +38,30 @@ class StrandSweep:
         self.run_ended = run_ended
         self.grace_ms = grace_ms  # runs younger than this are left to settle
 
-    async def _runs_with_items(self) -> set[str]:
+    async def _runs_with_items(self, shard: int) -> set[str]:
+        """The runs with an item in a shard's queue (a run's items are in its shard's)."""
         owners: set[str] = set()
         cursor: Any = 0
         while True:
-            cursor, page = await self.redis.hscan(keys.QUEUE_ITEMS, cursor, count=1000)
+            cursor, page = await self.redis.hscan(keys.queue(shard).items, cursor, count=1000)
             owners.update(_text(item_id).split(":", 1)[0] for item_id in page)
             if not cursor:
                 return owners
 
     async def sweep(self) -> list[str]:
-        """Fail the stranded runs; returns their ids."""
+        """Fail the stranded runs of every shard; returns their ids."""
+        failed = []
+        for shard in keys.shards():
+            failed += await self._sweep(shard)
+        return failed
+
+    async def _sweep(self, shard: int) -> list[str]:
         now = self.clock()
-        running: Any = await self.redis.zrangebyscore(keys.RUNS_RUNNING, "-inf",
+        running: Any = await self.redis.zrangebyscore(keys.runs_running(shard), "-inf",
                                                       now - self.grace_ms)
         if not running:
             return []
-        with_items = await self._runs_with_items()
+        with_items = await self._runs_with_items(shard)
         failed = []
         for raw in running:
             run_id = raw.decode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, shards
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # seconds: a no-op step takes ms, an LLM call seconds to minutes
@@ -96,24 +96,31 @@ class Metrics:
     # -- the scrape ----------------------------------------------------------------------
     async def render(self, redis: Redis, now_ms: int) -> bytes:
         """The text exposition, with the shared gauges read from Redis first."""
+        # every shard's queue and stalled index, in one round trip, summed
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(keys.QUEUE_READY, "-inf", now_ms)
-            pipe.zcount(keys.QUEUE_READY, f"({now_ms}", "+inf")
-            pipe.zcard(keys.QUEUE_LEASED)
-            pipe.zrange(keys.QUEUE_READY, 0, 0, withscores=True)
-            pipe.zrange(keys.RUNS_STALLED, 0, STALLED_CHECKED - 1)
-            ready, scheduled, leased, head, stalled = await pipe.execute()
-        self.queue_depth.labels("ready").set(ready)
-        self.queue_depth.labels("scheduled").set(scheduled)
-        self.queue_depth.labels("leased").set(leased)
-        oldest = head[0][1] if head else None
+            for shard in keys.shards():
+                queue = keys.queue(shard)
+                pipe.zcount(queue.ready, "-inf", now_ms)
+                pipe.zcount(queue.ready, f"({now_ms}", "+inf")
+                pipe.zcard(queue.leased)
+                pipe.zrange(queue.ready, 0, 0, withscores=True)
+                pipe.zrange(keys.runs_stalled(shard), 0, STALLED_CHECKED - 1, withscores=True)
+            replies = await pipe.execute()
+        per_shard = [replies[at:at + 5] for at in range(0, len(replies), 5)]
+        self.queue_depth.labels("ready").set(sum(r[0] for r in per_shard))
+        self.queue_depth.labels("scheduled").set(sum(r[1] for r in per_shard))
+        self.queue_depth.labels("leased").set(sum(r[2] for r in per_shard))
+        heads = [r[3][0][1] for r in per_shard if r[3]]
+        oldest = min(heads) if heads else None
+        stalled = [run_id for run_id, _ in list(shards.oldest_first(
+            shards.entries(r[4]) for r in per_shard))[:STALLED_CHECKED]]
         self.oldest_ready_age.set(max(0.0, (now_ms - oldest) / 1000)
                                   if oldest is not None and oldest <= now_ms else 0.0)
         running = 0
         if stalled:
             async with redis.pipeline(transaction=False) as pipe:
                 for run_id in stalled:
-                    pipe.hget(keys.run(run_id.decode()), "status")
+                    pipe.hget(keys.run(run_id), "status")
                 running = sum(1 for s in await pipe.execute() if s == b"Running")
         self.stalled_runs.set(running)
         return generate_latest(self.registry)

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from inngest_like import wire
 
-from . import api_schema, bodies, keys, retention
+from . import api_schema, bodies, keys, retention, shards
 from .auth import SESSION_COOKIE
 from .heartbeats import call_id_ok
 from .metrics import CONTENT_TYPE
@@ -83,8 +83,10 @@ def mount(app: FastAPI, executor: Any) -> None:
     async def function_usage(function_id: str) -> Response:
         await executor.registry.refresh()
         known = function_id in executor.registry.functions or await executor.redis.hexists(
-            keys.FUNCTIONS_REMOVED, function_id) or await executor.redis.exists(
-            keys.function_usage(function_id), keys.runs_of_function(function_id))
+            keys.FUNCTIONS_REMOVED, function_id) or any(await shards.each_shard(
+                executor.redis, lambda pipe, shard: pipe.exists(  # one shard's keys a command
+                    keys.function_usage(function_id, shard),
+                    keys.runs_of_function(function_id, shard))))
         if not known:
             # neither synced nor known by what it left: unknown, or removed and expired
             period = retention.period_text(executor.settings.retention_ms)

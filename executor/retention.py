@@ -3,7 +3,8 @@
 until Redis refuses writes (or, with an eviction policy, silently drops queue items). A
 Running run is never deleted, however old.
 
-Each pass deletes at most `batch` runs and `batch` events, oldest first, in pipelines; the
+Each pass deletes at most `batch` runs and `batch` events of each shard, oldest first, in
+pipelines, one shard at a time (a run's keys and index entries are all in its shard); the
 scheduler repeats passes while they are full. Reads of a deleted run or event answer 404
 as for an id that never existed. What goes, key family by key family (keys.py):
 
@@ -41,6 +42,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from . import indexes, keys, scripts
+from .read_model.search import index_entries
 from .usage import DAYS_SHOWN
 
 log = logging.getLogger("inngest_like.executor")
@@ -70,7 +72,8 @@ class Retention:
         self.retention_ms = retention_ms
         self.batch = batch
         self._forget_empty = redis.register_script(scripts.source("forget_empty"))
-        self._waiting_cursor = 0  # where the walk of the concurrency waiting set stopped
+        # where the walk of each shard's concurrency waiting set stopped
+        self._waiting_cursors = [0] * keys.shard_count()
         self._usage_trimmed_day = -1  # per-day usage fields age by days: trimmed once a day
 
     async def sweep(self) -> tuple[int, int]:
@@ -90,19 +93,22 @@ class Retention:
             await self._forget_empty(keys=[directory],
                                      args=[kind, prefix, *names[at:at + self.batch]])
 
-    async def _forget_words(self, scope: str, words: set[str]) -> None:
-        """Take out of the prefix dictionary the words no run (event) holds any more."""
-        await self._forget(keys.search_words(scope), "zset", keys.search_word(scope, ""),
-                           sorted(words))
+    async def _forget_words(self, scope: str, words: set[str], shard: int) -> None:
+        """Take out of a shard's prefix dictionary the words no run (event) of that shard
+        holds any more."""
+        await self._forget(keys.search_words(scope, shard), "zset",
+                           keys.search_word(scope, "", shard), sorted(words))
 
     async def _waiting(self) -> None:
         """Forget the concurrency waiting zsets that emptied (one value of a per-user
         concurrency key each: without this the set grows with every value ever held back).
-        Walked a page per pass."""
-        cursor, found = await self.redis.sscan(keys.CONCURRENCY_WAITING, self._waiting_cursor,
-                                               count=self.batch)
-        self._waiting_cursor = int(cursor)
-        await self._forget(keys.CONCURRENCY_WAITING, "set", "", [_text(n) for n in found])
+        Each shard's set walked a page per pass."""
+        for shard in keys.shards():
+            directory = keys.concurrency_waiting_keys(shard)
+            cursor, found = await self.redis.sscan(directory, self._waiting_cursors[shard],
+                                                   count=self.batch)
+            self._waiting_cursors[shard] = int(cursor)
+            await self._forget(directory, "set", "", [_text(n) for n in found])
 
     async def _removed(self, cutoff: int) -> None:
         """Functions removed before the period: their usage totals go (unless a run of
@@ -121,9 +127,11 @@ class Retention:
                        if f not in registered and int(info.get("removed_at", 0)) <= cutoff]
                 async with self.redis.pipeline(transaction=False) as counts:
                     for fn_id in due:
-                        counts.zcard(keys.runs_of_function_status(fn_id, "Running"))
+                        for shard in keys.shards():
+                            counts.zcard(keys.runs_of_function_status(fn_id, "Running", shard))
                     running = await counts.execute()
-                gone = [f for f, n in zip(due, running, strict=True) if not n]
+                n = keys.shard_count()
+                gone = [f for at, f in enumerate(due) if not any(running[at * n:(at + 1) * n])]
                 forgotten = gone + [f for f in infos if f in registered]
                 left = {str(info.get("app_id")) for f, info in infos.items()
                         if f not in forgotten}
@@ -136,8 +144,8 @@ class Retention:
                 if not forgotten and not stale:
                     return
                 pipe.multi()  # type: ignore[no-untyped-call]
-                for fn_id in gone:
-                    pipe.delete(keys.function_usage(fn_id))
+                for fn_id in gone:  # shard 0's, with the registry: see below for the rest
+                    pipe.delete(keys.function_usage(fn_id, 0))
                 if forgotten:
                     pipe.hdel(keys.FUNCTIONS_REMOVED, *forgotten)
                 if stale:
@@ -145,6 +153,14 @@ class Retention:
                 await pipe.execute()
             except WatchError:
                 return
+        if gone and keys.shard_count() > 1:
+            # a transaction holds the keys of one shard (one slot on a cluster): the other
+            # shards' usage totals go once the function is forgotten
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for fn_id in gone:
+                    for shard in keys.shards()[1:]:
+                        pipe.delete(keys.function_usage(fn_id, shard))
+                await pipe.execute()
         if stale:
             log.info("retention removed %d app(s) with no functions: %s", len(stale),
                      ", ".join(stale))
@@ -180,17 +196,18 @@ class Retention:
         keep_from = min(cutoff // DAY_MS, today - DAYS_SHOWN + 1)
         fn_ids = {_text(f) for f in await self.redis.hkeys(keys.FUNCTIONS)}
         fn_ids |= {_text(f) for f in await self.redis.hkeys(keys.FUNCTIONS_REMOVED)}
-        ordered = sorted(fn_ids)
+        totals = [keys.function_usage(fn_id, shard) for fn_id in sorted(fn_ids)
+                  for shard in keys.shards()]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for fn_id in ordered:
-                pipe.hkeys(keys.function_usage(fn_id))
+            for key in totals:
+                pipe.hkeys(key)
             fields = await pipe.execute()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for fn_id, names in zip(ordered, fields, strict=True):
+            for key, names in zip(totals, fields, strict=True):
                 old = [n for n in map(_text, names)
                        if n.startswith("d:") and int(n.split(":")[1]) < keep_from]
                 if old:
-                    pipe.hdel(keys.function_usage(fn_id), *old)
+                    pipe.hdel(key, *old)
             await pipe.execute()
 
     async def _bulk(self, cutoff: int) -> None:
@@ -206,9 +223,14 @@ class Retention:
             await pipe.execute()
 
     async def _runs(self, cutoff: int) -> int:
+        """Each shard's expired runs (at most `batch` a shard)."""
+        return sum([await self._runs_of(shard, cutoff) for shard in keys.shards()])
+
+    async def _runs_of(self, shard: int, cutoff: int) -> int:
         # the oldest started runs first; a run that ended after the cutoff (or still runs)
-        # is kept, and looked at again by a later pass
-        found: Any = await self.redis.zrangebyscore(keys.RUNS, "-inf", cutoff, start=0,
+        # is kept, and looked at again by a later pass. A run's keys and every index entry
+        # of it are in its shard.
+        found: Any = await self.redis.zrangebyscore(keys.runs(shard), "-inf", cutoff, start=0,
                                                     num=self.batch)
         run_ids = [_text(r) for r in found]
         if not run_ids:
@@ -236,22 +258,22 @@ class Retention:
             for run_id, fn_id, found_run in expired:
                 pipe.delete(*keys.run_keys(run_id), keys.run_usage(run_id),
                             keys.run_reruns(run_id))
-                pipe.zrem(keys.RUNS, run_id)
-                pipe.zrem(keys.RUNS_RUNNING, run_id)
-                pipe.zrem(keys.RUNS_STALLED, run_id)
+                pipe.zrem(keys.runs(shard), run_id)
+                pipe.zrem(keys.runs_running(shard), run_id)
+                pipe.zrem(keys.runs_stalled(shard), run_id)
                 if fn_id:
-                    pipe.zrem(keys.runs_of_function(fn_id), run_id)
+                    pipe.zrem(keys.runs_of_function(fn_id, shard), run_id)
                 if fn_id and found_run:
                     status, event, output = found_run
-                    pipe.zrem(keys.runs_by_status(status), run_id)
-                    pipe.zrem(keys.runs_of_function_status(fn_id, status), run_id)
-                    pipe.zrem(keys.runs_of_function_status(fn_id, "Running"), run_id)
+                    pipe.zrem(keys.runs_by_status(status, shard), run_id)
+                    pipe.zrem(keys.runs_of_function_status(fn_id, status, shard), run_id)
+                    pipe.zrem(keys.runs_of_function_status(fn_id, "Running", shard), run_id)
                     doc = indexes.run_document(orjson.loads(event) if event else {}, status,
                                                orjson.loads(output) if output else None)
-                    self._unindex(pipe, doc, indexes.RUNS, run_id)
+                    self._unindex(pipe, doc, indexes.RUNS, run_id, shard)
                     words |= doc.words
             await pipe.execute()
-        await self._forget_words(indexes.RUNS, words)
+        await self._forget_words(indexes.RUNS, words, shard)
         await self._orphaned_links(sorted(event_ids))
         return len(expired)
 
@@ -268,23 +290,30 @@ class Retention:
             stored = await pipe.execute()
         gone = [e for e, n in zip(event_ids, stored, strict=True) if not n]
         if gone:
-            await self.redis.delete(*(key for e in gone for key in (
-                keys.event_runs(e), keys.event_resumed(e), keys.event_cancelled(e))))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event_id in gone:
+                    _delete_links(pipe, event_id)
+                await pipe.execute()
 
     @staticmethod
-    def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str) -> None:
-        for key, _, entry in indexes.entries(doc, scope):
+    def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str,
+                 shard: int) -> None:
+        for key, _, entry in index_entries(doc, scope, shard):
             if not entry:  # the prefix dictionary is shared: see _forget_words
                 pipe.zrem(key, member)
 
     async def _events(self, cutoff: int) -> int:
-        found: Any = await self.redis.zrangebyscore(keys.EVENTS, "-inf", cutoff, start=0,
-                                                    num=self.batch)
+        """Each shard's expired events (at most `batch` a shard)."""
+        return sum([await self._events_of(shard, cutoff) for shard in keys.shards()])
+
+    async def _events_of(self, shard: int, cutoff: int) -> int:
+        found: Any = await self.redis.zrangebyscore(keys.events(shard), "-inf", cutoff,
+                                                    start=0, num=self.batch)
         event_ids = [_text(e) for e in found]
         if not event_ids:
             return 0
         # the whole events (the search entries come from their data), 50 at a time: an
-        # event may be large
+        # event may be large (one MGET: a shard's events share its hash tag)
         stored: list[Any] = []
         for at in range(0, len(event_ids), 50):
             stored += await self.redis.mget([keys.event(e) for e in event_ids[at:at + 50]])
@@ -294,15 +323,23 @@ class Retention:
                 wire = orjson.loads(raw) if raw else None
                 name = wire.get("name") if isinstance(wire, dict) else None
                 if isinstance(name, str):
-                    pipe.zrem(keys.events_by_name(name), event_id)
-                pipe.delete(keys.event(event_id), keys.event_runs(event_id),
-                            keys.event_resumed(event_id), keys.event_cancelled(event_id))
-                pipe.zrem(keys.EVENTS, event_id)
-                pipe.zrem(keys.EVENTS_USER, event_id)
+                    pipe.zrem(keys.events_by_name(name, shard), event_id)
+                pipe.delete(keys.event(event_id))
+                _delete_links(pipe, event_id)
+                pipe.zrem(keys.events(shard), event_id)
+                pipe.zrem(keys.events_user(shard), event_id)
                 if isinstance(wire, dict) and not indexes.is_internal(name):
                     doc = indexes.event_document(wire)
-                    self._unindex(pipe, doc, indexes.EVENTS, event_id)
+                    self._unindex(pipe, doc, indexes.EVENTS, event_id, shard)
                     words |= doc.words
             await pipe.execute()
-        await self._forget_words(indexes.EVENTS, words)
+        await self._forget_words(indexes.EVENTS, words, shard)
         return len(event_ids)
+
+
+def _delete_links(pipe: Any, event_id: str) -> None:
+    """Queue the deletion of an event's lists of the runs it started, resumed and
+    cancelled: one list of each in every shard (of the runs there), one DEL a shard."""
+    for shard in keys.shards():
+        pipe.delete(keys.event_runs(event_id, shard), keys.event_resumed(event_id, shard),
+                    keys.event_cancelled(event_id, shard))

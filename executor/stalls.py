@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import keys, times
+from . import keys, shards, times
 from .agent_options import DEFAULT_STALL_THRESHOLD_MS
 from .clock import Clock
 from .ingest import Ingest, internal_event
@@ -67,7 +67,8 @@ class Stalls:
     async def _script(self, run_id: str, action: str, since: int | str = "",
                       reason: str = "") -> list[Any]:
         out: list[Any] = await self.scripts(
-            "stall", [keys.run(run_id), keys.RUNS_STALLED], [action, run_id, since, reason])
+            "stall", [keys.run(run_id), keys.runs_stalled(keys.shard_of(run_id))],
+            [action, run_id, since, reason])
         return out
 
     async def flag(self, run_id: str, since_ms: int, reason: str) -> bool:
@@ -105,12 +106,19 @@ class Stalls:
         now = self.clock()
         thresholds = [self.threshold_ms(fn) for fn in self.registry.functions.values()]
         floor = min([self.default_threshold_ms, *thresholds])
-        got: Any = await self.redis.zrangebyscore(keys.QUEUE_READY, "-inf", now - floor,
-                                                  start=0, num=SWEEP_LIMIT, withscores=True)
+        # the oldest overdue items of all shards' ready queues, each read in its own queue
+        answers = await shards.each_shard(self.redis, lambda pipe, shard: pipe.zrangebyscore(
+            keys.queue(shard).ready, "-inf", now - floor, start=0, num=SWEEP_LIMIT,
+            withscores=True))
+        got = sorted(((due, item_id, shard) for shard, answer in enumerate(answers)
+                      for item_id, due in shards.entries(answer)))[:SWEEP_LIMIT]
         flagged = []
         if got:
-            raws = await self.redis.hmget(keys.QUEUE_ITEMS, [member for member, _ in got])
-            for (_, due), raw in zip(got, raws, strict=True):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, item_id, shard in got:
+                    pipe.hget(keys.queue(shard).items, item_id)
+                raws = await pipe.execute()
+            for (due, _, _), raw in zip(got, raws, strict=True):
                 if raw is None:
                     continue
                 try:
@@ -130,16 +138,16 @@ class Stalls:
         return flagged
 
     async def _forget_ended(self) -> None:
-        members: Any = await self.redis.zrange(keys.RUNS_STALLED, 0, 999)
-        if not members:
+        found = await shards.oldest(self.redis, keys.runs_stalled, 1000)
+        if not found:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for member in members:
-                pipe.hget(keys.run(member.decode()), "status")
+            for run_id, _ in found:
+                pipe.hget(keys.run(run_id), "status")
             statuses = await pipe.execute()
-        for member, status in zip(members, statuses, strict=True):
+        for (run_id, _), status in zip(found, statuses, strict=True):
             if status != b"Running":
-                await self.clear(member.decode())
+                await self.clear(run_id)
 
 
 def stalled_view(run: dict[bytes, bytes]) -> dict[str, Any] | None:

@@ -4,11 +4,14 @@ Never writes.
 Costs (the dashboard shows at most a page of rows; every read below is pipelined, so a page
 is a few round trips, never one per row):
 
+- every index is one zset per shard (`executor/keys.py`): each shard's is read with the
+  same bounds in one pipeline and the answers merged (`executor/shards.py`), in the order
+  one zset would give; with one shard that is the one read.
 - `runs_page` (`run_list.py`): every filter reads an index (`executor/indexes.py`): the run
   zset of the status, the function, or both (`run_index`), within a time range by score.
-  Without a search: O(log N) to find where the page starts (ZREVRANK of the cursor's run,
-  ZCOUNT for a time bound), ZREVRANGE of one page, a ZCOUNT for the count of matches, two
-  commands per row shown (HMGET of the run's fields, GETRANGE of its event's first bytes)
+  Without a search: one round trip, a page read from the cursor's score down in each
+  shard (ZREVRANGEBYSCORE with LIMIT, O(log N)) and its ZCOUNT, then two commands per row
+  shown (HMGET of the run's fields, GETRANGE of its event's first bytes)
   and, for running rows, two more round trips for their sub-status (`phases.py`). Page 1
   and page 5,000 cost the same. A search reads the index entries of its terms, words and
   numbers (ZRANGE / ZRANGEBYSCORE), scores the matches in the filter's index (ZMSCORE) and

@@ -8,6 +8,7 @@ one read-only script for the backlog; independent of the number of runs stored.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -31,10 +32,10 @@ class Window:
         last = now_ms // self.bucket_ms * self.bucket_ms
         return [last - (self.buckets - 1 - i) * self.bucket_ms for i in range(self.buckets)]
 
-    def key(self, function_id: str, start_ms: int) -> str:
+    def key(self, function_id: str, start_ms: int, shard: int) -> str:
         if self.bucket_ms == MINUTE_MS:
-            return keys.stats_minute(function_id, start_ms // MINUTE_MS)
-        return keys.stats_hour(function_id, start_ms // HOUR_MS)
+            return keys.stats_minute(function_id, start_ms // MINUTE_MS, shard)
+        return keys.stats_hour(function_id, start_ms // HOUR_MS, shard)
 
 
 WINDOWS = {
@@ -62,6 +63,17 @@ def _empty(buckets: int) -> dict[str, Any]:
     return {"started": 0, "ended": dict.fromkeys(END_STATUSES, 0), "exec_hist": {},
             "queue_hist": {}, "series": [dict.fromkeys(("started", *END_STATUSES), 0)
                                          for _ in range(buckets)]}
+
+
+def _sum(hashes: list[dict[bytes, bytes]]) -> dict[bytes, bytes]:
+    """One bucket's counters from its shards' hashes (one shard's: that hash)."""
+    if len(hashes) == 1:
+        return hashes[0]
+    total: dict[bytes, int] = {}
+    for fields in hashes:
+        for metric, count in fields.items():
+            total[metric] = total.get(metric, 0) + int(count)
+    return {metric: str(count).encode() for metric, count in total.items()}
 
 
 class Counters(Reads):
@@ -96,27 +108,33 @@ class Counters(Reads):
             synced: Any = await self.redis.hkeys(keys.FUNCTIONS)
             functions = sorted({f.decode() for f in synced} | set(backlog))
         plans = {name: WINDOWS[name].starts(now_ms) for name in windows}
-        names = sorted({WINDOWS[n].key(fn, s) for fn in functions
-                        for n, starts in plans.items() for s in starts})
-        minutes = [] if "1h" in windows else [hour.key(fn, s) for fn in functions
-                                               for s in hour.starts(now_ms)]
+        # each shard counts the runs it holds: a bucket is its shards' hashes summed
+        buckets = sorted({(n, fn, s) for fn in functions for n, starts in plans.items()
+                          for s in starts})
+        n = keys.shard_count()
+        minutes = [] if "1h" in windows else [hour.key(fn, s, shard) for fn in functions
+                                               for s in hour.starts(now_ms)
+                                               for shard in keys.shards()]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(name)
-            for name in minutes:
-                pipe.hget(name, "started")
+            for name, fn, start in buckets:
+                for shard in keys.shards():
+                    pipe.hgetall(WINDOWS[name].key(fn, start, shard))
+            for key in minutes:
+                pipe.hget(key, "started")
             replies = await pipe.execute()
-        found = dict(zip(names, replies[:len(names)], strict=True))
-        started = replies[len(names):]  # per function, its 60 minutes in order
-        last_hour = {fn: sum(int(v or 0) for v in started[at * hour.buckets:
-                                                         (at + 1) * hour.buckets])
+        found = {bucket: _sum(replies[at * n:(at + 1) * n])
+                 for at, bucket in enumerate(buckets)}
+        started = replies[len(buckets) * n:]  # per function, its 60 minutes' shards in order
+        per_function = hour.buckets * n
+        last_hour = {fn: sum(int(v or 0) for v in started[at * per_function:
+                                                         (at + 1) * per_function])
                      for at, fn in enumerate(functions)} if minutes else {}
         out: dict[str, dict[str, Any]] = {}
         for name in windows:
             win, starts = WINDOWS[name], plans[name]
             per: dict[str, dict[str, Any]] = {}
             for fn in functions:
-                entry = self._fold([found[win.key(fn, s)] for s in starts])
+                entry = self._fold([found[(name, fn, s)] for s in starts])
                 if entry is None and fn not in backlog:
                     continue
                 per[fn] = entry or _empty(len(starts))
@@ -173,14 +191,23 @@ class Counters(Reads):
         holds back; the oldest one's due time), and whether the cap cut the count short."""
         if self._backlog is None:
             self._backlog = self.redis.register_script(source("backlog"))
-        out = await self._backlog(
-            keys=[keys.QUEUE_READY, keys.QUEUE_ITEMS, keys.CONCURRENCY_WAITING],
-            args=[now_ms, cap])
+        # the script reads one shard's queue (a script touches one shard's keys): it runs in
+        # each shard at once, examining up to `cap` items there; counts summed, oldest kept
+        answers = await asyncio.gather(*(self._backlog(
+            keys=[keys.queue(shard).ready, keys.queue(shard).items,
+                  keys.concurrency_waiting_keys(shard)], args=[now_ms, cap])
+            for shard in keys.shards()))
         found: dict[str, tuple[int, int]] = {}
-        for i in range(2, len(out), 3):
-            fn = out[i].decode() if isinstance(out[i], bytes) else str(out[i])
-            found[fn] = (int(out[i + 1]), int(out[i + 2]))
-        return found, bool(int(out[1]))
+        capped = False
+        for out in answers:
+            capped = capped or bool(int(out[1]))
+            for i in range(2, len(out), 3):
+                fn = out[i].decode() if isinstance(out[i], bytes) else str(out[i])
+                count, oldest = int(out[i + 1]), int(out[i + 2])
+                if fn in found:
+                    count, oldest = found[fn][0] + count, min(found[fn][1], oldest)
+                found[fn] = (count, oldest)
+        return found, capped
 
 
 __all__ = ["WINDOWS", "Counters", "Window", "metrics_store", "percentile"]

@@ -30,9 +30,10 @@ async def add_phases(redis: Redis, rows: list[dict[str, Any]], now_ms: int) -> N
     async with redis.pipeline(transaction=False) as pipe:
         for row in running:
             item_id = f"{row['run_id']}:{row.get('seq') or 1}"
-            pipe.hget(keys.QUEUE_ITEMS, item_id)
-            pipe.zscore(keys.QUEUE_READY, item_id)
-            pipe.zscore(keys.QUEUE_LEASED, item_id)
+            queue = keys.queue_of(row["run_id"])
+            pipe.hget(queue.items, item_id)
+            pipe.zscore(queue.ready, item_id)
+            pipe.zscore(queue.leased, item_id)
             pipe.smembers(keys.run_listeners(row["run_id"]))
         values = await pipe.execute()
     parked: list[tuple[dict[str, Any], str, str]] = []
@@ -90,7 +91,10 @@ def _of_pause(raw: Any, key: str) -> dict[str, Any]:
     until = pause.get("expires_at")
     if pause.get("kind") == "invoke":
         return phase("Invoking", "Invoking", str(pause.get("target") or ""), until)
-    prefix = keys.pauses("")
-    event = (pause.get("waiting_for") or (key[len(prefix):] if key.startswith(prefix) else "")
-             or str(pause.get("name") or ""))
+    named = ""
+    for shard in keys.shards():  # a pause hash's key ends with its event's name
+        prefix = keys.pauses("", shard)
+        if key.startswith(prefix):
+            named = key[len(prefix):]
+    event = pause.get("waiting_for") or named or str(pause.get("name") or "")
     return phase("Waiting", "Waiting", event, until)

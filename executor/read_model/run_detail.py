@@ -105,10 +105,11 @@ class RunDetail(Reads):
         queue: dict[str, Any] = {"state": None}
         if run["status"] == "Running" and seq is not None:
             item_id = f"{run_id}:{seq}"
+            queue_keys = keys.queue_of(run_id)
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hget(keys.QUEUE_ITEMS, item_id)
-                pipe.zscore(keys.QUEUE_READY, item_id)
-                pipe.zscore(keys.QUEUE_LEASED, item_id)
+                pipe.hget(queue_keys.items, item_id)
+                pipe.zscore(queue_keys.ready, item_id)
+                pipe.zscore(queue_keys.leased, item_id)
                 item_raw, due, lease = await pipe.execute()
             if item_raw:
                 item = orjson.loads(item_raw)
@@ -175,7 +176,8 @@ class RunDetail(Reads):
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(keys.run_reruns(run_id), 0, 199)
             for suffix in ("failed", "finished", "cancelled"):
-                pipe.lrange(keys.event_runs(f"{run_id}-{suffix}"), 0, 49)
+                for shard in keys.shards():  # the runs it started, in their own shards
+                    pipe.lrange(keys.event_runs(f"{run_id}-{suffix}", shard), 0, 49)
             reruns, *ended = await pipe.execute()
         followers = list(dict.fromkeys(_text(r) for found in ended for r in found))
         data = event.get("data") if isinstance(event, dict) else None

@@ -7,8 +7,9 @@ from typing import Any
 
 import orjson
 
-from .. import keys
+from .. import keys, shards
 from ..indexes import RUNS, run_document
+from ..shards import Index
 from .base import Reads
 from .paging import LIVE_LOOKBACK_MS, Page, RunQuery
 from .phases import add_phases
@@ -16,22 +17,27 @@ from .search import Search
 from .views import _text
 
 
-def run_index(query: RunQuery) -> str:
-    """The index a query pages through: by status and function, by one of them, or all."""
+def run_index(query: RunQuery) -> Index:
+    """The index a query pages through: by status and function, by one of them, or all
+    (each shard has its own: see `shards`)."""
     fn, status = query.function_id, query.status
     if query.stalled:
-        return keys.RUNS_STALLED  # scored by when the stall began; accepts() filters more
+        return keys.runs_stalled  # scored by when the stall began; accepts() filters more
+    if fn and status:
+        return lambda shard: keys.runs_of_function_status(fn, status, shard)
     if status == "Running":
-        return keys.runs_of_function_status(fn, status) if fn else keys.RUNS_RUNNING
+        return keys.runs_running
     if status:
-        return keys.runs_of_function_status(fn, status) if fn else keys.runs_by_status(status)
-    return keys.runs_of_function(fn) if fn else keys.RUNS
+        return lambda shard: keys.runs_by_status(status, shard)
+    if fn:
+        return lambda shard: keys.runs_of_function(fn, shard)
+    return keys.runs
 
 
 class RunList(Reads):
     async def recent_runs(self, limit: int) -> list[dict[str, Any]]:
-        run_ids = await self.redis.zrevrange(keys.RUNS, 0, limit - 1)
-        return await self.runs([_text(r) for r in run_ids])
+        found = await shards.newest(self.redis, keys.runs, limit)
+        return await self.runs([run_id for run_id, _ in found])
 
     async def runs_page(self, query: RunQuery, cursor: str | None = None,
                         limit: int = 50, now_ms: int | None = None) -> Page:
@@ -79,9 +85,9 @@ class RunList(Reads):
         """Runs started since `after_ms` (minus a small lookback, minus `seen`), oldest first,
         for the live list. Applies function and search filters (not status: a new run is
         Running, and the live list watches it until it ends)."""
-        got: Any = await self.redis.zrangebyscore(keys.RUNS, after_ms - LIVE_LOOKBACK_MS, "+inf",
-                                                  start=0, num=limit + len(seen), withscores=True)
-        fresh = [(_text(m), float(s)) for m, s in got if _text(m) not in seen][:limit]
+        found = await shards.oldest(self.redis, keys.runs, limit + len(seen),
+                                    after_ms - LIVE_LOOKBACK_MS)
+        fresh = [(m, s) for m, s in found if m not in seen][:limit]
         if query.until_ms is not None:
             fresh = [(m, s) for m, s in fresh if s <= query.until_ms]
         rows = await self.run_rows([m for m, _ in fresh], [s for _, s in fresh])

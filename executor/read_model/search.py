@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from .. import keys
+from .. import keys, shards
 from ..indexes import Document, number_of, scalar_text, words_of
 from .views import _text
 
@@ -68,6 +68,21 @@ class Result:
         return Result(self.ids & other.ids, True)
 
 
+def index_entries(doc: Document, scope: str, shard: int) -> list[list[str]]:
+    """What `indexes.entries` gives for a document, in `shard`'s indexes (the run's or
+    event's own): [key, score, member] per index entry, '' as score meaning the run's start
+    (event's receipt) time, '' as member the run (event) id. For the readers that delete
+    entries (retention) or write them again (backfill); the scripts write what
+    `indexes.entries` gives, and the two must name the same keys."""
+    out = [[keys.search_term(scope, term, shard), "", ""] for term in sorted(doc.terms)]
+    for path, values in sorted(doc.numbers.items()):
+        out.append([keys.search_number(scope, path, shard), repr(values[-1]), ""])
+    for word in sorted(doc.words):
+        out.append([keys.search_word(scope, word, shard), "", ""])
+        out.append([keys.search_words(scope, shard), "0", word])
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Clause:
     path: str
@@ -98,14 +113,16 @@ class Clause:
         from their term's index."""
         bound = number_of(self.value)
         if self.op in ("=", "!=") and bound is None:
-            got: Any = await redis.zrange(keys.search_term(scope, self.term), 0, -1)
-            return Result(frozenset(_text(m) for m in got), self.op == "!=")
+            got = await shards.members(redis, lambda shard: keys.search_term(scope, self.term,
+                                                                            shard))
+            return Result(frozenset(got), self.op == "!=")
         assert bound is not None  # checked when parsed
         low, high = {">": (f"({bound!r}", "+inf"), ">=": (repr(bound), "+inf"),
                      "<": ("-inf", f"({bound!r}"), "<=": ("-inf", repr(bound)),
                      "=": (repr(bound), repr(bound)), "!=": (repr(bound), repr(bound))}[self.op]
-        found: Any = await redis.zrangebyscore(keys.search_number(scope, self.path), low, high)
-        return Result(frozenset(_text(m) for m in found), self.op == "!=")
+        found = await shards.each_shard(redis, lambda pipe, shard: pipe.zrangebyscore(
+            keys.search_number(scope, self.path, shard), low, high))
+        return Result(frozenset(_text(m) for part in found for m in part), self.op == "!=")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,17 +145,24 @@ class Text:
         found: frozenset[str] | None = None
         for word in self.words:
             if word.endswith("*"):
+                # each shard's dictionary holds the words of its own runs (events): a word
+                # is read in the shards that have it
                 stem = word[:-1]
-                expanded: Any = await redis.zrangebylex(
-                    keys.search_words(scope), f"[{stem}", f"[{stem}\xff", 0, MAX_PREFIX_WORDS)
-                names = [_text(w) for w in expanded]
+                async with redis.pipeline(transaction=False) as pipe:
+                    for shard in keys.shards():
+                        pipe.zrangebylex(keys.search_words(scope, shard), f"[{stem}",
+                                         f"[{stem}\xff", 0, MAX_PREFIX_WORDS)
+                    expanded = await pipe.execute()
+                names = [(shard, _text(w)) for shard, words in zip(keys.shards(), expanded,
+                                                                   strict=True)
+                         for w in words]
             else:
-                names = [word]
+                names = [(shard, word) for shard in keys.shards()]
             ids: set[str] = set()
             if names:
                 async with redis.pipeline(transaction=False) as pipe:
-                    for name in names:
-                        pipe.zrange(keys.search_word(scope, name), 0, -1)
+                    for shard, name in names:
+                        pipe.zrange(keys.search_word(scope, name, shard), 0, -1)
                     for members in await pipe.execute():
                         ids.update(_text(m) for m in members)
             found = frozenset(ids) if found is None else found & ids

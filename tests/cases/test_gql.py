@@ -32,7 +32,7 @@ async def seed_run(redis: Any, run_id: str, status: str, output: Any = None,
     if status != "Running":
         fields.update(output=orjson.dumps(output), ended_at=str(NOW + 1500))
     await redis.hset(keys.run(run_id), mapping=fields)
-    await redis.rpush(keys.event_runs("E1"), run_id)
+    await redis.rpush(keys.event_runs("E1", keys.shard_of(run_id)), run_id)
     for i, (hashed, name, memo, step_status) in enumerate(steps or []):
         await redis.hset(keys.run_steps(run_id), hashed, orjson.dumps(
             {"id": hashed, "name": name, "op": "StepRun", "status": step_status,

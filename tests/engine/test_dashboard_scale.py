@@ -298,7 +298,10 @@ async def test_a_step_record_keeps_no_more_than_its_attempts(engine: Engine,
 
 async def _index_dump(redis: Redis) -> dict[str, Any]:
     out = {}
-    for pattern in (f"{keys.PREFIX}:search:*", f"{keys.PREFIX}:runs:status:*", f"{keys.PREFIX}:runs:fs:*", keys.EVENTS_USER):
+    patterns = [p for shard in keys.shards() for p in (
+        f"{keys.prefix(shard)}:search:*", f"{keys.prefix(shard)}:runs:status:*",
+        f"{keys.prefix(shard)}:runs:fs:*", keys.events_user(shard))]
+    for pattern in patterns:
         async for key in redis.scan_iter(match=pattern):
             out[key.decode()] = await redis.zrange(key, 0, -1, withscores=True)
     return out

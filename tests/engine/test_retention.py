@@ -3,6 +3,7 @@ gone, and Redis is back to the key count and memory it had before; Running runs 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,11 +14,26 @@ import dashboard
 from executor import control, cron, indexes, keys
 from executor.api import create_app
 from executor.driver import Completed
+from executor.read_model.search import index_entries
 from executor.retention import Retention
 
 from .harness import Call, Engine, ops, step_run
 
 DAY_MS = 24 * 3600 * 1000
+
+
+def _all(index: Callable[[int], str]) -> list[str]:
+    """An index's key in every shard."""
+    return [index(shard) for shard in keys.shards()]
+
+
+async def _exists(redis: Redis, index: Callable[[int], str]) -> int:
+    """In how many shards an index exists."""
+    return sum([await redis.exists(key) for key in _all(index)])
+
+
+async def _zcard(redis: Redis, index: Callable[[int], str]) -> int:
+    return sum([await redis.zcard(key) for key in _all(index)])
 
 
 async def _footprint(redis: Redis) -> tuple[int, int]:
@@ -64,21 +80,25 @@ async def test_ended_runs_and_events_expire_back_to_the_baseline(engine: Engine,
                                       keys.run_usage(run_id))
         assert await engine.executor.read.run(run_id) is None  # the API answers 404
     assert (await engine.run(sleeping))["status"] == "Running"
-    assert await redis.zcard(keys.RUNS) == 1  # only the sleeping run
-    assert await redis.zcard(keys.runs_of_function("f")) == 1
+    assert await _zcard(redis, keys.runs) == 1  # only the sleeping run
+    assert await _zcard(redis, lambda shard: keys.runs_of_function("f", shard)) == 1
     keys_after, memory_after = await _footprint(redis)
     # what is left is the sleeping run's own keys and the indexes and queue it is in
-    shared = {keys.RUNS, keys.RUNS_RUNNING, keys.runs_of_function("f"), keys.QUEUE_ITEMS,
-              keys.QUEUE_READY, keys.QUEUE_WAKE, keys.APPS, keys.FUNCTIONS,
-              keys.REGISTRY_VERSION, keys.function_usage("f")}  # a function's spend stays
+    shard = keys.shard_of(sleeping)
+    queue = keys.queue(shard)
+    shared = {keys.runs(shard), keys.runs_running(shard), keys.runs_of_function("f", shard),
+              queue.items, queue.ready, queue.wake, keys.APPS, keys.FUNCTIONS,
+              keys.REGISTRY_VERSION,
+              *_all(lambda s: keys.function_usage("f", s))}  # a function's spend stays
     left = {k.decode() for k in await redis.keys("*")} - shared
     # the dashboard's: the sleeping run's status and search entries stay with it; the
     # statistics expire on their own
-    stats = {k for k in left if k.startswith(f"{keys.PREFIX}:stats:")}
+    stats = {k for k in left if k.startswith(tuple(f"{keys.prefix(s)}:stats:"
+                                                   for s in keys.shards()))}
     assert all([await redis.pttl(k) > 0 for k in stats])
     event = orjson.loads(await redis.hget(keys.run(sleeping), "event"))  # type: ignore[misc]
-    dashboard = {keys.runs_of_function_status("f", "Running")} | {
-        key for key, _, _ in indexes.entries(indexes.event_document(event), indexes.RUNS)}
+    dashboard = {keys.runs_of_function_status("f", "Running", shard)} | {
+        key for key, _, _ in index_entries(indexes.event_document(event), indexes.RUNS, shard)}
     assert left - stats <= set(keys.run_keys(sleeping)) | dashboard, left - stats
     assert keys_after - len(stats) < keys_before + len(shared) + 4 + len(dashboard)
     if memory_before:  # the fake Redis reports no memory
@@ -131,20 +151,22 @@ async def test_a_removed_function_keeps_its_cron_state_and_usage_for_the_period_
     tick, old = cron.schedule_id("tick", "* * * * *"), cron.schedule_id("moved", "*/5 * * * *")
     last = int(await redis.get(keys.cron_last(tick)) or 0)
     assert last and await redis.exists(keys.cron_tick(tick, last))
-    assert await redis.exists(keys.function_usage("tick"), keys.function_usage("f")) == 2
+    assert await _exists(redis, lambda s: keys.function_usage("tick", s))
+    assert await _exists(redis, lambda s: keys.function_usage("f", s))
     # the app drops `tick` and changes `moved`'s schedule
     await _sync(engine, "app", {**moved, "triggers": [{"cron": "*/10 * * * *"}]}, {"id": "f"})
     await scheduler.tick()
     retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
     await _sweep(retention)
-    assert await redis.exists(keys.cron_last(tick), keys.cron_last(old),
-                              keys.function_usage("tick")) == 3  # kept for the period
+    assert await redis.exists(keys.cron_last(tick), keys.cron_last(old)) == 2
+    assert await _exists(redis, lambda s: keys.function_usage("tick", s))  # kept for the period
     engine.clock.advance(DAY_MS + 1)
     await _sweep(retention)
     assert not await redis.exists(keys.cron_last(tick), keys.cron_tick(tick, last),
-                                  keys.cron_last(old), keys.function_usage("tick"))
+                                  keys.cron_last(old))
+    assert not await _exists(redis, lambda s: keys.function_usage("tick", s))
     assert await redis.exists(keys.cron_last(cron.schedule_id("moved", "*/10 * * * *")))
-    assert await redis.exists(keys.function_usage("f"))  # still synced: its usage stays
+    assert await _exists(redis, lambda s: keys.function_usage("f", s))  # still synced: kept
     assert not await redis.exists(keys.FUNCTIONS_REMOVED, keys.CRONS_RETIRED)
 
 
@@ -206,10 +228,11 @@ async def test_concurrency_values_nothing_waits_on_leave_the_backlog_set(
     for customer in ("a", "a", "b", "b"):
         await engine.send({"customer": customer})
     await engine.run_until_idle()
-    held = {m.decode() for m in await redis.smembers(keys.CONCURRENCY_WAITING)}
+    held = {m.decode() for key in _all(keys.concurrency_waiting_keys)
+            for m in await redis.smembers(key)}  # type: ignore[misc]
     assert len(held) == 2 and not await redis.exists(*held)  # both emptied
     await Retention(redis, engine.clock, retention_ms=DAY_MS).sweep()
-    assert not await redis.exists(keys.CONCURRENCY_WAITING)
+    assert not await _exists(redis, keys.concurrency_waiting_keys)
 
 
 async def test_a_rerun_of_a_run_that_outlived_its_event_leaves_no_run_list_behind(
@@ -228,18 +251,19 @@ async def test_a_rerun_of_a_run_that_outlived_its_event_leaves_no_run_list_behin
     retention = Retention(redis, engine.clock, retention_ms=DAY_MS)
     engine.clock.advance(DAY_MS + 1)
     await _sweep(retention)  # the event goes; its run sleeps on
-    assert not await redis.exists(keys.event(event_id), keys.event_runs(event_id))
+    runs_of_event = _all(lambda s: keys.event_runs(event_id, s))
+    assert not await redis.exists(keys.event(event_id), *runs_of_event)
     engine.clock.advance(DAY_MS // 2)
     await engine.run_until_idle()
     assert (await engine.run(run_id))["status"] == "Completed"
     await control.rerun(engine.executor, run_id, reason="again")  # lists itself under the event
     await engine.run_until_idle()
-    assert await redis.exists(keys.event_runs(event_id))
+    assert await redis.exists(*runs_of_event)
     engine.clock.advance(2 * DAY_MS)
     await engine.run_until_idle()  # the rerun wakes and completes
     engine.clock.advance(DAY_MS + 1)
     await _sweep(retention)
-    assert not await redis.exists(keys.RUNS, keys.event_runs(event_id))
+    assert not await redis.exists(*_all(keys.runs), *runs_of_event)
 
 
 # -- expired ids answer 404 ------------------------------------------------------------------

@@ -20,7 +20,6 @@ import orjson
 from redis.asyncio import Redis
 
 from . import indexes, keys
-from .read_model.search import index_entries
 
 BATCH = 2000
 
@@ -58,7 +57,7 @@ async def _runs(redis: Redis, batch: int, shard: int) -> int:
                 pipe.zadd(keys.runs_of_function_status(fn_id, state, shard), {run_id: at})
                 doc = indexes.run_document(orjson.loads(event) if event else {}, state,
                                            orjson.loads(output) if output else None)
-                for key, score, member in index_entries(doc, indexes.RUNS, shard):
+                for key, score, member in indexes.entries(doc, indexes.RUNS, shard):
                     pipe.zadd(key, {member or run_id: float(score) if score else at})
             await pipe.execute()
         done += len(ids)
@@ -83,7 +82,7 @@ async def _events(redis: Redis, batch: int, shard: int) -> int:
                 if indexes.is_internal(wire.get("name")):
                     continue  # internal events are neither the user's nor searched
                 pipe.zadd(keys.events_user(shard), {event_id: at})
-                for key, score, member in index_entries(indexes.event_document(wire),
+                for key, score, member in indexes.entries(indexes.event_document(wire),
                                                         indexes.EVENTS, shard):
                     pipe.zadd(key, {member or event_id: float(score) if score else at})
             await pipe.execute()

@@ -42,7 +42,6 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from . import indexes, keys, scripts
-from .read_model.search import index_entries
 from .usage import DAYS_SHOWN
 
 log = logging.getLogger("inngest_like.executor")
@@ -298,7 +297,7 @@ class Retention:
     @staticmethod
     def _unindex(pipe: Any, doc: indexes.Document, scope: str, member: str,
                  shard: int) -> None:
-        for key, _, entry in index_entries(doc, scope, shard):
+        for key, _, entry in indexes.entries(doc, scope, shard):
             if not entry:  # the prefix dictionary is shared: see _forget_words
                 pipe.zrem(key, member)
 

@@ -68,21 +68,6 @@ class Result:
         return Result(self.ids & other.ids, True)
 
 
-def index_entries(doc: Document, scope: str, shard: int) -> list[list[str]]:
-    """What `indexes.entries` gives for a document, in `shard`'s indexes (the run's or
-    event's own): [key, score, member] per index entry, '' as score meaning the run's start
-    (event's receipt) time, '' as member the run (event) id. For the readers that delete
-    entries (retention) or write them again (backfill); the scripts write what
-    `indexes.entries` gives, and the two must name the same keys."""
-    out = [[keys.search_term(scope, term, shard), "", ""] for term in sorted(doc.terms)]
-    for path, values in sorted(doc.numbers.items()):
-        out.append([keys.search_number(scope, path, shard), repr(values[-1]), ""])
-    for word in sorted(doc.words):
-        out.append([keys.search_word(scope, word, shard), "", ""])
-        out.append([keys.search_words(scope, shard), "0", word])
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class Clause:
     path: str

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 
 from executor import indexes, keys
 from executor.read_model import ReadModel, RunQuery
-from executor.read_model.search import index_entries
 from executor.retention import Retention
 
 DAY_MS = 24 * 3600 * 1000
@@ -22,7 +21,8 @@ T0 = 1_800_000_000_000
 
 
 @pytest.fixture(autouse=True)
-def three_shards() -> Iterator[None]:
+def three_shards(redis: Redis) -> Iterator[None]:
+    """Three shards, whatever store the `redis` fixture set up (set after it)."""
     keys.configure(3)
     try:
         yield
@@ -61,7 +61,7 @@ async def seed_run(redis: Redis, run_id: str, fn: str, status: str, started: int
             _index(pipe, keys.runs_by_status(status, shard), started, run_id)
             _index(pipe, keys.runs_stalled(shard), started + 100, run_id)  # left by a bug
         doc = indexes.run_document(event, status, output)
-        for key, score, member in index_entries(doc, indexes.RUNS, shard):
+        for key, score, member in indexes.entries(doc, indexes.RUNS, shard):
             pipe.zadd(key, {member or run_id: float(score) if score else started})
         if event_id:
             at = keys.shard_of(event_id)
@@ -69,7 +69,7 @@ async def seed_run(redis: Redis, run_id: str, fn: str, status: str, started: int
             _index(pipe, keys.events(at), started, event_id)
             _index(pipe, keys.events_user(at), started, event_id)
             _index(pipe, keys.events_by_name("test/go", at), started, event_id)
-            for key, score, member in index_entries(indexes.event_document(event),
+            for key, score, member in indexes.entries(indexes.event_document(event),
                                                     indexes.EVENTS, at):
                 pipe.zadd(key, {member or event_id: float(score) if score else started})
             pipe.rpush(keys.event_runs(event_id, shard), run_id)

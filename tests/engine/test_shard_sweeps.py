@@ -25,7 +25,8 @@ MINUTE = 60_000
 
 
 @pytest.fixture(autouse=True)
-def three_shards() -> Iterator[None]:
+def three_shards(redis: Redis) -> Iterator[None]:
+    """Three shards, whatever store the `redis` fixture set up (set after it)."""
     keys.configure(3)
     try:
         yield

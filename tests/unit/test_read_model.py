@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from dashboard import view
 from executor import indexes, keys
 from executor.read_model import ReadModel, RunQuery, event_head, parse_search, views
-from executor.read_model.search import index_entries
 
 from ..procs import RedisServer
 
@@ -80,11 +79,11 @@ def index(pipe: Any, run_id: str, fn: str, status: str, at: int, event: dict[str
     else:
         pipe.zadd(keys.runs_by_status(status, shard), {run_id: at})
     pipe.zadd(keys.runs_of_function_status(fn, status, shard), {run_id: at})
-    for key, score, member in index_entries(indexes.run_document(event), indexes.RUNS, shard):
+    for key, score, member in indexes.entries(indexes.run_document(event), indexes.RUNS, shard):
         pipe.zadd(key, {member or run_id: float(score) if score else at})
     if not indexes.is_internal(event.get("name")):
         pipe.zadd(keys.events_user(event_shard), {event_id: at})
-        for key, score, member in index_entries(indexes.event_document(event), indexes.EVENTS,
+        for key, score, member in indexes.entries(indexes.event_document(event), indexes.EVENTS,
                                                 event_shard):
             pipe.zadd(key, {member or event_id: float(score) if score else at})
 

@@ -37,7 +37,7 @@ def test_runs_spread_over_every_shard_and_survive_a_kill9(tmp_path: pathlib.Path
     other.start()
     try:
         ex = stack.executor
-        ex.wait_synced("ten-steps")
+        ex.wait_synced("durable-ten-steps")
         sent = [ex.send("test/ten-steps", {"n": i}) for i in range(30)]
         # both executors lease from every shard; one dies with calls in flight
         wait_for(lambda: sum(stack.counts().values()) >= 60, 30, "steps in flight")
@@ -66,7 +66,7 @@ def test_a_store_keeps_its_shard_count(tmp_path: pathlib.Path) -> None:
     stack = start_stack(tmp_path, executor_extra=["--queue-shards", str(SHARDS)])
     try:
         ex = stack.executor
-        ex.wait_synced("ten-steps")
+        ex.wait_synced("durable-ten-steps")
         ex.wait_run(ex.send("test/ten-steps"), timeout=30)
         refused = subprocess.run(
             [sys.executable, "-m", "executor", "dev", "--port", "0", "--redis-url",

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, pause_index
 from .events import IncomingEvent
 from .ingest import Ingest, internal_event
 from .pauses import FINISHED
@@ -70,24 +70,26 @@ class Lifecycle:
 
     async def run_ended(self, run_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
+            # the run's own shard tells about every shard's pauses: a pause marks each
+            # shard's path set of its name (pauses.mark_waited)
+            shard = keys.shard_of(run_id)
             pipe.hgetall(keys.run(run_id))
             pipe.get(keys.REGISTRY_VERSION)
-            for shard in keys.shards():
-                pipe.hlen(keys.pauses(FINISHED, shard))
-                pipe.smembers(keys.pause_paths(FINISHED, shard))
-            fields, version, *found = await pipe.execute()
+            pipe.hlen(keys.pauses(FINISHED, shard))
+            pipe.smembers(keys.pause_paths(FINISHED, shard))
+            fields, version, unindexed, marks = await pipe.execute()
         if fields and fields.get(b"status") != b"Running":
             self.on_ended(fields)
             await self.ingest.registry.refresh(int(version or 0))
-            waiting = any(found[0::2])
-            indexed = {shard: sorted(p.decode() for p in paths)
-                       for shard, paths in zip(keys.shards(), found[1::2], strict=True)}
+            paths = sorted(p.decode() for p in marks)
+            waiting = unindexed or pause_index.UNINDEXED in paths
+            indexed = [p for p in paths if p != pause_index.UNINDEXED]
             events = [e for e in end_events(fields, self.clock())
                       if e.wire["name"] != FINISHED or waiting or self._listened(e)
-                      or await self.ingest.pauses.in_buckets(e, indexed)]
+                      or (indexed and await self.ingest.pauses.in_buckets(e, indexed))]
             if events:
                 await self.ingest.accept(events)
-        await self.redis.zrem(keys.outbox(keys.shard_of(run_id)), run_id)
+        await self.redis.zrem(keys.outbox(shard), run_id)
 
     def _listened(self, finished: IncomingEvent) -> bool:
         """`inngest/function.finished` ends every run, so it is stored only when something

@@ -132,12 +132,12 @@ class Pauses:
             if raw:
                 await self._invoke_done(orjson.loads(raw), finished[corr])
 
-    async def in_buckets(self, event: IncomingEvent, paths: dict[int, list[str]]) -> bool:
-        """Does a bucket this event would read (one per path of each shard's, `paths`) hold a
-        pause? (The pauses of its name that are not indexed are the caller's to count.)"""
-        found = [key for shard, shard_paths in paths.items()
-                 for key in pause_index.buckets_of(event.wire["name"], event.wire,
-                                                   shard_paths, shard)]
+    async def in_buckets(self, event: IncomingEvent, paths: list[str]) -> bool:
+        """Does a bucket this event would read (one per path in `paths`, in every shard)
+        hold a pause? (The pauses of its name that are not indexed are the caller's to
+        count.)"""
+        found = [key for shard in keys.shards()
+                 for key in pause_index.buckets_of(event.wire["name"], event.wire, paths, shard)]
         if not found:
             return False
         async with self.redis.pipeline(transaction=False) as pipe:

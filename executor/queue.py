@@ -212,23 +212,26 @@ class Queue:
         self._turn = (self._turn + 1) % count
         shares = [max(1, limit // count + (1 if (s - self._turn) % count < limit % count else 0))
                   for s in keys.shards()]
-        leases = [self._lease_shard(s, now_ms, now_ms + lease_ms, token, shares[s])
-                  for s in keys.shards()]
-        # one shard (the usual store): no task to gather
-        answers = [await leases[0]] if count == 1 else await asyncio.gather(*leases)
-        items = [item for found, _ in answers for item in found]
-        dues = [due for _, due in answers if due is not None]
-        return items, token, min(dues) if dues else None
+        expiry_ms = now_ms + lease_ms
 
-    async def _lease_shard(self, shard: int, now_ms: int, expiry_ms: int, token: str,
-                           limit: int) -> tuple[list[QueueItem], int | None]:
-        q = keys.queue(shard)
-        out = await self.scripts(
-            "lease", [q.ready, q.leased, q.leases, q.items, keys.concurrency_waiting_keys(shard)],
-            [now_ms, expiry_ms, token, limit, keys.run_prefix(shard)],
-        )
-        next_due = int(out[0]) if int(out[0]) >= 0 else None
-        return [QueueItem.from_json(raw) for raw in out[1:]], next_due
+        def lease_keys(shard: int) -> list[str]:
+            q = keys.queue(shard)
+            return [q.ready, q.leased, q.leases, q.items, keys.concurrency_waiting_keys(shard)]
+
+        def lease_args(shard: int) -> list[Any]:
+            return [now_ms, expiry_ms, token, shares[shard], keys.run_prefix(shard)]
+
+        if count == 1:
+            answers = [await self.scripts("lease", lease_keys(0), lease_args(0))]
+        else:  # one pipeline: one round trip (per node of a cluster)
+            def fill(pipe: Any) -> None:
+                for shard in keys.shards():
+                    self.scripts.queue_in(pipe, "lease", lease_keys(shard), lease_args(shard))
+
+            answers = await self.scripts.pipelined(self.redis, fill)
+        items = [QueueItem.from_json(raw) for out in answers for raw in out[1:]]
+        dues = [int(out[0]) for out in answers if int(out[0]) >= 0]
+        return items, token, min(dues) if dues else None
 
     async def renew(self, item_id: str, token: str, now_ms: int, expiry_ms: int) -> bool:
         """Extend a lease (and its concurrency slots); False when it is no longer ours,
@@ -242,10 +245,12 @@ class Queue:
 
     async def reap(self, now_ms: int, limit: int = 1000) -> int:
         """Put back in ready the items of every shard whose lease expired."""
-        moved = await asyncio.gather(*(
-            self.scripts("reap", [q.leased, q.leases, q.ready, q.wake, q.items], [now_ms, limit])
-            for q in map(keys.queue, keys.shards())))
-        return sum(int(m) for m in moved)
+        def fill(pipe: Any) -> None:
+            for q in map(keys.queue, keys.shards()):
+                self.scripts.queue_in(pipe, "reap", [q.leased, q.leases, q.ready, q.wake,
+                                                     q.items], [now_ms, limit])
+
+        return sum(int(m) for m in await self.scripts.pipelined(self.redis, fill))
 
     async def wait(self, timeout_s: float) -> None:
         """Block until something is enqueued in any shard or `timeout_s` passes."""

@@ -49,3 +49,14 @@ async def engine(redis: Redis) -> AsyncIterator[Engine]:
     built = Engine(redis)
     yield built
     await built.executor.driver.close()
+
+
+@pytest.fixture
+def three_shards(redis: Redis) -> Iterator[None]:
+    """A store of three shards, whatever the `redis` fixture's (set after it), for tests
+    that seed a sharded store key by key."""
+    keys.configure(3)
+    try:
+        yield
+    finally:
+        keys.configure(1)

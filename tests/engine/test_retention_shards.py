@@ -5,7 +5,6 @@ totals were in. The store is seeded key by key, as the scripts lay it out (keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -20,14 +19,7 @@ DAY_MS = 24 * 3600 * 1000
 T0 = 1_800_000_000_000
 
 
-@pytest.fixture(autouse=True)
-def three_shards(redis: Redis) -> Iterator[None]:
-    """Three shards, whatever store the `redis` fixture set up (set after it)."""
-    keys.configure(3)
-    try:
-        yield
-    finally:
-        keys.configure(1)
+pytestmark = pytest.mark.usefixtures("three_shards")
 
 
 def _index(pipe: Any, key: str, score: float, member: str) -> None:

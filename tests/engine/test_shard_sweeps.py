@@ -6,7 +6,6 @@ each shard's runs and events in that shard. Seeded key by key, as the scripts la
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -24,14 +23,7 @@ NOW = 1_800_000_000_000
 MINUTE = 60_000
 
 
-@pytest.fixture(autouse=True)
-def three_shards(redis: Redis) -> Iterator[None]:
-    """Three shards, whatever store the `redis` fixture set up (set after it)."""
-    keys.configure(3)
-    try:
-        yield
-    finally:
-        keys.configure(1)
+pytestmark = pytest.mark.usefixtures("three_shards")
 
 
 def run_id(n: int, shard: int) -> str:

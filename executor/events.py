@@ -18,6 +18,9 @@ from ulid import ULID
 
 from . import bodies
 
+# the event every run's end may emit (lifecycle.py): invokes and waits listen for it
+FINISHED = "inngest/function.finished"
+
 RESERVED_PREFIX = "inngest/"
 MAX_NAME_CHARS = 512
 TS_MIN_MS = 315_532_800_000  # 1980-01-01

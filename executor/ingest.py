@@ -27,8 +27,8 @@ from redis.asyncio import Redis
 from ulid import ULID
 
 from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
-from .events import IncomingEvent
-from .pauses import FINISHED, Pauses, cancel_listener, match_keys
+from .events import FINISHED, IncomingEvent
+from .pauses import Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
@@ -110,8 +110,10 @@ class Ingest:
         self.registry = registry
         self.state = state
         self.clock = clock
-        # set by the service: emits a run's end events (lifecycle.py)
+        # set by the service: emits a run's end events (lifecycle.py); notes the end of a
+        # run with none to emit (its metrics and root span)
         self.on_run_ended: Callable[[str], Awaitable[None]] | None = None
+        self.run_ended_quietly: Callable[[dict[bytes, bytes]], None] = lambda fields: None
         # set by the service (operations.py): a new run's extra fields (its span context),
         # and what to note of the runs an accept created (metrics)
         self.run_fields: Callable[[str], dict[str, str]] = lambda run_id: {}

@@ -16,9 +16,8 @@ import orjson
 from redis.asyncio import Redis
 
 from . import keys, pause_index
-from .events import IncomingEvent
+from .events import FINISHED, IncomingEvent
 from .ingest import Ingest, internal_event
-from .pauses import FINISHED
 
 log = logging.getLogger("inngest_like.executor")
 

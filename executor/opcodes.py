@@ -20,6 +20,7 @@ from inngest_like.wire import Opcode, memo_data, memo_error
 from . import agent_options, ai_gateway, backoff, durations, times
 from .clock import Clock
 from .driver import CallError, Completed, Ops, Outcome
+from .events import FINISHED
 from .ingest import Ingest
 from .queue import QueueItem
 from .state import CallState, RunState
@@ -111,9 +112,13 @@ class Opcodes:
     async def end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
                   record: StepRecord | None = None, *, event_error: Any = None) -> None:
         """End the run, then emit its end events (which on_failure and invoke wait for)."""
-        if await self.state.finish(item, token, now, status, output, record,
-                                   event_error=event_error) == 1:
+        ended = await self.state.finish(item, token, now, status, output, record,
+                                        event_error=event_error,
+                                        unheard=self.ingest.registry.unheard(FINISHED))
+        if ended.code == 1:
             await self.ingest.run_ended(item.run_id)
+        elif ended.code == 4 and ended.fields is not None:  # nothing to emit, metrics only
+            self.ingest.run_ended_quietly(ended.fields)
 
     async def fail(self, item: QueueItem, token: str, now: int, message: str) -> None:
         """Fail the run for good with a readable reason (no retry can help)."""

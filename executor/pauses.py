@@ -17,12 +17,11 @@ import orjson
 from redis.asyncio import Redis
 
 from . import expressions, keys, pause_index
-from .events import IncomingEvent
+from .events import FINISHED, IncomingEvent
 from .registry import CancelOn
 from .state import RunState
 from .step_record import StepRecord
 
-FINISHED = "inngest/function.finished"
 # a wait's look-back reads at most this many events of its name (oldest first): a bound on
 # the work one new wait can cause, whatever the event volume
 MAX_LOOKBACK_EVENTS = 1000

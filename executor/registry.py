@@ -269,6 +269,15 @@ class Registry:
             await pipe.execute()
         self._cancel_paths |= paths
 
+    def unheard(self, event_name: str) -> int | None:
+        """The registry version as of which no function is triggered by `event_name`; None
+        when one is (or nothing is loaded yet)."""
+        if self.version is None:
+            return None
+        if any(fn.subscribes(event_name) for fn in self.functions.values()):
+            return None
+        return self.version
+
     def match(self, event: dict[str, Any]) -> list[FunctionConfig]:
         """Functions whose triggers take this event (name, wildcard, CEL expression)."""
         return [fn for fn in self.functions.values() if fn.matches(event)]

@@ -142,6 +142,7 @@ class Executor:
         self.ingest.run_fields = self.operations.run_fields
         self.ingest.on_runs_started = self.operations.runs_started
         self.lifecycle.on_ended = self.operations.run_ended
+        self.ingest.run_ended_quietly = self.operations.run_ended
         self.scheduler = Scheduler(redis, self.registry, self.ingest, self.lifecycle, clock,
                                    retention=Retention(redis, clock, settings.retention_ms),
                                    stalls=self.operations.stalls)

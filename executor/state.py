@@ -4,12 +4,13 @@ record a call's outcome, each one atomic script guarded by the lease token."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 
 from . import indexes, keys
+from .events import FINISHED
 from .heartbeats import BEAT_TTL_MS, call_id_of
 from .queue import PauseTimeout, QueueItem
 from .scripts import Scripts
@@ -30,6 +31,14 @@ class Checkpointed:
     last_beat: int | None
     fn_id: str
     trace: bytes | None
+
+
+class Ended(NamedTuple):
+    """What finish.lua did: `code` (see RunState.finish), and for code 4 the run's fields
+    its end hooks read."""
+
+    code: int
+    fields: dict[bytes, bytes] | None = None
 
 
 @dataclasses.dataclass
@@ -244,10 +253,14 @@ class RunState:
         record: StepRecord | None = None,
         *,
         event_error: Any = None,
-    ) -> int:
-        """End the run with `status` and drop the item; 1 ended, 2 the run had ended
-        already, 0 lease lost. A failed run's end events carry `event_error` when given
-        (the normalized error), else the output (the SDK's error body as sent)."""
+        unheard: int | None = None,
+    ) -> Ended:
+        """End the run with `status` and drop the item; code 1 ended, 2 the run had ended
+        already, 0 lease lost, 4 ended with no end events to emit (`fields`: what its
+        metrics and root span need). A failed run's end events carry `event_error` when
+        given (the normalized error), else the output (the SDK's error body as sent).
+        `unheard`: no function listens for a run's end as of this registry version (a
+        completed run nothing waits for then skips the outbox, finish.lua)."""
         call_ms = self._take_call(item, record)
         tail_keys, tail_args = (indexes.end_plan(item.run_id, item.fn_id, status, now_ms,
                                                  output) if status else ([], []))
@@ -256,22 +269,30 @@ class RunState:
         # an item of no run (an intake) only drops itself; its run's places are then its
         # shard's (unread) so that every key is in one slot
         run_id = item.run_id or item.id
-        return int(
-            await self.scripts(
-                "finish",
-                [q.items, q.leased, q.leases, keys.run(run_id), keys.run_steps(run_id),
-                 keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
-                 keys.runs_running(shard), *tail_keys],
-                [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
-                 b"" if event_error is None else orjson.dumps(event_error), call_ms,
-                 *tail_args],
-            )
+        out = await self.scripts(
+            "finish",
+            [q.items, q.leased, q.leases, keys.run(run_id), keys.run_steps(run_id),
+             keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
+             keys.runs_running(shard), keys.pauses(FINISHED, shard),
+             keys.pause_paths(FINISHED, shard), keys.registry_version(shard), *tail_keys],
+            [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
+             b"" if event_error is None else orjson.dumps(event_error), call_ms,
+             "" if unheard is None else "1", "" if unheard is None else str(unheard),
+             *tail_args],
         )
+        code = int(out[0])
+        if code != 4:
+            return Ended(code)
+        names = (b"run_id", b"function_id", b"started_at", b"cost_usd", b"input_tokens",
+                 b"output_tokens", b"trace")
+        fields = {k: v for k, v in zip(names, out[1:], strict=True) if v is not None}
+        fields.update({b"status": status.encode(), b"ended_at": str(now_ms).encode()})
+        return Ended(code, fields)
 
     async def drop(self, item: QueueItem, token: str, now_ms: int) -> bool:
         """Remove a leased item whose work is done (a timer that fired, an item of a run that
         ended) without touching the run. False when the lease was lost."""
-        return await self.finish(item, token, now_ms, "") != 0
+        return (await self.finish(item, token, now_ms, "")).code != 0
 
     async def pause(
         self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],

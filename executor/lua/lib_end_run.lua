@@ -1,7 +1,7 @@
 -- Shared (--#include end_run): what ending a run (finished or cancelled) does besides its
 -- status: remove its pauses and cancel listeners (entries "<pause hash key>|<pause id>"),
 -- free its singleton key, take it out of the running index, and queue its end events in
--- the outbox. With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
+-- the outbox (`outbox_key` nil: none to emit). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
 -- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
 --   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
 --   status index;
@@ -23,7 +23,7 @@ local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, 
   local single = redis.call('HGET', run_key, 'singleton_key')
   if single and redis.call('GET', single) == run_id then redis.call('DEL', single) end
   redis.call('ZREM', running_key, run_id)
-  redis.call('ZADD', outbox_key, now, run_id)
+  if outbox_key then redis.call('ZADD', outbox_key, now, run_id) end
   if not k or not KEYS[k + 4] or not run_id then return end
   local f = redis.call('HMGET', run_key, 'function_id', 'status', 'started_at', 'queue_ms',
                        'exec_ms')

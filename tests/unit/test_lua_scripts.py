@@ -151,13 +151,13 @@ async def test_retry_and_finish_codes(redis: Redis) -> None:
     assert await state.retry(item, token, NOW + 100, "err") == 1
     (again,), token2, _ = await queue.lease(NOW + 100, 1000, 10)
     assert again.attempt == 1
-    assert await state.finish(again, "stale", NOW, "Completed", 1) == 0
-    assert await state.finish(again, token2, NOW, "Completed", 1) == 1
+    assert (await state.finish(again, "stale", NOW, "Completed", 1)).code == 0
+    assert (await state.finish(again, token2, NOW, "Completed", 1)).code == 1
     assert await redis.hget(keys.run("r1"), "status") == b"Completed"
     # a second finish keeps the first status
     await _enqueue(redis, scripts, "r1")  # run exists: ingest skips it
     fake = QueueItem(id="r1:x", run_id="r1", fn_id="f")
-    assert await state.finish(fake, "", NOW, "Failed", 0) == 2
+    assert (await state.finish(fake, "", NOW, "Failed", 0)).code == 2
     assert await redis.hget(keys.run("r1"), "status") == b"Completed"
 
 
@@ -171,7 +171,8 @@ async def test_finish_keeps_the_sdk_error_as_output_and_the_event_error_beside_i
             "stack": None}
     normalized = {"error": "invalid status code: 500", "name": "StepUnexpectedError",
                   "message": "m", "stack": ""}
-    assert await state.finish(item, token, NOW, "Failed", sent, event_error=normalized) == 1
+    assert (await state.finish(item, token, NOW, "Failed", sent,
+                         event_error=normalized)).code == 1
     fields = await redis.hgetall(keys.run("r1"))
     assert orjson.loads(fields[b"output"]) == sent
     assert orjson.loads(fields[b"error"]) == normalized

@@ -87,10 +87,9 @@ def _placed(events: list[dict[str, Any]], runs: list[dict[str, Any]]
     return local, away
 
 
-def _away(events: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The runs not stored with their events: away from them, or given without them."""
-    shard_of_event = {e["id"]: e["shard"] for e in events}
-    return [run for run in runs if shard_of_event.get(run["fields"]["event_id"]) != run["shard"]]
+def _start_of(run: dict[str, Any]) -> tuple[str, str]:
+    """(event id, function id): what names a run its event starts (an intake's `starts`)."""
+    return run["fields"]["event_id"], run["fields"]["function_id"]
 
 
 class NotReplicated(Exception):
@@ -281,6 +280,10 @@ class Ingest:
         planned = runs is None  # we pick the functions: the script checks we saw them all
         token = str(ULID())
         acked: list[int] = []
+        for event in events:
+            if event.user_id:  # beside the key that remembers the sender's id (keys.py)
+                event.internal_id = keys.with_shard(event.internal_id,
+                                                    keys.shard_by_hash(event.user_id))
 
         async def store(shard: int, body: bytes) -> Any:
             if not replicas:
@@ -291,10 +294,13 @@ class Ingest:
 
         event_records = [self._event_record(e, now) for e in events]
         shards = sorted({record["shard"] for record in event_records})
+        outs: list[dict[str, Any]] = []  # the answers of the pieces written
+        planned_runs: dict[tuple[str, str], dict[str, Any]] = {}  # (event, function) -> run
         for _ in range(5):
             if planned:
                 runs = [r for e in events for r in self._runs_for(e, now)]
             assert runs is not None
+            planned_runs.update({_start_of(r): r for r in runs})
             local, remote = _placed(event_records, runs)
             pieces = [(shard, {
                 "now": now,
@@ -312,8 +318,10 @@ class Ingest:
             calls = [ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
                      for shard, payload in pieces]
             # one shard (the usual store, or a request of one event): no task to gather
-            outs = [await calls[0]] if len(calls) == 1 else list(await asyncio.gather(*calls))
-            stale = [shard for (shard, _), out in zip(pieces, outs, strict=True)
+            answers = ([await calls[0]] if len(calls) == 1
+                       else list(await asyncio.gather(*calls)))
+            outs += [out for out in answers if not out.get("stale")]
+            stale = [shard for (shard, _), out in zip(pieces, answers, strict=True)
                      if out.get("stale")]
             if not stale:
                 break
@@ -324,10 +332,15 @@ class Ingest:
         else:
             raise RuntimeError("the function set changed five times while these events were "
                                "being stored; try again")
-        # runs started away from their events (their home shards), and runs given without
-        # their events (reruns)
+        # runs started away from their events, in their home shards: those the written
+        # intakes name (the script names only the runs of events it stored, as planned when
+        # it wrote them), and runs given without their events (reruns)
         homes: dict[int, list[dict[str, Any]]] = {}
-        for record in _away(event_records, runs):
+        given = {e["id"] for e in event_records}
+        away = [planned_runs[event_id, fn_id] for out in outs for raw in out["intakes"]
+                for event_id, fn_id in Intake(**orjson.loads(raw)["payload"]).starts or []]
+        away += [r for r in runs if r["fields"]["event_id"] not in given]
+        for record in away:
             homes.setdefault(record["shard"], []).append(record)
         if homes:
             outs += await asyncio.gather(*(
@@ -337,11 +350,12 @@ class Ingest:
                     shard)
                 for shard, records in sorted(homes.items())))
         created: list[str] = [run_id for out in outs for run_id in out["created"]]
-        self.on_runs_started(created, runs)
+        self.on_runs_started(created, list(planned_runs.values()) or runs)
         handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
         if handed:
             clock = max(out["clock"] for out in outs)
-            self.adopt(handed, token, self._first_states(handed, runs, clock))
+            self.adopt(handed, token,
+                       self._first_states(handed, list(planned_runs.values()) or runs, clock))
         repeated = {k: v for out in outs for k, v in out["repeated"].items()}
         for event in events:
             event.internal_id = repeated.get(event.internal_id, event.internal_id)
@@ -440,6 +454,7 @@ class Ingest:
         stored their events would have: their ids derive from both, so a run it started
         before it died is not started again."""
         stored = {e.internal_id: e for e in await self._stored(sorted({s[0] for s in starts}))}
+        await self.registry.refresh()  # a function synced since this process last looked
         now = self.clock()
         records = [self.new_run(self.registry.functions[fn_id], [stored[event_id]], now)
                    for event_id, fn_id in starts

@@ -33,10 +33,12 @@ def _run_bytes(run: dict[str, Any]) -> int:
 def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
           max_events: int = MAX_EVENTS, max_bytes: int = MAX_BYTES
           ) -> Iterator[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
-    """(events, runs) pieces in request order; every run with the event that starts it."""
+    """(events, runs) pieces in request order; every run with the event that starts it.
+    Runs given without their events (reruns, runs started in their home shards) come last,
+    in pieces of their own as bounded."""
     event_ids = {e["id"] for e in events}
     runs_of: dict[str, list[dict[str, Any]]] = {}
-    unattached = []  # runs given without their event (a rerun): they go last
+    unattached = []  # runs given without their event: they go last
     for run in runs:
         event_id = str((run.get("fields") or {}).get("event_id"))
         if event_id in event_ids:
@@ -55,26 +57,37 @@ def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
         piece_events.append(event)
         piece_runs.extend(own)
         size += cost
-    if piece_events or unattached:
-        yield piece_events, piece_runs + unattached
+    for run in unattached:
+        cost = _run_bytes(run)
+        if piece_runs and (len(piece_events) + len(piece_runs) >= max_events
+                           or size + cost > max_bytes):
+            yield piece_events, piece_runs
+            piece_events, piece_runs, size = [], [], 0
+        piece_runs.append(run)
+        size += cost
+    if piece_events or piece_runs:
+        yield piece_events, piece_runs
 
 
 async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any],
                  shard: int = 0) -> dict[str, Any]:
     """Run the ingest script over `payload` piece by piece; its answers merged as if it had
-    been one call: {created, handed, repeated, intakes, clock} (see lua/ingest.lua). Each piece
-    gets its own intake item id, in `shard` (where `call` runs the script). The payload's `registry` check goes with the first piece
+    been one call: {created, handed, repeated, intakes, clock} (see lua/ingest.lua). Each
+    piece gets its own intake item id, in `shard` (where `call` runs the script), and the
+    `starts` of its own events. The payload's `registry` check goes with the first piece
     only: when it finds the function set changed, nothing was written and the answer is
     {"stale": True} (the caller plans again)."""
     merged: dict[str, Any] = {"created": [], "handed": [], "repeated": {}, "intakes": [],
                               "clock": 0}
-    # the registry check, and the runs to start in other shards (named in the intake item,
-    # see Ingest.accept), go with the first piece
-    check = {k: payload[k] for k in ("registry", "starts") if payload.get(k)}
+    check = {"registry": payload["registry"]} if payload.get("registry") else {}
+    starts = payload.get("starts") or []  # runs of these events to start in other shards
     base = {k: v for k, v in payload.items() if k not in ("registry", "starts")}
     for events, runs in split(payload["events"], payload["runs"]):
+        ids = {e["id"] for e in events}
+        mine = [start for start in starts if start[0] in ids]
         out = orjson.loads(await call(orjson.dumps(
             {**base, **check, "events": events, "runs": runs,
+             **({"starts": mine} if mine else {}),
              # in the shard the script runs in (keys.shard_of reads the id's first part)
              "intake_id": f"{keys.with_shard(str(ULID()), shard)}:intake"})))
         if out.get("stale"):

@@ -90,6 +90,11 @@ def shard_of(id: str) -> int:
     return max(_ALPHABET.find(head[-1:].upper()), 0) % _shards
 
 
+def shard_digit(shard: int) -> str:
+    """The character that names `shard` at the end of an id's first part."""
+    return _ALPHABET[shard]
+
+
 def with_shard(id: str, shard: int) -> str:
     """`id` (a ULID) with its last digit changed so that it lives in `shard`."""
     if _shards == 1:

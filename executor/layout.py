@@ -64,7 +64,9 @@ async def configure_shards(redis: Any, wanted: int | None) -> int:
         count = wanted or 1 if not used else 1
         if used and wanted not in (None, 1):
             raise LayoutError(_refusal(1, wanted))
-        await redis.set(keys.SHARDS_KEY, str(count))
+        # NX: of two processes creating the store at once, the first one's count holds
+        if not await redis.set(keys.SHARDS_KEY, str(count), nx=True):
+            return await configure_shards(redis, wanted)
     else:
         count = int(stored)
         if wanted is not None and wanted != count:

@@ -195,6 +195,7 @@ class Queue:
         self.cluster = cluster
         self._turn = 0  # the shard that gets the larger share of the next lease
         self._woken: asyncio.Event | None = None
+        self._waiting: asyncio.Event | None = None  # set while `wait` blocks
         self._watchers: list[asyncio.Task[None]] = []
 
     async def lease(
@@ -259,22 +260,28 @@ class Queue:
             await self.redis.blpop([keys.queue(s).wake for s in keys.shards()],
                                    timeout=timeout_s)
             return
-        # a cluster: one watcher per shard blocks on its wake list and wakes this wait
+        # a cluster: one watcher per shard blocks on its wake list while this process
+        # waits (so a busy process takes no wake-up an idle one could use), and wakes it
         if self._woken is None:
-            self._woken = asyncio.Event()
+            self._woken, self._waiting = asyncio.Event(), asyncio.Event()
             self._watchers = [asyncio.create_task(self._watch(s)) for s in keys.shards()]
+        assert self._waiting is not None
+        self._waiting.set()
         try:
             await asyncio.wait_for(self._woken.wait(), timeout_s)
         except TimeoutError:
             pass
+        finally:
+            self._waiting.clear()
         self._woken.clear()
 
     async def _watch(self, shard: int) -> None:
         wake = keys.queue(shard).wake
+        assert self._woken is not None and self._waiting is not None
         while True:
+            await self._waiting.wait()
             try:
                 if await self.redis.blpop([wake], timeout=1) is not None:
-                    assert self._woken is not None
                     self._woken.set()
             except asyncio.CancelledError:
                 raise

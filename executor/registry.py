@@ -360,7 +360,9 @@ class Registry:
         if keys.shard_count() > 1:
             # each shard's copy, for the check in ingest.lua (a moment behind at most: a
             # piece of ingest in that moment is planned with the set just replaced, as it
-            # would have been had it come a moment sooner)
+            # would have been had it come a moment sooner; a copy left behind, by two syncs
+            # writing out of order or a process dying here, is caught up by the next
+            # ingest planned with the newer set)
             async with self.redis.pipeline(transaction=False) as copies:
                 for shard in range(1, keys.shard_count()):
                     copies.set(keys.registry_version(shard), version)

@@ -71,8 +71,9 @@ class Retention:
         self.retention_ms = retention_ms
         self.batch = batch
         self._forget_empty = redis.register_script(scripts.source("forget_empty"))
-        # where the walk of each shard's concurrency waiting set stopped
-        self._waiting_cursors = [0] * keys.shard_count()
+        # shard -> where the walk of its concurrency waiting set stopped (a dict: the shard
+        # count is known only once the executor started)
+        self._waiting_cursors: dict[int, int] = {}
         self._usage_trimmed_day = -1  # per-day usage fields age by days: trimmed once a day
 
     async def sweep(self) -> tuple[int, int]:
@@ -104,7 +105,7 @@ class Retention:
         Each shard's set walked a page per pass."""
         for shard in keys.shards():
             directory = keys.concurrency_waiting_keys(shard)
-            cursor, found = await self.redis.sscan(directory, self._waiting_cursors[shard],
+            cursor, found = await self.redis.sscan(directory, self._waiting_cursors.get(shard, 0),
                                                    count=self.batch)
             self._waiting_cursors[shard] = int(cursor)
             await self._forget(directory, "set", "", [_text(n) for n in found])

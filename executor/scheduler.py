@@ -115,7 +115,9 @@ class Scheduler:
         stamp = times.rfc3339_seconds(tick)
         event = internal_event(
             SCHEDULED, {"cron": source, "scheduledAt": stamp, "fireAt": times.rfc3339_seconds(now)},
-            f"cron-{fn.id}-{tick}", now, stamp)
+            # the letter after "cron" names a shard of its own per function (keys.shard_of
+            # reads the id up to its first '-'), so the store's ticks spread over shards
+            f"cron{keys.shard_digit(keys.shard_by_hash(fn.id))}-{fn.id}-{tick}", now, stamp)
         run = self.ingest.new_run(fn, [event], now)
         await self.ingest.accept([event], runs=[run])
         log.info("cron %s fired %s for %s", source, stamp, fn.id)

@@ -140,7 +140,7 @@ class Waits:
             await self.state.resume(correlation_key(correlation), pause,
                                     orjson.dumps({"error": error}), now, record)
             return
-        event_id = f"invoke-{correlation}"
+        event_id = f"{correlation}-invoke"  # in the caller's shard (keys.shard_of)
         await self.ingest.accept([internal_event(INVOKED, spec.data, event_id, now)])
         # the runs the event started, this time or on an earlier try of this item
         created = await self.ingest.runs_of_event(event_id)

@@ -44,11 +44,15 @@
 -- read too, so processes whose clocks disagree cannot hide an event from a wait.
 --#include stats
 local p = cjson.decode(ARGV[1])
--- runs planned with a function set older than the stored one: write nothing, say so
+-- runs planned with a function set older than the stored one: write nothing, say so. (In
+-- shards other than 0 the stored version is a copy written after each sync: one behind
+-- the version planned with, read from the counter itself, is caught up here.)
 local registry = p['registry']
-if type(registry) == 'table'
-   and (redis.call('GET', registry['key']) or '0') ~= registry['version'] then
-  return cjson.encode({stale = true})
+if type(registry) == 'table' then
+  local stored = tonumber(redis.call('GET', registry['key']) or '0')
+  local planned = tonumber(registry['version']) or -1  -- none loaded yet: stale
+  if stored > planned then return cjson.encode({stale = true}) end
+  if stored < planned then redis.call('SET', registry['key'], registry['version']) end
 end
 local now = tonumber(p['now'])
 local clock = redis.call('TIME')
@@ -276,7 +280,11 @@ for _, r in ipairs(p['runs']) do
   end
 end
 local out = {created = created, handed = handed, repeated = stored_as, clock = redis_ms}
-local starts = p['starts'] or {}
+-- the runs to start in other shards of the events stored here (not of repeated ones)
+local starts = {}
+for _, s in ipairs(p['starts'] or {}) do
+  if not repeated[s[1]] then table.insert(starts, s) end
+end
 if #to_match > 0 or #to_cancel > 0 or #starts > 0 then
   local intake = cjson.encode({id = p['intake_id'], run_id = '', fn_id = '', kind = 'intake',
                                payload = {events = to_match, replaced = to_cancel,

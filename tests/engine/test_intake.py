@@ -174,3 +174,45 @@ async def test_a_run_started_away_from_its_event_survives_a_crash_in_between(
     assert (await engine.run(run_id))["status"] == "Completed"
     await ingest.follow_up(Intake([], [], [[event_id, "f"]]))  # done again: nothing new
     assert await ingest.runs_of_event(event_id) == [run_id]
+
+
+async def test_a_senders_repeated_event_id_is_found_in_any_store(engine: Engine,
+                                                               redis: Redis) -> None:
+    """An event with a sender's id is stored in the shard of the key that remembers that id
+    (on a cluster a script may touch one shard only): a repeat, whatever internal id it was
+    given, is found there, stores nothing and starts nothing, not even the runs a function
+    starts in its home shard."""
+    await engine.sync({"id": "f"}, {"id": "limited", "concurrency": [{"limit": 1}]})
+
+    def sent(internal_id: str) -> IncomingEvent:
+        return IncomingEvent(internal_id, {"name": "test/go", "data": {}, "id": "order-7",
+                                           "ts": engine.clock(), "user": {}}, "order-7")
+
+    first = sent(engine.event_id(1))
+    created = await engine.executor.ingest.accept([first])
+    assert len(created) == 2
+    assert keys.shard_of(first.internal_id) == keys.shard_by_hash("order-7")
+    assert await redis.get(keys.event_dedupe("order-7")) == first.internal_id.encode()
+    for n in range(2, 8):  # retries that got other internal ids, one per shard or more
+        again = sent(engine.event_id(n))
+        assert await engine.executor.ingest.accept([again]) == []
+        assert again.internal_id == first.internal_id  # the API answers the first id
+    assert await total(redis, keys.runs) == 2
+
+
+async def test_a_shards_registry_copy_left_behind_catches_up(engine: Engine,
+                                                            redis: Redis) -> None:
+    """Each shard's ingest checks a copy of the registry version written after each sync;
+    a copy left behind (two syncs writing out of order, a process dying between the counter
+    and the copies) is caught up by the next ingest planned with the newer version, not
+    taken for a stale plan forever."""
+    await engine.sync({"id": "f"})
+    version = engine.executor.registry.version
+    assert version is not None
+    for shard in keys.shards():
+        if keys.registry_version(shard) != keys.REGISTRY_VERSION:  # the copies
+            await redis.set(keys.registry_version(shard), version - 1)
+    for _ in range(3 * keys.shard_count()):  # events land in every shard
+        assert len(await engine.send()) == 1
+    for shard in keys.shards():
+        assert int(await redis.get(keys.registry_version(shard)) or 0) == version

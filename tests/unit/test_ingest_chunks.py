@@ -42,6 +42,30 @@ def test_runs_without_their_event_go_last() -> None:
     assert pieces == [([], [run("elsewhere")])]
 
 
+def test_runs_without_their_events_are_cut_into_pieces_too() -> None:
+    """The runs a request starts in their functions' home shards travel without their
+    events: bounded like the rest, not all in one script call."""
+    away = [run(f"elsewhere{i}") for i in range(25)]
+    pieces = list(ingest_chunks.split([event(0)], [run("e0"), *away], max_events=10))
+    assert [(len(e), len(r)) for e, r in pieces] == [(1, 9), (0, 10), (0, 7)]
+    assert [r for _, p in pieces for r in p] == [run("e0"), *away]
+
+
+async def test_each_piece_names_the_starts_of_its_own_events() -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def call(body: bytes) -> bytes:
+        seen.append(orjson.loads(body))
+        return orjson.dumps({"created": {}, "handed": {}, "repeated": {}})
+
+    events = [event(i) for i in range(450)]
+    starts = [["e5", "f"], ["e250", "f"], ["e449", "g"]]
+    await ingest_chunks.ingest(call, {"now": 7, "events": events, "runs": [],
+                                      "starts": starts})
+    assert [piece.get("starts", []) for piece in seen] == [
+        [["e5", "f"]], [["e250", "f"]], [["e449", "g"]]]
+
+
 async def test_answers_merge_as_one_call() -> None:
     seen: list[dict[str, Any]] = []
 

@@ -14,7 +14,6 @@ budget). The key is never logged or stored: only the op's step record is kept.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -155,11 +154,8 @@ async def infer(opcodes: Opcodes, item: QueueItem, token: str, op: dict[str, Any
                 started: int) -> tuple[QueueItem | None, CallState | None]:
     """Make the provider call of an AIGateway op and record it as the step's outcome."""
     request = provider_request(op)
-    renewer = asyncio.create_task(opcodes.renew(item.id, token))
-    try:
+    async with opcodes.renewing(item.id, token):
         answer = await opcodes.gateway.call(request)
-    finally:
-        renewer.cancel()
     now = opcodes.clock()
     attempts = item.attempt + 1
     extra = {"format": request.format, "provider_status": answer.status}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -80,11 +81,11 @@ class Opcodes:
     def __init__(self, state: RunState, ingest: Ingest, waits: Waits, *, clock: Clock,
                  lease_ms: int, retry_interval_s: float | None, max_idle_calls: int,
                  gateway: ai_gateway.AIGateway,
-                 renew: Callable[[str, str], Coroutine[Any, Any, None]],
+                 renewing: Callable[[str, str], AbstractAsyncContextManager[None]],
                  retry_gate: RetryGate = _always_retry,
                  meter: UsageMeter = _unmetered) -> None:
         self.gateway = gateway  # step.ai.infer's provider calls
-        self.renew = renew  # keeps an item's lease while the executor itself calls out
+        self.renewing = renewing  # keeps an item's lease while the executor itself calls out
         self.state = state
         self.ingest = ingest
         self.waits = waits

@@ -9,9 +9,10 @@ that make no call (timers, follow-ups of pauses) go to `timers.Timers`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from . import ai_gateway
 from .call_watch import CallWatch
@@ -68,7 +69,7 @@ class Worker:
         waits = Waits(state, registry, ingest, clock)
         self.opcodes = Opcodes(state, ingest, waits, clock=clock, lease_ms=lease_ms,
                                retry_interval_s=retry_interval_s, max_idle_calls=max_idle_calls,
-                               gateway=gateway or ai_gateway.AIGateway(), renew=self._renew,
+                               gateway=gateway or ai_gateway.AIGateway(), renewing=self.renewing,
                                retry_gate=operations.retry_gate,
                                meter=operations.gateway_usage)
         self.timers = Timers(state, ingest, waits, self.opcodes, clock)
@@ -237,9 +238,8 @@ class Worker:
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes,
                     watch: CallWatch) -> Outcome:
         self.calls_made += 1
-        renewer = asyncio.create_task(self._renew(item.id, token))
         body, signature = self.sign(body)
-        try:
+        async with self.renewing(item.id, token):
             return await watch.run(self.driver.call(
                 url,
                 body,
@@ -249,12 +249,27 @@ class Worker:
                  "X-Inngest-Generation-Id": token,
                  **signature, **watch.headers},
             ))
+
+    @contextlib.asynccontextmanager
+    async def renewing(self, item_id: str, token: str) -> AsyncIterator[None]:
+        """Keep an item's lease while the block runs (a call out). The renewer stops on a
+        flag as well as on cancellation: a cancellation landing inside a Redis command
+        while a cluster fails over can be swallowed by the client, and a renewer left
+        running would hold the lease of a call that ended, so its run would never be
+        retried."""
+        ended = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(item_id, token, ended))
+        try:
+            yield
         finally:
+            ended.set()
             renewer.cancel()
 
-    async def _renew(self, item_id: str, token: str) -> None:
-        while True:
+    async def _renew(self, item_id: str, token: str, ended: asyncio.Event) -> None:
+        while not ended.is_set():
             await asyncio.sleep(self.lease_ms / 3000)
+            if ended.is_set():
+                return
             try:
                 now = self.clock()
                 renewed = await self.queue.renew(item_id, token, now, now + self.lease_ms)

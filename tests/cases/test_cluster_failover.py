@@ -25,8 +25,8 @@ pytestmark = pytest.mark.real
 
 def test_kill9_of_the_master_loses_no_acknowledged_event(tmp_path: pathlib.Path) -> None:
     stack = start_stack(tmp_path, app_env={"STEP_DELAY": "0.05"},
-                        # a call the failover leaves unanswered is retried after 20 s (see
-                        # the README: about 1 failover in 15 under load leaves one)
+                        # a call whose answer the failover cut off is retried after 20 s
+                        # at most, not the default 10 minutes
                         executor_extra=["--ack-replicas", "1", "--workers", "16",
                                         "--call-timeout", "20"],
                         redis_kind="cluster")

@@ -26,7 +26,7 @@ import orjson
 from redis.asyncio import Redis
 from ulid import ULID
 
-from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys
+from . import crashpoints, expressions, flow, indexes, ingest_chunks, keys, shards
 from .events import FINISHED, IncomingEvent
 from .pauses import Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
@@ -414,10 +414,8 @@ class Ingest:
 
     async def runs_of_event(self, event_id: str) -> list[str]:
         """The ids of the runs an event started, from every shard."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in keys.shards():
-                pipe.lrange(keys.event_runs(event_id, shard), 0, -1)
-            found = await pipe.execute()
+        found = await shards.each_shard(self.redis, lambda pipe, shard: pipe.lrange(
+            keys.event_runs(event_id, shard), 0, -1))
         return [run_id.decode() for shard_runs in found for run_id in shard_runs]
 
     async def _store_replicated(self, shard: int, body: bytes, replicas: int

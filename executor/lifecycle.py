@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from . import keys, pause_index
+from . import keys, pause_index, shards
 from .events import FINISHED, IncomingEvent
 from .ingest import Ingest, internal_event
 
@@ -102,11 +102,8 @@ class Lifecycle:
     async def sweep(self, older_than_ms: int = 10_000) -> int:
         """Emit end events of runs a crashed process left in the outboxes (entries younger
         than `older_than_ms` are still being emitted by the process that ended the run)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for shard in keys.shards():
-                pipe.zrangebyscore(keys.outbox(shard), "-inf", self.clock() - older_than_ms,
-                                   start=0, num=100)
-            found = await pipe.execute()
+        found = await shards.each_shard(self.redis, lambda pipe, shard: pipe.zrangebyscore(
+            keys.outbox(shard), "-inf", self.clock() - older_than_ms, start=0, num=100))
         run_ids: list[Any] = [raw for shard_ids in found for raw in shard_ids]
         for raw in run_ids:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 from collections.abc import Callable
@@ -20,9 +21,36 @@ NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "pla
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)
 
 
+# Tests set INNGEST_LIKE_STRICT_KEYS=1: every script then runs behind a guard that fails any
+# command naming a key its caller did not pass in KEYS (Redis itself only refuses keys of
+# another slot, so a key built inside a script would go unnoticed until a cluster split it).
+STRICT_ENV = "INNGEST_LIKE_STRICT_KEYS"
+_STRICT_GUARD = """\
+local declared_keys = {}
+for _, k in ipairs(KEYS) do declared_keys[k] = true end
+local redis_unguarded = redis
+local function check_keys(cmd, ...)
+  local name = string.upper(cmd)
+  if name == 'TIME' then return end
+  local args = {...}
+  local last = (name == 'DEL' or name == 'EXISTS') and #args or 1
+  for i = 1, last do
+    if not declared_keys[args[i]] then
+      error('strict keys: ' .. name .. ' names a key not in KEYS: ' .. tostring(args[i]))
+    end
+  end
+end
+local redis = setmetatable({
+  call = function(cmd, ...) check_keys(cmd, ...) return redis_unguarded.call(cmd, ...) end,
+  pcall = function(cmd, ...) check_keys(cmd, ...) return redis_unguarded.pcall(cmd, ...) end,
+}, {__index = redis_unguarded})
+"""
+
+
 def source(name: str) -> str:
     """A script's text with its `--#include NAME` lines replaced by `lib_NAME.lua` (libraries
-    may include others; each is included once, where it is first named)."""
+    may include others; each is included once, where it is first named); behind the
+    strict-keys guard when STRICT_ENV is set."""
     seen: set[str] = set()
 
     def include(match: re.Match[str]) -> str:
@@ -32,7 +60,8 @@ def source(name: str) -> str:
         seen.add(lib)
         return _INCLUDE.sub(include, (_DIR / f"lib_{lib}.lua").read_text())
 
-    return _INCLUDE.sub(include, (_DIR / f"{name}.lua").read_text())
+    text = _INCLUDE.sub(include, (_DIR / f"{name}.lua").read_text())
+    return _STRICT_GUARD + text if os.environ.get(STRICT_ENV) else text
 
 
 class Scripts:

@@ -154,7 +154,7 @@ async def infer(opcodes: Opcodes, item: QueueItem, token: str, op: dict[str, Any
                 started: int) -> tuple[QueueItem | None, CallState | None]:
     """Make the provider call of an AIGateway op and record it as the step's outcome."""
     request = provider_request(op)
-    async with opcodes.renewing(item.id, token):
+    async with opcodes.renewing(item, token):
         answer = await opcodes.gateway.call(request)
     now = opcodes.clock()
     attempts = item.attempt + 1

@@ -213,15 +213,15 @@ def home_shard(fn_id: str, flow: FlowControl) -> int | None:
 
 
 def concurrency_slots(fn_id: str, flow: FlowControl, event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The concurrency slots each of a run's calls takes: [{key, limit, label}]."""
+    """The concurrency slots each of a run's calls takes: [{n: slot name, limit, label}].
+    Names, not keys: the scripts that take and free a slot get its keys from their caller
+    (`keys.slot_keys`, in the shard of the run: its home shard)."""
     slots = []
-    shard = home_shard(fn_id, flow) or 0
     for entry in flow.concurrency:
         value = evaluate_key(entry.key, event, "concurrency key")
         scope_id = fn_id if entry.scope == "fn" else entry.scope
         label = f"concurrency limit {entry.limit}" + (f" on key {value}" if entry.key else "")
-        slots.append({"key": keys.concurrency(scope_id, entry.key or "", value, shard),
-                      "wait": keys.concurrency_waiting(scope_id, entry.key or "", value, shard),
+        slots.append({"n": keys.concurrency_slot(scope_id, entry.key or "", value),
                       "limit": entry.limit, "label": label})
     return slots
 

@@ -406,8 +406,9 @@ def stats_hour(function_id: str, hour: int, shard: int) -> str:
 
 
 def concurrency_waiting_keys(shard: int) -> str:
-    """Set: a shard's concurrency waiting zsets that ever held an item back (the backlog
-    read walks them; an empty zset costs a ZCARD)."""
+    """Set: the names of a shard's concurrency slots whose waiting zset ever held an item
+    back (the backlog read walks them; an empty zset costs a ZCARD). Before slots had names
+    its members were the waiting zsets' keys: `slot_keys` reads both."""
     return f"{_prefixes[shard]}:conc-wait-keys"
 
 
@@ -440,20 +441,22 @@ def login_failures(client: str) -> str:
 
 
 # -- flow control ----------------------------------------------------------------------------
-def _scoped(kind: str, scope_id: str, expression: str, value: str, shard: int) -> str:
+def concurrency_slot(scope_id: str, expression: str, value: str) -> str:
+    """The name of one concurrency key (scope, key expression, the value it gave): what a
+    queue item's `ck` and the waiting set hold, never a key; `slot_keys` makes its keys."""
     digest = hashlib.sha1(expression.encode()).hexdigest()[:8] if expression else "-"
-    return f"{_prefixes[shard]}:{kind}:{scope_id}:{digest}:{value}"
+    return f"{scope_id}:{digest}:{value}"
 
 
-def concurrency(scope_id: str, expression: str, value: str, shard: int) -> str:
-    """Zset: queue items executing under one concurrency key -> lease expiry (ms)."""
-    return _scoped("conc", scope_id, expression, value, shard)
-
-
-def concurrency_waiting(scope_id: str, expression: str, value: str, shard: int) -> str:
-    """Zset: due items held back by that concurrency key -> their due time (ms). Held
-    per key, so one hot key's backlog never blocks the head of the shared ready queue."""
-    return _scoped("conc-wait", scope_id, expression, value, shard)
+def slot_keys(name: str, shard: int) -> tuple[str, str]:
+    """A concurrency slot's keys in a shard: (zset of the queue items executing under it ->
+    lease expiry ms, zset of the due items it holds back -> their due time ms). Held per
+    key, so one hot key's backlog never blocks the head of the shared ready queue.
+    A name that is a whole key is from a store written before slots had names (an item's
+    `ck` then held the holders' key, the waiting set the waiting zset's)."""
+    if name.startswith("il:{") and (":conc:" in name or ":conc-wait:" in name):
+        return name.replace(":conc-wait:", ":conc:", 1), name.replace(":conc:", ":conc-wait:", 1)
+    return f"{_prefixes[shard]}:conc:{name}", f"{_prefixes[shard]}:conc-wait:{name}"
 
 
 def throttle(function_id: str, value: str, shard: int) -> str:

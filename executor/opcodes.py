@@ -81,7 +81,7 @@ class Opcodes:
     def __init__(self, state: RunState, ingest: Ingest, waits: Waits, *, clock: Clock,
                  lease_ms: int, retry_interval_s: float | None, max_idle_calls: int,
                  gateway: ai_gateway.AIGateway,
-                 renewing: Callable[[str, str], AbstractAsyncContextManager[None]],
+                 renewing: Callable[[QueueItem, str], AbstractAsyncContextManager[None]],
                  retry_gate: RetryGate = _always_retry,
                  meter: UsageMeter = _unmetered) -> None:
         self.gateway = gateway  # step.ai.infer's provider calls

@@ -123,6 +123,9 @@ class QueueItem:
     limits: dict[str, Any] = dataclasses.field(default_factory=dict)
     # how long this call waited to be taken after it was due (set by lease.lua, never stored)
     queued_ms: int = 0
+    # when a lease handed it out (ms; never stored): its wait is still to be counted to its
+    # run (call_start.lua, read with the run's state); 0 once counted or when not leased
+    leased_at: int = 0
 
     @classmethod
     def of(cls, payload: Payload, *, id: str, run_id: str, fn_id: str,
@@ -151,6 +154,7 @@ class QueueItem:
     def to_dict(self) -> dict[str, Any]:
         body = dataclasses.asdict(self)
         body.pop("queued_ms")
+        body.pop("leased_at")
         return body
 
     def template(self, **changes: Any) -> bytes:
@@ -184,6 +188,22 @@ def _legacy_payload(kind: str, ref: str) -> dict[str, Any]:
     return {}
 
 
+def named_slots(items: list[QueueItem], shard: int) -> tuple[list[str], bytes | str]:
+    """The keys of the concurrency slots the calls among `items` take, and their names (a
+    JSON list, '' for none): what a script that takes or frees them is given
+    (lib_slots.lua). Timers carry their run's slots for later calls but take none."""
+    names: list[str] = []
+    for item in items:
+        if item.kind == "call":
+            for entry in item.ck:
+                name = entry.get("n") or entry["key"]
+                if name not in names:
+                    names.append(name)
+    if not names:
+        return [], ""
+    return [k for name in names for k in keys.slot_keys(name, shard)], orjson.dumps(names)
+
+
 class Queue:
     """The shards' queues, seen as one: leases are taken from every shard, a shard's share
     rotating so that a busy shard cannot starve another."""
@@ -215,43 +235,86 @@ class Queue:
                   for s in keys.shards()]
         expiry_ms = now_ms + lease_ms
 
-        def lease_keys(shard: int) -> list[str]:
+        def call(pipe: Any, shard: int, share: int, needing: list[QueueItem]) -> None:
             q = keys.queue(shard)
-            return [q.ready, q.leased, q.leases, q.items, keys.concurrency_waiting_keys(shard)]
+            slot_keys, names = named_slots(needing, shard)
+            runs = sorted({item.run_id for item in needing})
+            self.scripts.queue_in(
+                pipe, "lease",
+                [q.ready, q.leased, q.leases, q.items, keys.concurrency_waiting_keys(shard),
+                 *slot_keys, *map(keys.run, runs)],
+                [now_ms, expiry_ms, token, share, names, orjson.dumps(runs) if runs else ""])
 
-        def lease_args(shard: int) -> list[Any]:
-            return [now_ms, expiry_ms, token, shares[shard], keys.run_prefix(shard)]
+        # one pipeline over every shard (one round trip per node of a cluster); a shard
+        # whose due calls take concurrency slots is asked again, naming their keys
+        asked: dict[int, tuple[int, list[QueueItem]]] = {
+            shard: (shares[shard], []) for shard in keys.shards()}
+        items: list[QueueItem] = []
+        dues: list[int] = []
+        for round_ in (1, 2):
+            plan = list(asked.items())
 
-        if count == 1:
-            answers = [await self.scripts("lease", lease_keys(0), lease_args(0))]
-        else:  # one pipeline: one round trip (per node of a cluster)
-            def fill(pipe: Any) -> None:
-                for shard in keys.shards():
-                    self.scripts.queue_in(pipe, "lease", lease_keys(shard), lease_args(shard))
+            def fill(pipe: Any, plan: list[tuple[int, tuple[int, list[QueueItem]]]] = plan,
+                     ) -> None:
+                for shard, (share, needing) in plan:
+                    call(pipe, shard, share, needing)
 
             answers = await self.scripts.pipelined(self.redis, fill)
-        items = [QueueItem.from_json(raw) for out in answers for raw in out[1:]]
-        dues = [int(out[0]) for out in answers if int(out[0]) >= 0]
+            asked = {}
+            for (shard, (share, _)), out in zip(plan, answers, strict=True):
+                count = int(out[1])
+                items += [QueueItem.from_json(raw) for raw in out[2:2 + count]]
+                needing = [QueueItem.from_json(raw) for raw in out[2 + count:]]
+                if round_ == 2 or not needing or count >= share:
+                    if int(out[0]) >= 0:
+                        dues.append(int(out[0]))
+                    continue
+                asked[shard] = (share - count, needing)
+            if not asked:
+                break
+        for item in items:
+            item.leased_at = now_ms
         return items, token, min(dues) if dues else None
 
-    async def renew(self, item_id: str, token: str, now_ms: int, expiry_ms: int) -> bool:
+    async def renew(self, item: QueueItem, token: str, now_ms: int, expiry_ms: int) -> bool:
         """Extend a lease (and its concurrency slots); False when it is no longer ours,
         including when a late renewal finds its slot taken (renew.lua forfeits it)."""
-        q = keys.queue_of(item_id)
+        shard = keys.shard_of(item.id)
+        q = keys.queue(shard)
+        slot_keys, names = named_slots([item], shard)
         ok = await self.scripts(
-            "renew", [q.leased, q.leases, q.items, q.ready, q.wake],
-            [item_id, token, expiry_ms, now_ms]
+            "renew", [q.leased, q.leases, q.items, q.ready, q.wake, *slot_keys],
+            [item.id, token, expiry_ms, now_ms, names]
         )
         return bool(ok)
 
     async def reap(self, now_ms: int, limit: int = 1000) -> int:
         """Put back in ready the items of every shard whose lease expired."""
-        def fill(pipe: Any) -> None:
-            for q in map(keys.queue, keys.shards()):
-                self.scripts.queue_in(pipe, "reap", [q.leased, q.leases, q.ready, q.wake,
-                                                     q.items], [now_ms, limit])
+        def call(pipe: Any, shard: int, needing: list[QueueItem]) -> None:
+            q = keys.queue(shard)
+            slot_keys, names = named_slots(needing, shard)
+            self.scripts.queue_in(pipe, "reap", [q.leased, q.leases, q.ready, q.wake, q.items,
+                                                 *slot_keys], [now_ms, limit, names])
 
-        return sum(int(m) for m in await self.scripts.pipelined(self.redis, fill))
+        # calls holding concurrency slots are reaped by a second call naming their keys
+        asked: dict[int, list[QueueItem]] = {shard: [] for shard in keys.shards()}
+        moved = 0
+        for round_ in (1, 2):
+            plan = list(asked.items())
+
+            def fill(pipe: Any, plan: list[tuple[int, list[QueueItem]]] = plan) -> None:
+                for shard, needing in plan:
+                    call(pipe, shard, needing)
+
+            answers = await self.scripts.pipelined(self.redis, fill)
+            asked = {}
+            for (shard, _), out in zip(plan, answers, strict=True):
+                moved += int(out[0])
+                if round_ == 1 and len(out) > 1:
+                    asked[shard] = [QueueItem.from_json(raw) for raw in out[1:]]
+            if not asked:
+                break
+        return moved
 
     async def wait(self, timeout_s: float) -> None:
         """Block until something is enqueued in any shard or `timeout_s` passes."""

@@ -33,6 +33,7 @@ Bounded by live work: the queue, pauses, the outbox, concurrency slots, singleto
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _waiting_key(name: str, shard: int) -> str:
+    return keys.slot_keys(name, shard)[1]
+
+
 class Retention:
     def __init__(self, redis: Redis, clock: Callable[[], int],
                  retention_ms: int = DEFAULT_RETENTION_MS, batch: int = BATCH) -> None:
@@ -88,16 +93,17 @@ class Retention:
         await self._usage_days(cutoff, now)
         return runs, events
 
-    async def _forget(self, directory: str, kind: str, prefix: str, names: list[str]) -> None:
+    async def _forget(self, directory: str, kind: str, key_of: Callable[[str], str],
+                      names: list[str]) -> None:
         for at in range(0, len(names), self.batch):
-            await self._forget_empty(keys=[directory],
-                                     args=[kind, prefix, *names[at:at + self.batch]])
+            page = names[at:at + self.batch]
+            await self._forget_empty(keys=[directory, *map(key_of, page)], args=[kind, *page])
 
     async def _forget_words(self, scope: str, words: set[str], shard: int) -> None:
         """Take out of a shard's prefix dictionary the words no run (event) of that shard
         holds any more."""
         await self._forget(keys.search_words(scope, shard), "zset",
-                           keys.search_word(scope, "", shard), sorted(words))
+                           lambda word: keys.search_word(scope, word, shard), sorted(words))
 
     async def _waiting(self) -> None:
         """Forget the concurrency waiting zsets that emptied (one value of a per-user
@@ -108,7 +114,8 @@ class Retention:
             cursor, found = await self.redis.sscan(directory, self._waiting_cursors.get(shard, 0),
                                                    count=self.batch)
             self._waiting_cursors[shard] = int(cursor)
-            await self._forget(directory, "set", "", [_text(n) for n in found])
+            await self._forget(directory, "set", functools.partial(_waiting_key, shard=shard),
+                               [_text(n) for n in found])
 
     async def _removed(self, cutoff: int) -> None:
         """Functions removed before the period: their usage totals go (unless a run of

@@ -4,6 +4,7 @@ record a call's outcome, each one atomic script guarded by the lease token."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 from . import indexes, keys
 from .events import FINISHED
 from .heartbeats import BEAT_TTL_MS, call_id_of
-from .queue import PauseTimeout, QueueItem
+from .queue import PauseTimeout, QueueItem, named_slots
 from .scripts import Scripts
 from .step_record import StepRecord, encode
 
@@ -142,34 +143,48 @@ class RunState:
                 record.started_at = start
         return max(0, end - start)
 
-    def _queue_load(self, pipe: Any, run_id: str) -> None:
+    def _queue_load(self, pipe: Any, run_id: str, item: QueueItem | None = None) -> None:
         # the order before the memos: a memo is saved before it is listed, so whatever a
         # concurrent script adds in between, every listed step has its memo
         pipe.hgetall(keys.run(run_id))
         pipe.lrange(keys.run_stack(run_id), 0, -1)
         pipe.hgetall(keys.run_memos(run_id))
         pipe.get(keys.REGISTRY_VERSION)
-        self.scripts.queue_in(pipe, "clock", [keys.run(run_id)], [])
+        if item is not None and item.kind == "call" and item.leased_at:
+            # a call a lease handed out starts: its queue wait goes to its run
+            self.scripts.queue_in(pipe, "call_start", [keys.run(run_id)],
+                                  [item.queued_ms, "1" if item.id.endswith(":1") else "",
+                                   item.leased_at])
+        else:
+            self.scripts.queue_in(pipe, "clock", [keys.run(run_id)], [])
 
     @staticmethod
-    def _state(results: list[Any]) -> CallState | None:
-        run, stack, memos, version, redis_ms = results
+    def _state(results: list[Any], item: QueueItem | None = None) -> CallState | None:
+        run, stack, memos, version, clock = results
+        if isinstance(clock, list):  # call_start.lua: the clock and the wait it counted
+            clock, waited = clock
+            if item is not None:
+                item.queued_ms, item.leased_at = int(waited), 0  # counted once
         if not run:
             return None
-        return CallState(run, memos, stack, int(version or 0), int(redis_ms))
+        return CallState(run, memos, stack, int(version or 0), int(clock))
 
-    async def load(self, run_id: str) -> CallState | None:
-        return (await self.load_many([run_id]))[0]
+    async def load(self, run_id: str, item: QueueItem | None = None) -> CallState | None:
+        return (await self.load_many([run_id], [item]))[0]
 
-    async def load_many(self, run_ids: list[str]) -> list[CallState | None]:
-        """The states of several runs in one round trip (the calls one lease handed out)."""
+    async def load_many(self, run_ids: list[str],
+                        items: Sequence[QueueItem | None] | None = None,
+                        ) -> list[CallState | None]:
+        """The states of several runs in one round trip (the calls one lease handed out:
+        `items`, whose queue waits are counted to their runs on the way)."""
+        called = items or [None] * len(run_ids)
 
         def fill(pipe: Any) -> None:
-            for run_id in run_ids:
-                self._queue_load(pipe, run_id)
+            for run_id, item in zip(run_ids, called, strict=True):
+                self._queue_load(pipe, run_id, item)
 
         results = await self.scripts.pipelined(self.redis, fill)
-        return [self._state(results[i:i + 5]) for i in range(0, len(results), 5)]
+        return [self._state(results[5 * i:5 * i + 5], item) for i, item in enumerate(called)]
 
     async def complete(
         self,
@@ -190,14 +205,15 @@ class RunState:
         read in the same round trip. Code 4: the run made no progress in more than
         `max_idle_calls` calls in a row (nothing written)."""
         call_ms = self._take_call(item, record)
+        slot_keys, names = named_slots([item], keys.shard_of(item.id))
         args = [item.id, token, now_ms, step_hash, memo, encode(record), next_due,
                 next_template, lease_expiry, "" if item.step_id == "step" else item.step_id,
-                max_idle_calls, call_ms]
+                max_idle_calls, call_ms, names]
 
         def fill(pipe: Any) -> None:
             self.scripts.queue_in(
-                pipe, "complete", [*keys.queue_of(item.id).all(), *keys.run_keys(item.run_id)],
-                args)
+                pipe, "complete",
+                [*keys.queue_of(item.id).all(), *keys.run_keys(item.run_id), *slot_keys], args)
             self._queue_load(pipe, item.run_id)
 
         results = await self.scripts.pipelined(self.redis, fill)
@@ -211,15 +227,16 @@ class RunState:
                    planned: list[tuple[str, str, int, str]], race: bool = False) -> int:
         """One item per planned step (hash, kind "call" or "sleep", due, name); the next discovery
         waits until all have finished (or each one, racing)."""
+        slot_keys, names = named_slots([item], keys.shard_of(item.id))
         args: list[Any] = [item.id, token, now_ms,
                            item.template(attempt=0, limits=item.limits), "1" if race else "",
-                           self._take_call(item, None)]
+                           self._take_call(item, None), names]
         for hashed, kind, due, name in planned:
             args += [hashed, kind, due, name]
         return int(
             await self.scripts(
                 "plan", [*keys.queue_of(item.id).all(), keys.run(item.run_id),
-                         keys.run_pending(item.run_id)], args
+                         keys.run_pending(item.run_id), *slot_keys], args
             )
         )
 
@@ -235,11 +252,13 @@ class RunState:
         has ended (the item is dropped)."""
         again = dataclasses.replace(item, attempt=item.attempt + 1)
         call_ms = self._take_call(item, record)
+        slot_keys, names = named_slots([item], keys.shard_of(item.id))
         ok = await self.scripts(
             "retry",
-            [*keys.queue_of(item.id).all(), keys.run(item.run_id), keys.run_steps(item.run_id)],
+            [*keys.queue_of(item.id).all(), keys.run(item.run_id), keys.run_steps(item.run_id),
+             *slot_keys],
             [item.id, token, due_ms, orjson.dumps(again.to_dict()), last_error,
-             encode(record), call_ms],
+             encode(record), call_ms, names],
         )
         return int(ok)
 
@@ -269,16 +288,18 @@ class RunState:
         # an item of no run (an intake) only drops itself; its run's places are then its
         # shard's (unread) so that every key is in one slot
         run_id = item.run_id or item.id
+        slot_keys, slot_names = named_slots([item], shard)
         out = await self.scripts(
             "finish",
             [q.items, q.leased, q.leases, keys.run(run_id), keys.run_steps(run_id),
              keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
              keys.runs_running(shard), keys.pauses(FINISHED, shard),
-             keys.pause_paths(FINISHED, shard), keys.registry_version(shard), *tail_keys],
+             keys.pause_paths(FINISHED, shard), keys.registry_version(shard), *slot_keys,
+             *tail_keys],
             [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
              b"" if event_error is None else orjson.dumps(event_error), call_ms,
              "" if unheard is None else "1", "" if unheard is None else str(unheard),
-             *tail_args],
+             slot_names, *tail_args],
         )
         code = int(out[0])
         if code != 4:
@@ -306,17 +327,19 @@ class RunState:
                              id=f"{item.run_id}:t:{pause['id']}", run_id=item.run_id,
                              fn_id=item.fn_id, max_attempts=item.max_attempts)
         pause = {**pause, "timeout_item": timer.id, "ck": item.ck}
+        slot_keys, names = named_slots([item], keys.shard_of(item.id))
         return int(
             await self.scripts(
                 "pause",
                 [*keys.queue_of(item.id).all(), keys.run(item.run_id),
                  keys.run_steps(item.run_id), pause_key,
-                 keys.run_listeners(item.run_id), *([indexed[0]] if indexed else [])],
+                 keys.run_listeners(item.run_id), *([indexed[0]] if indexed else []),
+                 *slot_keys],
                 [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
                  orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
                  follow_up.id if follow_up else "",
                  orjson.dumps(follow_up.to_dict()) if follow_up else b"",
-                 self._take_call(item, None), indexed[1] if indexed else ""],
+                 self._take_call(item, None), indexed[1] if indexed else "", names],
             )
         )
 

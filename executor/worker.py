@@ -149,7 +149,7 @@ class Worker:
         if len(calls) < 2:
             return {}  # one call reads its own state: no round trip saved
         try:
-            states = await self.state.load_many([item.run_id for item in calls])
+            states = await self.state.load_many([item.run_id for item in calls], calls)
         except Exception:
             log.exception("reading the states of %d leased calls failed; each reads its own",
                           len(calls))
@@ -191,7 +191,7 @@ class Worker:
             await self.timers.fire(item, token, self.clock())
             return None, None
         if state is None:
-            state = await self.state.load(item.run_id)
+            state = await self.state.load(item.run_id, item)
         now = self.clock()
         if state is None or state.status != "Running":
             await self.state.drop(item, token, now)  # run gone or ended
@@ -239,7 +239,7 @@ class Worker:
                     watch: CallWatch) -> Outcome:
         self.calls_made += 1
         body, signature = self.sign(body)
-        async with self.renewing(item.id, token):
+        async with self.renewing(item, token):
             return await watch.run(self.driver.call(
                 url,
                 body,
@@ -251,31 +251,31 @@ class Worker:
             ))
 
     @contextlib.asynccontextmanager
-    async def renewing(self, item_id: str, token: str) -> AsyncIterator[None]:
+    async def renewing(self, item: QueueItem, token: str) -> AsyncIterator[None]:
         """Keep an item's lease while the block runs (a call out). The renewer stops on a
         flag as well as on cancellation: a cancellation landing inside a Redis command
         while a cluster fails over can be swallowed by the client, and a renewer left
         running would hold the lease of a call that ended, so its run would never be
         retried."""
         ended = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(item_id, token, ended))
+        renewer = asyncio.create_task(self._renew(item, token, ended))
         try:
             yield
         finally:
             ended.set()
             renewer.cancel()
 
-    async def _renew(self, item_id: str, token: str, ended: asyncio.Event) -> None:
+    async def _renew(self, item: QueueItem, token: str, ended: asyncio.Event) -> None:
         while not ended.is_set():
             await asyncio.sleep(self.lease_ms / 3000)
             if ended.is_set():
                 return
             try:
                 now = self.clock()
-                renewed = await self.queue.renew(item_id, token, now, now + self.lease_ms)
+                renewed = await self.queue.renew(item, token, now, now + self.lease_ms)
             except Exception:
-                log.warning("renewing the lease on %s failed; trying again", item_id)
+                log.warning("renewing the lease on %s failed; trying again", item.id)
                 continue  # a passing Redis error must not let the lease lapse mid-call
             if not renewed:
-                log.warning("lease on %s was lost while its call was in flight", item_id)
+                log.warning("lease on %s was lost while its call was in flight", item.id)
                 return

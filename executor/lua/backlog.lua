@@ -1,7 +1,8 @@
 -- The backlog per function, read-only: queue items due by now that no worker has taken yet,
 -- and items a concurrency limit holds back (they were due too). Items are counted under
 -- their function, with the oldest due time.
--- KEYS: 1 ready zset, 2 items hash, 3 set of the concurrency waiting zsets
+-- KEYS: 1 ready zset, 2 items hash, 3.. the waiting zsets of the shard's concurrency slots
+--       (the caller reads their names from the shard's set of them)
 -- ARGV: 1 now_ms, 2 at most this many items examined
 -- returns: {examined, capped (0|1), function id, count, oldest due ms, function id, ...}
 local now, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -25,9 +26,9 @@ for i = 1, #due, 2 do
   examined = examined + 1
 end
 if examined >= cap then capped = 1 end
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+for k = 3, #KEYS do
   if capped == 1 then break end
-  local held = redis.call('ZRANGE', key, 0, cap - examined - 1, 'WITHSCORES')
+  local held = redis.call('ZRANGE', KEYS[k], 0, cap - examined - 1, 'WITHSCORES')
   for i = 1, #held, 2 do
     count(held[i], tonumber(held[i + 1]))
     examined = examined + 1

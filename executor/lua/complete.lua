@@ -4,14 +4,16 @@
 -- when it is the last of its group to finish (the pending set is empty).
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
 --       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pending set,
---       11 listeners set (unused here; the run's keys are passed as one block)
+--       11 listeners set (unused here; the run's keys are passed as one block),
+--       12.. the keys of the call's concurrency slots (lib_slots.lua)
 -- ARGV: 1 item id, 2 lease token, 3 now_ms,
 --       4 hashed step id ('' = no memo to save), 5 memo JSON, 6 step record JSON ('' = none),
 --       7 next call due ms (-1 = no next call), 8 next item JSON without id,
 --       9 lease expiry ms for handing the next item straight back to the caller (0 = enqueue),
 --       10 hashed id of the planned step this call ran ('' = a discovery call),
 --       11 how many calls in a row may make no progress (0 = no limit),
---       12 ms the call took ('' = not a call: added to the run's execution time)
+--       12 ms the call took ('' = not a call: added to the run's execution time),
+--       13 the names of the call's slots (JSON list, '' = none; the next call takes the same)
 -- returns: {0} lease lost (nothing written); {3} the run has ended (cancelled): the item is
 --          dropped, nothing else written; {1} done; {2} done but the memo existed
 --          already (first value kept); {1|2, next_item_json} next item leased to the caller
@@ -45,17 +47,15 @@ if idle then
   end
 end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
+local slots = named_slots(12, ARGV[13])
 -- may the run keep its concurrency slots for its next call? only if nobody waits for them
 local contended = false
 if current then
-  local slots = cjson.decode(current)['ck']
-  if type(slots) == 'table' then
-    for _, slot in ipairs(slots) do
-      if redis.call('ZCARD', slot['wait']) > 0 then contended = true end
-    end
+  for _, slot in ipairs(slots_of(slots, cjson.decode(current)['ck']) or {}) do
+    if redis.call('ZCARD', slot.wait) > 0 then contended = true end
   end
 end
-release_slots(KEYS[2], KEYS[5], ARGV[1], current)
+release_slots(slots, KEYS[2], KEYS[5], ARGV[1], current)
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -101,9 +101,9 @@ redis.call('HSET', KEYS[1], item['id'], encoded)
 -- a run whose concurrency key has others waiting goes back through the queue, so they get
 -- their turn; otherwise its next call comes straight back, holding the slot it just freed
 if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not contended then
-  if type(item['ck']) == 'table' then
-    for _, slot in ipairs(item['ck']) do redis.call('ZADD', slot['key'], ARGV[9], item['id']) end
-  end
+  local held = slots_of(slots, item['ck'])
+  if not held then return error('complete: the keys of a slot of the next call were not passed') end
+  for _, slot in ipairs(held) do redis.call('ZADD', slot.key, ARGV[9], item['id']) end
   redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
   redis.call('HSET', KEYS[4], item['id'], ARGV[2])
   redis.call('HSET', KEYS[6], 'handoff', ARGV[1] .. '|' .. ARGV[2] .. '|' .. item['id'])

@@ -10,13 +10,15 @@
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset,
 --       11 the shard's unindexed pauses of function.finished, 12 its path set,
 --       13 the shard's registry version,
---       14.. (optional) the dashboard's indexes and counters (see lib_end_run.lua)
+--       14.. the keys of the call's concurrency slots (lib_slots.lua), then (optional)
+--       the dashboard's indexes and counters (see lib_end_run.lua)
 -- ARGV: 1 item id ('' = no item), 2 lease token ('' = not leased, e.g. cancellation),
 --       3 now_ms, 4 status ('' = only drop the item), 5 output JSON,
 --       6 step record JSON ('' = none), 7 the error the end events carry ('' = the output),
 --       8 ms the call that ended the run took ('' = none),
 --       9 '1' when no function listens for function.finished, 10 the registry version of
---       that, 11.. the indexes' arguments (see lib_end_run.lua)
+--       that, 11 the names of the call's slots (JSON list, '' = none),
+--       12.. the indexes' arguments (see lib_end_run.lua)
 -- returns: {1} finished; {2} item dropped, run already ended (or status ''); {0} lease
 --          lost (nothing written); {4, run_id, function_id, started_at, cost_usd,
 --          input_tokens, output_tokens, trace} finished with no end events to emit (what
@@ -25,9 +27,12 @@
 --#include record
 --#include end_run
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
+local slots = named_slots(14, ARGV[11])
+local tail = 14
+if ARGV[11] ~= '' then tail = 14 + 2 * #cjson.decode(ARGV[11]) end
 if ARGV[1] ~= '' then
   if redis.call('HGET', KEYS[3], ARGV[1]) then
-    release_slots(KEYS[8], KEYS[9], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
+    release_slots(slots, KEYS[8], KEYS[9], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
   end
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -44,7 +49,7 @@ local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and (redis.call('GET', KEYS[13]) or '0') == ARGV[10]
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
-end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], ARGV[3], 14, 11)
+end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], ARGV[3], tail, 12)
 if quiet then
   local out = redis.call('HMGET', KEYS[4], 'run_id', 'function_id', 'started_at', 'cost_usd',
                          'input_tokens', 'output_tokens', 'trace')

@@ -7,16 +7,16 @@
 -- mode. Idempotent per step id: a step already pending gets no second item. Every item keeps
 -- the run's concurrency slots in `ck`; only calls take them (lease.lua).
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
---       6 run hash, 7 pending set
+--       6 run hash, 7 pending set, 8.. the keys of the call's concurrency slots (lib_slots.lua)
 -- ARGV: 1 item id, 2 lease token, 3 now_ms, 4 item template JSON (without id/step_id),
 --       5 race mode ('1' or ''), 6 ms the call took ('' = unknown: added to the run's
---       execution time), then quads: hashed step id, kind ('call' | 'sleep' | 'pause'),
+--       execution time), 7 the names of the call's slots (JSON list, '' = none), then quads: hashed step id, kind ('call' | 'sleep' | 'pause'),
 --       due ms, the payload's text (a sleep's step name; for a pause, its opcode and start
 --       as JSON, kept as text: cjson would rewrite user numbers)
 -- returns: number of items enqueued; -1 lease lost (nothing written); -3 the run has ended
 --#include release
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return -1 end
-release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
+release_slots(named_slots(8, ARGV[7]), KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
@@ -24,7 +24,7 @@ if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return -3 end
 redis.call('HSET', KEYS[6], 'disable_immediate', '1', 'race', ARGV[5])
 if (tonumber(ARGV[6]) or 0) > 0 then redis.call('HINCRBY', KEYS[6], 'exec_ms', ARGV[6]) end
 local n = 0
-for i = 7, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   if redis.call('SADD', KEYS[7], ARGV[i]) == 1 then
     local item = cjson.decode(ARGV[4])
     local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)

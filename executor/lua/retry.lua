@@ -1,14 +1,15 @@
 -- Put a failed call back in the queue for a later attempt, and record the step's error.
 -- KEYS: 1 items hash, 2 ready zset, 3 leased zset, 4 leases hash, 5 wake list,
---       6 run hash, 7 steps hash
+--       6 run hash, 7 steps hash, 8.. the keys of the call's concurrency slots (lib_slots.lua)
 -- ARGV: 1 item id, 2 lease token, 3 due ms, 4 item JSON (attempt already raised),
 --       5 last error text, 6 step record JSON ('' = none), 7 ms the failed call took
---       ('' = unknown: added to the run's execution time)
+--       ('' = unknown: added to the run's execution time), 8 the names of the call's slots
+--       (JSON list, '' = none)
 -- returns: 1 rescheduled; 0 lease lost (nothing written); 3 the run has ended: item dropped
 --#include release
 --#include record
 if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] then return 0 end
-release_slots(KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
+release_slots(named_slots(8, ARGV[8]), KEYS[2], KEYS[5], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])

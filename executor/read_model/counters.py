@@ -193,9 +193,14 @@ class Counters(Reads):
             self._backlog = self.redis.register_script(source("backlog"))
         # the script reads one shard's queue (a script touches one shard's keys): it runs in
         # each shard at once, examining up to `cap` items there; counts summed, oldest kept
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for shard in keys.shards():
+                pipe.smembers(keys.concurrency_waiting_keys(shard))
+            slots = await pipe.execute()
         answers = await asyncio.gather(*(self._backlog(
             keys=[keys.queue(shard).ready, keys.queue(shard).items,
-                  keys.concurrency_waiting_keys(shard)], args=[now_ms, cap])
+                  *(keys.slot_keys(_name(n), shard)[1] for n in sorted(slots[shard]))],
+            args=[now_ms, cap])
             for shard in keys.shards()))
         found: dict[str, tuple[int, int]] = {}
         capped = False
@@ -208,6 +213,10 @@ class Counters(Reads):
                     count, oldest = found[fn][0] + count, min(found[fn][1], oldest)
                 found[fn] = (count, oldest)
         return found, capped
+
+
+def _name(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 __all__ = ["WINDOWS", "Counters", "Window", "metrics_store", "percentile"]

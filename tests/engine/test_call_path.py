@@ -19,13 +19,13 @@ async def test_one_lease_of_many_calls_reads_their_states_in_one_round_trip(
     single, batched = [], []
     load, load_many = state.load, state.load_many
 
-    async def counted_load(run_id: str) -> CallState | None:
+    async def counted_load(run_id: str, item: Any = None) -> CallState | None:
         single.append(run_id)
-        return await load(run_id)
+        return await load(run_id, item)
 
-    async def counted_load_many(ids: list[str]) -> list[CallState | None]:
+    async def counted_load_many(ids: list[str], items: Any = None) -> list[CallState | None]:
         batched.append(list(ids))
-        return await load_many(ids)
+        return await load_many(ids, items)
 
     state.load = counted_load  # type: ignore[method-assign]
     state.load_many = counted_load_many  # type: ignore[method-assign]

@@ -77,11 +77,11 @@ async def test_renew_and_reap(redis: Redis) -> None:
     queue = Queue(redis, scripts)
     await _enqueue(redis, scripts)
     (item,), token, _ = await queue.lease(NOW, 1000, 10)
-    assert await queue.renew(item.id, token, NOW, NOW + 2000) is True
-    assert await queue.renew(item.id, "someone-else", NOW, NOW + 2000) is False
+    assert await queue.renew(item, token, NOW, NOW + 2000) is True
+    assert await queue.renew(item, "someone-else", NOW, NOW + 2000) is False
     assert await queue.reap(NOW + 1500) == 0  # renewed: not expired yet
     assert await queue.reap(NOW + 2500) == 1
-    assert await queue.renew(item.id, token, NOW + 2500, NOW + 9000) is False  # reaped: lease gone
+    assert await queue.renew(item, token, NOW + 2500, NOW + 9000) is False  # reaped: lease gone
     again, _, _ = await queue.lease(NOW + 2500, 1000, 10)
     assert [i.id for i in again] == [item.id]
 
@@ -103,24 +103,69 @@ async def test_late_renewal_reasserts_or_forfeits_its_slot(redis: Redis) -> None
     counts fewer holders than are running (before, `ZADD XX` let limit + 1 run)."""
     scripts = Scripts(redis)
     queue = Queue(redis, scripts)
-    slot = {"key": keys.concurrency("f", "", "", 0), "wait": keys.concurrency_waiting("f", "", "", 0),
-            "limit": 1, "label": "concurrency limit 1"}
+    name = keys.concurrency_slot("f", "", "")
+    slot = {"n": name, "limit": 1, "label": "concurrency limit 1"}
+    holders, _ = keys.slot_keys(name, 0)
     await _enqueue_limited(redis, scripts, "r1", slot)
     (a,), token_a, _ = await queue.lease(NOW, 1000, 10)
     # the slot entry expired (the renewal is late) but nobody took the room: re-asserted
-    await redis.zremrangebyscore(slot["key"], "-inf", NOW + 1000)
-    assert await queue.renew(a.id, token_a, NOW + 1200, NOW + 3000) is True
-    assert await redis.zscore(slot["key"], a.id) == NOW + 3000
+    await redis.zremrangebyscore(holders, "-inf", NOW + 1000)
+    assert await queue.renew(a, token_a, NOW + 1200, NOW + 3000) is True
+    assert await redis.zscore(holders, a.id) == NOW + 3000
     # now expired again and another run's call takes the slot before the late renewal
     await _enqueue_limited(redis, scripts, "r2", slot)
     (b,), _, _ = await queue.lease(NOW + 3500, 1000, 10)
     assert b.run_id == "r2"
-    assert await redis.zrange(slot["key"], 0, -1) == [b.id.encode()]
-    assert await queue.renew(a.id, token_a, NOW + 3600, NOW + 6000) is False
+    assert await redis.zrange(holders, 0, -1) == [b.id.encode()]
+    assert await queue.renew(a, token_a, NOW + 3600, NOW + 6000) is False
     # forfeited: the slot still counts one holder, and r1's item is ready again
-    assert await redis.zrange(slot["key"], 0, -1) == [b.id.encode()]
+    assert await redis.zrange(holders, 0, -1) == [b.id.encode()]
     assert await redis.zscore(keys.queue(0).ready, a.id) is not None
     assert await redis.hget(keys.queue(0).leases, a.id) is None
+
+
+async def test_reaping_a_call_frees_its_slot_for_the_one_waiting(redis: Redis) -> None:
+    """The reaper puts a dead worker's call back and frees its concurrency slot, so the call
+    the slot held back competes again: reap.lua is given the slot's keys by name (a second
+    round naming them), never reading a key out of the item."""
+    scripts = Scripts(redis)
+    queue = Queue(redis, scripts)
+    name = keys.concurrency_slot("f", "", "")
+    holders, waiting = keys.slot_keys(name, 0)
+    slot = {"n": name, "limit": 1, "label": "concurrency limit 1"}
+    await _enqueue_limited(redis, scripts, "r1", slot)
+    await _enqueue_limited(redis, scripts, "r2", slot)
+    (a,), _, _ = await queue.lease(NOW, 1000, 10)  # r2's call waits for the slot
+    assert await redis.zrange(holders, 0, -1) == [a.id.encode()]
+    assert await redis.zcard(waiting) == 1
+    # the waiting set names the slot, not its key
+    assert await redis.smembers(keys.concurrency_waiting_keys(0)) == {name.encode()}
+    assert await redis.hget(keys.run("r2"), "waiting_reason") == b"concurrency limit 1"
+    assert await queue.reap(NOW + 1500) == 1
+    assert await redis.zcard(holders) == 0 and await redis.zcard(waiting) == 0
+    again, _, _ = await queue.lease(NOW + 1500, 1000, 10)
+    # the waiter is back at its own due time, before the reaped call: it takes the slot
+    assert [i.run_id for i in again] == ["r2"]
+    assert await redis.zrange(holders, 0, -1) == [again[0].id.encode()]
+
+
+async def test_items_written_before_slots_had_names_still_take_and_free_them(
+        redis: Redis) -> None:
+    """An item stored by an older executor names its slot by key (`key`, `wait`): it is
+    leased, held back and released as before the upgrade."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    holders, waiting = keys.slot_keys(keys.concurrency_slot("f", "", ""), 0)
+    slot = {"key": holders, "wait": waiting, "limit": 1, "label": "concurrency limit 1"}
+    await _enqueue_limited(redis, scripts, "r1", slot)
+    await _enqueue_limited(redis, scripts, "r2", slot)
+    (a,), token, _ = await queue.lease(NOW, 1000, 10)
+    assert await redis.zrange(holders, 0, -1) == [a.id.encode()]
+    assert await redis.zcard(waiting) == 1
+    assert (await state.finish(a, token, NOW, "Completed", 1)).code == 1
+    assert await redis.zcard(holders) == 0  # freed, and the waiting call is ready again
+    (b,), _, _ = await queue.lease(NOW + 10, 1000, 10)
+    assert b.run_id != a.run_id
 
 
 async def test_complete_codes(redis: Redis) -> None:
@@ -433,8 +478,9 @@ async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
     queue, state = Queue(redis, scripts), RunState(redis, scripts)
     await _enqueue(redis, scripts)
     (item,), token, _ = await queue.lease(NOW, 1000, 10)
-    slot = {"key": "il:conc:test", "wait": "il:conc-wait:test", "limit": 1, "label": "full"}
-    await redis.zadd(slot["key"], {"someone-else": NOW + 60_000})  # the key is full
+    slot = {"n": "test", "limit": 1, "label": "full"}
+    holders, waiting = keys.slot_keys("test", 0)
+    await redis.zadd(holders, {"someone-else": NOW + 60_000})  # the key is full
     held = dataclasses.replace(item, ck=[slot])
     assert await state.plan(held, token, NOW, [("s", "sleep", NOW, "s"),
                                                ("w", "pause", NOW, "{}"),
@@ -442,7 +488,7 @@ async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
     leased, token2, _ = await queue.lease(NOW, 1000, 10)
     assert sorted(i.kind for i in leased) == ["pause", "sleep"]  # the call waits for the key
     assert all(i.ck == [slot] for i in leased)  # kept for the discovery that follows them
-    assert await redis.zcard(slot["wait"]) == 1
+    assert await redis.zcard(waiting) == 1
     sleep = next(i for i in leased if i.kind == "sleep")
     await state.complete(sleep, token2, NOW, step_hash="s", memo=b"null")
-    assert await redis.zcard(slot["wait"]) == 1  # releasing a timer frees no one
+    assert await redis.zcard(waiting) == 1  # releasing a timer frees no one

@@ -79,6 +79,14 @@ def loads(raw: bytes | str, field: str = "body") -> Any:
         if "depth" in message or "recursion" in message:
             raise BodyError(f"{field}: JSON nested deeper than {MAX_DEPTH} levels") from None
         raise BodyError(f"{field}: malformed JSON: {message}") from None
-    if depth_exceeds(value):
+    if _openers(raw) > MAX_DEPTH and depth_exceeds(value):
         raise BodyError(f"{field}: JSON nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def _openers(raw: bytes | str) -> int:
+    """How many `[` and `{` the text holds: a bound on how deep its value nests (brackets in
+    strings only count more), found at memchr speed, so most bodies need no depth check."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Sequence
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -304,8 +305,9 @@ def idempotency(function_id: str, key: str, shard: int) -> str:
 
 
 def run_listeners(run_id: str) -> str:
-    """Set: `<pause hash key>|<pause id>` of the run's pauses and cancel listeners, so that
-    ending the run removes them."""
+    """Set: the run's pauses and cancel listeners, each named by its id and address (a
+    JSON array, pause_index.PauseRef; `<pause hash key>|<pause id>` in members written
+    before addresses), so that the run's end removes them (lifecycle.py, unlisten.lua)."""
     return f"{_at(run_id)}:run:{run_id}:listeners"
 
 
@@ -342,6 +344,21 @@ def pause_paths(event_name: str, shard: int) -> str:
 def pauses_by_correlation(shard: int) -> str:
     """Hash: correlation id -> invoke pause, of a shard's runs."""
     return f"{_prefixes[shard]}:pauses:correlation"
+
+
+def pause_hash(address: Sequence[str], shard: int) -> str:
+    """The hash of `shard` that holds the pauses at `address`, the name queue items and a
+    run's listeners set give a pause instead of its key (pause_index.PauseRef):
+    `["c"]` the invoke pauses by correlation id, `["e", event name]` the unindexed pauses of
+    a name, `["b", event name, path, bucket value]` an index bucket."""
+    match list(address):
+        case ["c"]:
+            return pauses_by_correlation(shard)
+        case ["e", str(event_name)]:
+            return pauses(event_name, shard)
+        case ["b", str(event_name), str(path), str(value)]:
+            return pause_bucket(event_name, path, value, shard)
+    raise ValueError(f"not a pause address: {address!r}")
 
 # -- usage ---------------------------------------------------------------------------------
 def function_usage(function_id: str, shard: int) -> str:

@@ -1,9 +1,12 @@
-"""A run's end events: `inngest/function.finished` always, plus `.failed` or `.cancelled`.
+"""What follows a run's end, queued in a durable outbox by the script that ends the run: its
+end events (`inngest/function.finished` always, plus `.failed` or `.cancelled`), and the
+removal of its pauses and cancel listeners, which that script cannot do (their hashes are
+not in its KEYS: state.RunState.unlisten).
 
-They drive `on_failure` handlers and resume `step.invoke` callers. Ending a run queues its id
-in a durable outbox (in the same script that ends it); the events are emitted right after,
-and any process's scheduler sweeps the outbox, so a crash in between loses nothing. Event ids
-derive from the run id, so emitting twice stores and starts everything once.
+The events drive `on_failure` handlers and resume `step.invoke` callers. Both are done right
+after the end, and any process's scheduler sweeps the outbox, so a crash in between loses
+nothing. Event ids derive from the run id, so emitting twice stores and starts everything
+once; removing the pauses twice removes nothing more.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class Lifecycle:
         self.on_ended: Callable[[dict[bytes, bytes]], None] = lambda fields: None
 
     async def run_ended(self, run_id: str) -> None:
+        """What follows a run's end, queued in the outbox by the script that ended it: the
+        removal of its pauses and cancel listeners, and its end events."""
         async with self.redis.pipeline(transaction=False) as pipe:
             # the run's own shard tells about every shard's pauses: a pause marks each
             # shard's path set of its name (pauses.mark_waited)
@@ -76,7 +81,11 @@ class Lifecycle:
             pipe.get(keys.REGISTRY_VERSION)
             pipe.hlen(keys.pauses(FINISHED, shard))
             pipe.smembers(keys.pause_paths(FINISHED, shard))
-            fields, version, unindexed, marks = await pipe.execute()
+            pipe.smembers(keys.run_listeners(run_id))
+            fields, version, unindexed, marks, listeners = await pipe.execute()
+        if listeners and fields.get(b"status") != b"Running":
+            # before the entry leaves the outbox: a crash before this is redone by the sweep
+            await self.ingest.state.unlisten(run_id, listeners)
         if fields and fields.get(b"status") != b"Running":
             self.on_ended(fields)
             await self.ingest.registry.refresh(int(version or 0))

@@ -16,10 +16,15 @@ expression, or one operand of a top-level `&&`), with a scalar literal, is store
 bucket of (event name, path, literal): an event whose value at that path differs cannot
 match it. The paths in use per event name are kept in a set, so an event reads, per path,
 the one bucket of its own value, plus the pauses that have no such equality.
+
+**Addresses.** Queue items (a pause's timeout, a wait's look-back) and a run's listeners set
+name a pause by its id and its address (`PauseRef`), never by its hash's key: keys.py builds
+the key from the address, and the scripts get it in KEYS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +45,72 @@ class _Keep(Exception):
 # a path set's member that says "pauses of this name not indexed may exist" (in a store of
 # several shards, where every shard's path set of a name is marked: pauses.mark_waited)
 UNINDEXED = "*"
+
+INVOKE: tuple[str, ...] = ("c",)  # the address of every invoke pause (by correlation id)
+
+
+def unindexed(event_name: str) -> tuple[str, ...]:
+    """The address of the pauses of `event_name` that are in no bucket."""
+    return ("e", event_name)
+
+
+def bucket(event_name: str, path: str, value: str) -> tuple[str, ...]:
+    """The address of a bucket: the pauses of `event_name` that need the event's field at
+    `path` to have the bucket value `value`."""
+    return ("b", event_name, path, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PauseRef:
+    """A pause as queue items and its run's listeners set name it: its id and its address
+    (see keys.pause_hash). Its hash is in its id's shard, which is its run's (a pause id
+    starts with its run id). `legacy_key`: the hash's key itself, how items and members
+    written before addresses named a pause: read, so that an upgrade strands no pause, and
+    never written."""
+
+    id: str
+    address: tuple[str, ...] = ()
+    legacy_key: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.legacy_key or keys.pause_hash(self.address, keys.shard_of(self.id))
+
+    @property
+    def member(self) -> str:
+        """Its member in its run's listeners set: the JSON array of its id and address."""
+        if self.legacy_key:
+            return self.legacy_member
+        return orjson.dumps([self.id, *self.address]).decode()
+
+    @property
+    def legacy_member(self) -> str:
+        """The member a pause stored before addresses has in its run's listeners set
+        (resume.lua removes either: a pause found by its address may be that old)."""
+        return f"{self.key}|{self.id}"
+
+    @property
+    def event_name(self) -> str | None:
+        """The event a pause at this address waits for (None for an invoke, or unknown)."""
+        return self.address[1] if self.address[:1] in (("e",), ("b",)) else None
+
+    @classmethod
+    def of_member(cls, member: bytes | str) -> PauseRef:
+        """The pause a listeners set's member names, in either form."""
+        text = member.decode() if isinstance(member, bytes) else member
+        if text.startswith("["):
+            pause_id, *address = orjson.loads(text)
+            return cls(str(pause_id), tuple(str(part) for part in address))
+        # `<key>|<id>`: split at the last '|', as the key holds an event name that may
+        # contain one (a key never starts with '[': its prefix is `il:`)
+        key, _, pause_id = text.rpartition("|")
+        return cls(pause_id, legacy_key=key)
+
+    @classmethod
+    def of_item(cls, pause_id: str, address: list[str], pause_key: str) -> PauseRef:
+        """The pause a queue item's payload names: by address, or (written before
+        addresses) by key."""
+        return cls(pause_id, tuple(address), "" if address else pause_key)
 
 
 # -- interpolation ---------------------------------------------------------------------------
@@ -257,29 +328,37 @@ def value_at(event: dict[str, Any], path: str) -> str | None:
 
 
 def place(event_name: str, expression: str | None, trigger: dict[str, Any],
-          shard: int) -> tuple[str, str | None, dict[str, Any] | None, str | None]:
-    """Where a new pause for `event_name` of a run in `shard` goes: (its hash key, the
+          ) -> tuple[tuple[str, ...], str | None, dict[str, Any] | None, str | None]:
+    """Where a new pause for `event_name` goes (in its run's shard): (its address, the
     expression it keeps, the trigger copy it keeps (None: interpolated), the indexed path
     (None: unindexed))."""
     if not expression:
-        return keys.pauses(event_name, shard), None, None, None
+        return unindexed(event_name), None, None, None
     rewritten = interpolate(expression, trigger)
     if rewritten is None:
-        return keys.pauses(event_name, shard), expression, trigger, None
+        return unindexed(event_name), expression, trigger, None
     found = index_of(rewritten)
     if found is None:
-        return keys.pauses(event_name, shard), rewritten, None, None
+        return unindexed(event_name), rewritten, None, None
     path, value = found
-    return keys.pause_bucket(event_name, path, value, shard), rewritten, None, path
+    return bucket(event_name, path, value), rewritten, None, path
+
+
+def bucket_addresses(event_name: str, event: dict[str, Any],
+                     paths: list[str]) -> list[tuple[str, ...]]:
+    """The buckets an event of `event_name` may find matching pauses in, one per indexed
+    path in `paths` where it has a scalar value."""
+    out = []
+    for path in paths:
+        value = value_at(event, path)
+        if value is not None:
+            out.append(bucket(event_name, path, value))
+    return out
 
 
 def buckets_of(event_name: str, event: dict[str, Any], paths: list[str],
                shard: int) -> list[str]:
     """The bucket keys of `shard` an event of `event_name` may find matching pauses in, one
     per indexed path (of that shard's) where it has a scalar value."""
-    out = []
-    for path in paths:
-        value = value_at(event, path)
-        if value is not None:
-            out.append(keys.pause_bucket(event_name, path, value, shard))
-    return out
+    return [keys.pause_hash(address, shard)
+            for address in bucket_addresses(event_name, event, paths)]

@@ -30,17 +30,19 @@ MAX_LOOKBACK_EVENTS = 1000
 def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
                     trigger: IncomingEvent, now_ms: int) -> dict[str, str]:
     """The pause that cancels a new run when `cancel` matches (`cancelOn`), as the ingest
-    script stores it: its hash key (its bucket when indexable), id and JSON. The bucket's
-    path was registered when the function was loaded (Registry.refresh)."""
-    key, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire,
-                                           keys.shard_of(run_id))
-    pause: dict[str, Any] = {"id": f"{run_id}:cancel:{index}", "run_id": run_id,
+    script stores it: its hash key (its bucket when indexable), id, JSON and member in the
+    run's listeners set (pause_index.PauseRef). The bucket's path was registered when the
+    function was loaded (Registry.refresh)."""
+    address, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire)
+    ref = pause_index.PauseRef(f"{run_id}:cancel:{index}", address)
+    pause: dict[str, Any] = {"id": ref.id, "run_id": run_id,
                              "fn_id": fn_id, "kind": "cancel", "expr": expr,
                              "event_id": trigger.internal_id, "created_at": now_ms,
                              "expires_at": now_ms + cancel.timeout_ms}
     if copy is not None:
         pause["event"] = copy  # not interpolated: evaluated against the trigger, as before
-    return {"key": key, "id": pause["id"], "json": orjson.dumps(pause).decode()}
+    return {"key": ref.key, "id": ref.id, "json": orjson.dumps(pause).decode(),
+            "member": ref.member}
 
 
 def match_keys(event_name: str, shard: int) -> list[str]:
@@ -109,11 +111,11 @@ class Pauses:
                  for i, place in enumerate(places)}
         unindexed = {place: results[2 * i + 1] for i, place in enumerate(places)}
         # the second trip reads, per indexed path, the one bucket of each event's value
-        wanted = [[key for shard in keys.shards()
-                   for key in pause_index.buckets_of(e.wire["name"], e.wire,
-                                                     paths[shard, e.wire["name"]], shard)]
+        wanted = [[(address, keys.pause_hash(address, shard)) for shard in keys.shards()
+                   for address in pause_index.bucket_addresses(
+                       e.wire["name"], e.wire, paths[shard, e.wire["name"]])]
                   for e in events]
-        bucket_keys = sorted({key for found in wanted for key in found})
+        bucket_keys = sorted({key for found in wanted for _, key in found})
         buckets: dict[str, Any] = {}
         if bucket_keys:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -122,11 +124,12 @@ class Pauses:
                 buckets = dict(zip(bucket_keys, await pipe.execute(), strict=True))
         for event, found in zip(events, wanted, strict=True):
             name = event.wire["name"]
-            for key, waiting in [*((keys.pauses(name, s), unindexed[s, name])
-                                   for s in keys.shards()),
-                                 *((k, buckets[k]) for k in found)]:
+            for address, waiting in [*((pause_index.unindexed(name), unindexed[s, name])
+                                       for s in keys.shards()),
+                                     *((address, buckets[key]) for address, key in found)]:
                 for raw in waiting.values():
-                    await self._offer(event, key, orjson.loads(raw))
+                    pause = orjson.loads(raw)
+                    await self._offer(event, pause_index.PauseRef(pause["id"], address), pause)
         for corr, raw in zip(correlations, results[2 * len(places):], strict=True):
             if raw:
                 await self._invoke_done(orjson.loads(raw), finished[corr])
@@ -144,7 +147,8 @@ class Pauses:
                 pipe.exists(key)
             return any(await pipe.execute())
 
-    async def _offer(self, event: IncomingEvent, pause_key: str, pause: dict[str, Any]) -> None:
+    async def _offer(self, event: IncomingEvent, ref: pause_index.PauseRef,
+                     pause: dict[str, Any]) -> None:
         now = self.clock()
         if pause.get("expires_at", now + 1) < now:
             return
@@ -158,7 +162,7 @@ class Pauses:
             if await self.cancel(pause["run_id"], message, event_id=event.internal_id):
                 await self._linked(keys.event_cancelled, event.internal_id, pause["run_id"])
         elif pause["kind"] == "wait":
-            if await self.state.resume(pause_key, pause, orjson.dumps(event.wire), now,
+            if await self.state.resume(ref, pause, orjson.dumps(event.wire), now,
                                        StepRecord.of_pause(pause, "Completed", now,
                                                            matched=event.internal_id)) == 1:
                 await self._linked(keys.event_resumed, event.internal_id, pause["run_id"])
@@ -179,10 +183,10 @@ class Pauses:
             memo = {"data": data.get("result")}
             status = "Completed"
         now = self.clock()
-        await self.state.resume(correlation_key(pause["id"]), pause, orjson.dumps(memo), now,
-                                StepRecord.of_pause(pause, status, now))
+        await self.state.resume(pause_index.PauseRef(pause["id"], pause_index.INVOKE), pause,
+                                orjson.dumps(memo), now, StepRecord.of_pause(pause, status, now))
 
-    async def scan_lookback(self, pause_key: str, pause: dict[str, Any], name: str,
+    async def scan_lookback(self, ref: pause_index.PauseRef, pause: dict[str, Any], name: str,
                             since_ms: int) -> bool:
         """Offer a new pause the events of its name stored since `since_ms` (Redis time: the
         wait's start, or earlier with `lookback`), oldest first, at most
@@ -213,7 +217,7 @@ class Pauses:
             if expressions.matches(pause.get("expr"), variables):
                 now = self.clock()
                 done = await self.state.resume(
-                    pause_key, pause, orjson.dumps(stored), now,
+                    ref, pause, orjson.dumps(stored), now,
                     StepRecord.of_pause(pause, "Completed", now, matched=internal_id))
                 if done == 1:
                     await self._linked(keys.event_resumed, str(internal_id), pause["run_id"])

@@ -22,10 +22,13 @@ from .scripts import Scripts
 
 @dataclasses.dataclass(frozen=True)
 class PauseTimeout:
-    """A pause's deadline: resume the run as timed out if the pause is still there."""
+    """A pause's deadline: resume the run as timed out if the pause is still there. The
+    pause is named by its id and address (pause_index.PauseRef); `pause_key`, its hash's
+    key, only in items written before addresses (read, never written)."""
 
-    pause_key: str
     pause_id: str
+    address: list[str] = dataclasses.field(default_factory=list)
+    pause_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +62,14 @@ class EmitInvoke:
 @dataclasses.dataclass(frozen=True)
 class ScanWait:
     """Offer a new wait the events stored since `since_ms` (Redis time) that it may have
-    missed while its call was in flight; stored with the pause."""
+    missed while its call was in flight; stored with the pause. The pause is named as in
+    PauseTimeout."""
 
-    pause_key: str
     pause_id: str
     event: str
     since_ms: int
+    address: list[str] = dataclasses.field(default_factory=list)
+    pause_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,8 +137,11 @@ class QueueItem:
            max_attempts: int = 5) -> QueueItem:
         """A timer or follow-up item (no call, so no concurrency slot)."""
         kind = next(k for k, t in PAYLOADS.items() if isinstance(payload, t))
+        body = dataclasses.asdict(payload)
+        if not body.get("pause_key", True):
+            del body["pause_key"]  # a field of items written before addresses only
         return cls(id=id, run_id=run_id, fn_id=fn_id, kind=kind, max_attempts=max_attempts,
-                   payload=dataclasses.asdict(payload))
+                   payload=body)
 
     @property
     def timer(self) -> Payload:

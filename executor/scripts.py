@@ -15,7 +15,7 @@ from redis.exceptions import NoScriptError
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
          "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall",
-         "backlog", "clock", "call_start")
+         "backlog", "clock", "call_start", "unlisten")
 
 
 _INCLUDE = re.compile(r"^--#include (\w+)$", re.MULTILINE)

@@ -4,6 +4,7 @@ record a call's outcome, each one atomic script guarded by the lease token."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -13,9 +14,12 @@ from redis.asyncio import Redis
 from . import indexes, keys
 from .events import FINISHED
 from .heartbeats import BEAT_TTL_MS, call_id_of
+from .pause_index import PauseRef
 from .queue import PauseTimeout, QueueItem, named_slots
 from .scripts import Scripts
 from .step_record import StepRecord, encode
+
+log = logging.getLogger("inngest_like.executor")
 
 # Above this, memos + events are not sent with the call: the SDK fetches them (`use_api`).
 USE_API_BYTES = 4 * 1024 * 1024
@@ -316,15 +320,16 @@ class RunState:
         return (await self.finish(item, token, now_ms, "")).code != 0
 
     async def pause(
-        self, item: QueueItem, token: str, now_ms: int, *, pause_key: str, pause: dict[str, Any],
-        timeout_due: int, record: StepRecord, follow_up: QueueItem | None = None,
-        indexed: tuple[str, str] | None = None,
+        self, item: QueueItem, token: str, now_ms: int, *, ref: PauseRef,
+        pause: dict[str, Any], timeout_due: int, record: StepRecord,
+        follow_up: QueueItem | None = None, indexed: tuple[str, str] | None = None,
     ) -> int:
-        """Park the run on a pause with a timeout item; 1 waiting, 0 lease lost, 3 ended.
-        `indexed`: (the path set of the pause's event name, the path its bucket is on),
-        added with the pause so that no event can miss the bucket."""
-        timer = QueueItem.of(PauseTimeout(pause_key, pause["id"]),
-                             id=f"{item.run_id}:t:{pause['id']}", run_id=item.run_id,
+        """Park the run on the pause `ref` names (its id is `pause["id"]`) with a timeout
+        item; 1 waiting, 0 lease lost, 3 ended. `indexed`: (the path set of the pause's
+        event name, the path its bucket is on), added with the pause so that no event can
+        miss the bucket."""
+        timer = QueueItem.of(PauseTimeout(ref.id, list(ref.address), ref.legacy_key),
+                             id=f"{item.run_id}:t:{ref.id}", run_id=item.run_id,
                              fn_id=item.fn_id, max_attempts=item.max_attempts)
         pause = {**pause, "timeout_item": timer.id, "ck": item.ck}
         slot_keys, names = named_slots([item], keys.shard_of(item.id))
@@ -332,19 +337,20 @@ class RunState:
             await self.scripts(
                 "pause",
                 [*keys.queue_of(item.id).all(), keys.run(item.run_id),
-                 keys.run_steps(item.run_id), pause_key,
+                 keys.run_steps(item.run_id), ref.key,
                  keys.run_listeners(item.run_id), *([indexed[0]] if indexed else []),
                  *slot_keys],
-                [item.id, token, now_ms, pause["id"], orjson.dumps(pause), timer.id,
+                [item.id, token, now_ms, ref.id, orjson.dumps(pause), timer.id,
                  orjson.dumps(timer.to_dict()), timeout_due, record.to_json(),
                  follow_up.id if follow_up else "",
                  orjson.dumps(follow_up.to_dict()) if follow_up else b"",
-                 self._take_call(item, None), indexed[1] if indexed else "", names],
+                 self._take_call(item, None), indexed[1] if indexed else "", ref.member,
+                 names],
             )
         )
 
     async def resume(
-        self, pause_key: str, pause: dict[str, Any], memo: bytes, now_ms: int,
+        self, ref: PauseRef, pause: dict[str, Any], memo: bytes, now_ms: int,
         record: StepRecord,
     ) -> int:
         """Resume a paused run once; 1 resumed, 0 someone else consumed the pause, 2 ended."""
@@ -355,10 +361,40 @@ class RunState:
         return int(
             await self.scripts(
                 "resume",
-                [*keys.queue_of(run_id).all(), *keys.run_keys(run_id)[:4], pause_key,
+                [*keys.queue_of(run_id).all(), *keys.run_keys(run_id)[:4], ref.key,
                  keys.run_listeners(run_id), keys.run_pending(run_id)],
-                [pause["id"], pause["step"], memo, now_ms, pause.get("timeout_item", ""),
-                 record.to_json(), template],
+                [ref.id, pause["step"], memo, now_ms, pause.get("timeout_item", ""),
+                 record.to_json(), template, ref.member, ref.legacy_member],
+            )
+        )
+
+    async def unlisten(self, run_id: str, members: set[Any] | None = None) -> int:
+        """Remove an ended run's pauses and cancel listeners, named by its listeners set
+        (`members`: as read already, else read here): the scripts that end a run leave them,
+        as they cannot name their hashes in KEYS, and queue the run in the outbox, whose
+        processing calls this (lifecycle.py; a crash before it is redone by the outbox
+        sweep). Returns how many were removed; -1 the run is still running (nothing
+        written)."""
+        if members is None:
+            members = await self.redis.smembers(keys.run_listeners(run_id))  # type: ignore[misc]
+        if not members:
+            return 0
+        named: list[tuple[str, str, Any]] = []
+        for member in sorted(members):
+            try:
+                ref = PauseRef.of_member(member)
+                named.append((ref.key, ref.id, member))
+            except (ValueError, TypeError):
+                # no writer makes one; skipped, so that it cannot hold back the run's end
+                # events (the outbox's processing would fail on it forever)
+                log.error("run %s: unreadable listener %r", run_id, member)
+        if not named:
+            return 0
+        return int(
+            await self.scripts(
+                "unlisten",
+                [keys.run(run_id), keys.run_listeners(run_id), *(key for key, _, _ in named)],
+                [part for _, pause_id, member in named for part in (pause_id, member)],
             )
         )
 

@@ -12,7 +12,7 @@ import orjson
 from . import durations, keys, pause_index, times
 from .clock import Clock
 from .ingest import INVOKED, Ingest, internal_event
-from .pauses import correlation_key, mark_waited
+from .pauses import mark_waited
 from .queue import EmitInvoke, PauseTimeout, QueueItem, ScanWait
 from .registry import Registry
 from .state import CallState, RunState
@@ -69,11 +69,11 @@ class Waits:
                                   waiting_for=name, expression=opts.get("if") or None)
         # the trigger's values are written into the expression, and the pause goes to the
         # bucket of the equality it needs (pause_index): events read only their buckets
-        shard = keys.shard_of(item.run_id)
-        pause_key, expr, copy, path = pause_index.place(
-            name, opts.get("if") or None, orjson.loads(state.run[b"event"]), shard)
+        address, expr, copy, path = pause_index.place(
+            name, opts.get("if") or None, orjson.loads(state.run[b"event"]))
+        ref = pause_index.PauseRef(f"{item.run_id}:{op['id']}", address)
         pause = {
-            "id": f"{item.run_id}:{op['id']}", "run_id": item.run_id, "fn_id": item.fn_id,
+            "id": ref.id, "run_id": item.run_id, "fn_id": item.fn_id,
             "kind": "wait", "op": op["op"], "step": op["id"], "name": record.name,
             "waiting_for": name, "expr": expr,
             "event_id": state.run.get(b"event_id", b"").decode(),
@@ -86,11 +86,12 @@ class Waits:
         # it, so not even a crash right now skips that. resume.lua makes it race-free. The
         # start is Redis time (read with the run's state), the clock events are indexed by.
         since = (since_ms or state.redis_ms or started) - lookback
-        scan = QueueItem.of(ScanWait(pause_key, pause["id"], name, since),
+        scan = QueueItem.of(ScanWait(ref.id, name, since, list(ref.address), ref.legacy_key),
                             id=f"{item.run_id}:scan:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)
         await mark_waited(self.state.redis, name, path)
-        await self.state.pause(item, token, now, pause_key=pause_key, pause=pause,
+        shard = keys.shard_of(item.run_id)
+        await self.state.pause(item, token, now, ref=ref, pause=pause,
                                timeout_due=expires, record=record, follow_up=scan,
                                indexed=(keys.pause_paths(name, shard), path) if path else None)
 
@@ -118,7 +119,8 @@ class Waits:
         emit = QueueItem.of(EmitInvoke(data),
                             id=f"{item.run_id}:invoke:{op['id']}", run_id=item.run_id,
                             fn_id=item.fn_id)
-        await self.state.pause(item, token, now, pause_key=correlation_key(correlation),
+        await self.state.pause(item, token, now,
+                               ref=pause_index.PauseRef(correlation, pause_index.INVOKE),
                                pause=pause, timeout_due=expires, record=record,
                                follow_up=emit)
 
@@ -128,8 +130,14 @@ class Waits:
         fail the invoke at once when the target is not synced or did not start."""
         target = spec.data["_inngest"]["fn_id"]
         correlation = spec.data["_inngest"]["correlation_id"]
-        raw: Any = await self.state.redis.hget(correlation_key(correlation), correlation)
-        if raw is None:
+        ref = pause_index.PauseRef(correlation, pause_index.INVOKE)
+        async with self.state.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(ref.key, correlation)
+            pipe.hget(keys.run(spec.data["_inngest"]["source_run_id"]), "status")
+            raw, status = await pipe.execute()
+        # the pause of a run that ended stays until the end's processing removes it
+        # (lifecycle.py): the caller waits for nothing then, so nothing is started
+        if raw is None or status != b"Running":
             return  # already resumed (or the run ended)
         pause = orjson.loads(raw)
         record = StepRecord.of_pause(pause, "Failed", now, function=target)
@@ -137,8 +145,7 @@ class Waits:
         if target not in self.registry.functions:
             error = _failure(f"function {target!r} is not synced")
             record.extra["error"] = error
-            await self.state.resume(correlation_key(correlation), pause,
-                                    orjson.dumps({"error": error}), now, record)
+            await self.state.resume(ref, pause, orjson.dumps({"error": error}), now, record)
             return
         event_id = f"{correlation}-invoke"  # in the caller's shard (keys.shard_of)
         await self.ingest.accept([internal_event(INVOKED, spec.data, event_id, now)])
@@ -152,8 +159,8 @@ class Waits:
             error = _failure(f"invoked function {target} did not run: {reason}")
             record.extra["error"] = error
             record.ended_at = self.clock()
-            await self.state.resume(correlation_key(correlation), pause,
-                                    orjson.dumps({"error": error}), record.ended_at, record)
+            await self.state.resume(ref, pause, orjson.dumps({"error": error}),
+                                    record.ended_at, record)
 
     async def _reason(self, run_ids: list[str]) -> str | None:
         for run_id in run_ids:
@@ -163,13 +170,15 @@ class Waits:
         return None
 
     async def scan(self, spec: ScanWait) -> None:
-        raw: Any = await self.state.redis.hget(spec.pause_key, spec.pause_id)
+        ref = pause_index.PauseRef.of_item(spec.pause_id, spec.address, spec.pause_key)
+        raw: Any = await self.state.redis.hget(ref.key, ref.id)
         if raw is not None:  # still waiting: offer it the events it may have missed
-            await self.ingest.pauses.scan_lookback(spec.pause_key, orjson.loads(raw),
-                                                   spec.event, spec.since_ms)
+            await self.ingest.pauses.scan_lookback(ref, orjson.loads(raw), spec.event,
+                                                   spec.since_ms)
 
     async def timed_out(self, spec: PauseTimeout, now: int) -> None:
-        raw: Any = await self.state.redis.hget(spec.pause_key, spec.pause_id)
+        ref = pause_index.PauseRef.of_item(spec.pause_id, spec.address, spec.pause_key)
+        raw: Any = await self.state.redis.hget(ref.key, ref.id)
         if raw is None:
             return  # resumed meanwhile
         pause = orjson.loads(raw)
@@ -180,5 +189,5 @@ class Waits:
             status = "Failed"
         else:
             memo, status = None, "Completed"
-        await self.state.resume(spec.pause_key, pause, orjson.dumps(memo), now,
+        await self.state.resume(ref, pause, orjson.dumps(memo), now,
                                 StepRecord.of_pause(pause, status, now, timed_out=True))

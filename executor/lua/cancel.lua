@@ -1,6 +1,6 @@
--- Cancel a run: status Cancelled with a reason, pauses and listeners removed, end events
--- queued. Its queue items are left to be dropped when leased (they see a run that ended),
--- and a call in flight cannot schedule another: every script checks the run's status.
+-- Cancel a run: status Cancelled with a reason, end events and the removal of its pauses
+-- and listeners queued (outbox, see lib_end_run.lua). Its queue items are left to be
+-- dropped when leased (they see a run that ended), and a call in flight cannot schedule another: every script checks the run's status.
 -- With a condition item (timeouts.start), the run is cancelled only while that item is
 -- still queued and not leased: checked and cancelled in one step, so a run that starts in
 -- between is never cancelled for not having started.

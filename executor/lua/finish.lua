@@ -1,11 +1,13 @@
 -- End a run (Completed / Failed / Cancelled) and drop its queue item.
 -- A run's final status is written once: a second finish keeps the first. Ending a run
--- removes its pauses and cancel listeners, and queues the run for its end events (outbox).
+-- queues it for its end events and the removal of its pauses and cancel listeners
+-- (outbox, see lib_end_run.lua).
 -- A completed run whose end nobody can be waiting for is not queued for end events: no
 -- function listens for `inngest/function.finished` (ARGV[9], as of the registry version
 -- ARGV[10], checked against KEYS[13]), it was not invoked (its trigger names no
 -- correlation id) and no pause of that name is marked in its shard (KEYS[11], KEYS[12]:
--- a pause of any shard marks every shard's, pauses.mark_waited).
+-- a pause of any shard marks every shard's, pauses.mark_waited), and it has no pause or
+-- cancel listener left to remove (KEYS[6] empty).
 -- KEYS: 1 items hash, 2 leased zset, 3 leases hash, 4 run hash, 5 steps hash,
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset,
 --       11 the shard's unindexed pauses of function.finished, 12 its path set,
@@ -48,6 +50,7 @@ if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'error', ARGV[7]) 
 local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and (redis.call('GET', KEYS[13]) or '0') == ARGV[10]
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
+  and redis.call('EXISTS', KEYS[6]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
 end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], ARGV[3], tail, 12)
 if quiet then

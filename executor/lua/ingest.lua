@@ -21,7 +21,7 @@
 --                       skip (a reason decided before: a key expression failed), run_id, fields,
 --                       item, due, memos_key, stack_key, memos: [[hash, json]...],
 --                       steps_key, records: [[hash, json]...], listeners_key,
---                       listeners: [{key, id, json}...], timers: [{id, json, due}...],
+--                       listeners: [{key, id, json, member}...], timers: [{id, json, due}...],
 --                       flow: {rate, singleton, debounce, batch, throttle} (each optional),
 --                       ix: the dashboard's indexes and counters (optional; see
 --                       executor/indexes.py start_plan)}]}
@@ -255,7 +255,7 @@ for _, r in ipairs(p['runs']) do
       end
       for _, l in ipairs(r['listeners'] or {}) do
         redis.call('HSET', l['key'], l['id'], l['json'])
-        redis.call('SADD', r['listeners_key'], l['key'] .. '|' .. l['id'])
+        redis.call('SADD', r['listeners_key'], l['member'])
       end
       for _, t in ipairs(r['timers'] or {}) do
         redis.call('HSET', KEYS[3], t['id'], t['json'])

@@ -1,7 +1,12 @@
 -- Shared (--#include end_run): what ending a run (finished or cancelled) does besides its
--- status: remove its pauses and cancel listeners (entries "<pause hash key>|<pause id>"),
--- free its singleton key, take it out of the running index, and queue its end events in
--- the outbox (`outbox_key` nil: none to emit). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
+-- status: free its singleton key, take it out of the running index, and queue its end
+-- events in the outbox (`outbox_key` nil: none to emit). Its pauses and cancel listeners
+-- (the members of `listeners_key`) are left: their hashes are not in KEYS, so the outbox's
+-- processing removes them after the end (lifecycle.py, unlisten.lua), and a caller queues
+-- a run with listeners in the outbox whatever its end events. Until then they are
+-- harmless: resume.lua consumes a pause of an ended run and schedules nothing (2),
+-- cancel.lua cancels only a Running run, an invoke's event is sent only for a Running
+-- caller (waits.py). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
 -- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
 --   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
 --   status index;
@@ -13,12 +18,6 @@
 -- scripts that record calls and by lease.lua) are counted in duration buckets.
 --#include stats
 local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, a)
-  for _, entry in ipairs(redis.call('SMEMBERS', listeners_key)) do
-    -- split at the last '|': the key holds an event name, which may contain one
-    local key, id = string.match(entry, '^(.*)|([^|]*)$')
-    redis.call('HDEL', key, id)
-  end
-  redis.call('DEL', listeners_key)
   local run_id = redis.call('HGET', run_key, 'run_id')
   local single = redis.call('HGET', run_key, 'singleton_key')
   if single and redis.call('GET', single) == run_id then redis.call('DEL', single) end

@@ -6,12 +6,14 @@
 --       6 run hash, 7 memos hash, 8 stack list, 9 steps hash, 10 pause hash,
 --       11 listeners set, 12 pending set
 -- ARGV: 1 pause id, 2 hashed step id, 3 memo JSON, 4 now_ms, 5 timeout item id,
---       6 step record JSON, 7 next (discovery) item JSON without id
+--       6 step record JSON, 7 next (discovery) item JSON without id, 8 the pause's member
+--       in the listeners set, 9 the member it has if it was stored before members named
+--       pauses by address (`<pause hash key>|<pause id>`): both are removed
 -- returns: 1 resumed; 0 the pause was already consumed (or never existed); 2 consumed but
 --          the run has ended, so nothing is scheduled
 --#include record
 if redis.call('HDEL', KEYS[10], ARGV[1]) == 0 then return 0 end
-redis.call('SREM', KEYS[11], KEYS[10] .. '|' .. ARGV[1])
+redis.call('SREM', KEYS[11], ARGV[8], ARGV[9])
 redis.call('HDEL', KEYS[1], ARGV[5])
 redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('ZREM', KEYS[3], ARGV[5])

@@ -19,6 +19,8 @@ repeat
   if #page[2] > 0 then return 0 end
   cursor = page[1]
 until cursor == '0'
+-- a member holds its pause's id (`<run id>:cancel:<n>` for a cancel listener), whichever
+-- form it has (pause_index.PauseRef)
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if not string.find(entry, ARGV[1] .. ':cancel:', 1, true) then return 0 end
 end

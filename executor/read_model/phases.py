@@ -15,6 +15,7 @@ import orjson
 from redis.asyncio import Redis
 
 from .. import keys
+from ..pause_index import PauseRef
 from .views import _readable_reason, _text
 
 
@@ -36,16 +37,16 @@ async def add_phases(redis: Redis, rows: list[dict[str, Any]], now_ms: int) -> N
             pipe.zscore(queue.leased, item_id)
             pipe.smembers(keys.run_listeners(row["run_id"]))
         values = await pipe.execute()
-    parked: list[tuple[dict[str, Any], str, str]] = []
+    parked: list[tuple[dict[str, Any], PauseRef]] = []
     for i, row in enumerate(running):
         raw, due, lease, listeners = values[4 * i: 4 * i + 4]
         row["elapsed_ms"] = max(0, now_ms - (row.get("started_ms") or now_ms))
         row["phase"] = _of_item(row, raw, due, lease, now_ms)
         if row["phase"] is None:
             for entry in sorted(_text(e) for e in listeners):
-                key, _, pause_id = entry.rpartition("|")
-                if ":cancel:" not in pause_id:
-                    parked.append((row, key, pause_id))
+                ref = PauseRef.of_member(entry)
+                if ":cancel:" not in ref.id:
+                    parked.append((row, ref))
                     break
             else:
                 row["phase"] = phase("Running", "Running")
@@ -53,12 +54,12 @@ async def add_phases(redis: Redis, rows: list[dict[str, Any]], now_ms: int) -> N
             row["phase"] = phase("Stalled", "Stalled", "no progress detected")
     if parked:
         async with redis.pipeline(transaction=False) as pipe:
-            for _, key, pause_id in parked:
-                pipe.hget(key, pause_id)
+            for _, ref in parked:
+                pipe.hget(ref.key, ref.id)
             pauses = await pipe.execute()
-        for (row, key, _), raw in zip(parked, pauses, strict=True):
+        for (row, ref), raw in zip(parked, pauses, strict=True):
             if row["phase"] is None:
-                row["phase"] = _of_pause(raw, key)
+                row["phase"] = _of_pause(raw, ref)
 
 
 def _of_item(row: dict[str, Any], raw: Any, due: Any, lease: Any,
@@ -84,17 +85,17 @@ def _of_item(row: dict[str, Any], raw: Any, due: Any, lease: Any,
     return phase("Queued", "Queued", "waiting for a worker", due_ms)
 
 
-def _of_pause(raw: Any, key: str) -> dict[str, Any]:
+def _of_pause(raw: Any, ref: PauseRef) -> dict[str, Any]:
     if raw is None:
         return phase("Running", "Running")
     pause = orjson.loads(raw)
     until = pause.get("expires_at")
     if pause.get("kind") == "invoke":
         return phase("Invoking", "Invoking", str(pause.get("target") or ""), until)
-    named = ""
+    named = ref.event_name or ""
     for shard in keys.shards():  # a pause hash's key ends with its event's name
         prefix = keys.pauses("", shard)
-        if key.startswith(prefix):
-            named = key[len(prefix):]
+        if ref.legacy_key.startswith(prefix):
+            named = ref.legacy_key[len(prefix):]
     event = pause.get("waiting_for") or named or str(pause.get("name") or "")
     return phase("Waiting", "Waiting", event, until)

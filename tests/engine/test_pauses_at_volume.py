@@ -7,6 +7,7 @@ match the same event at once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import orjson
@@ -186,16 +187,25 @@ async def test_unindexable_and_uninterpolated_waits_still_match(engine: Engine,
 async def test_pauses_made_before_the_index_are_still_matched(
         engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upgrade strands nothing: pauses stored the old way (the whole expression and the
-    trigger, in the name's hash) are read and resumed, cancelled and timed out."""
-    def legacy(name: str, expression: str | None, trigger: dict[str, Any], shard: int) -> Any:
-        return keys.pauses(name, shard), expression, trigger if expression else None, None
+    trigger, in the name's hash; named by their hash's key in the runs' listeners sets and
+    in their timeout and look-back items) are read and resumed, cancelled and timed out,
+    and removed with their runs."""
+    def legacy(name: str, expression: str | None, trigger: dict[str, Any]) -> Any:
+        return pause_index.unindexed(name), expression, trigger if expression else None, None
 
     monkeypatch.setattr(pause_index, "place", legacy)
+    monkeypatch.setattr(pause_index, "PauseRef", LegacyRef)
     await engine.sync({"id": "f", "cancel": [{"event": CANCELLED, "if": MATCH}]})
     engine.answer(waiter(timeout="10s"))
     runs = await _start(engine, ["o-1", "o-2", "o-3"])
     assert len(await _unindexed(redis, APPROVED)) == 3
     monkeypatch.undo()
+    for run_id in runs.values():  # written as before addresses
+        members = await redis.smembers(keys.run_listeners(run_id))  # type: ignore[misc]
+        assert len(members) == 2 and all(m.startswith(b"il:") for m in members)
+        timeout = await redis.hget(keys.queue_of(run_id).items, f"{run_id}:t:{run_id}:{WAIT}")
+        assert orjson.loads(timeout)["payload"]["pause_key"] == keys.pauses(  # type: ignore[arg-type]
+            APPROVED, keys.shard_of(run_id))
     await engine.send({"order": "o-1"}, name=APPROVED)
     await engine.send({"order": "o-2"}, name=CANCELLED)
     engine.clock.advance(11_000)
@@ -204,6 +214,19 @@ async def test_pauses_made_before_the_index_are_still_matched(
     assert (await engine.run(runs["o-2"]))["status"] == "Cancelled"
     assert (await engine.run(runs["o-3"]))["output"] == {"resumed_by": None}
     assert await _pause_hashes(redis) == []
+    for run_id in runs.values():
+        assert not await redis.exists(keys.run_listeners(run_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class LegacyRef(pause_index.PauseRef):
+    """A pause named as before addresses: by its hash's key."""
+
+    def __post_init__(self) -> None:
+        if not self.legacy_key:
+            object.__setattr__(self, "legacy_key", keys.pause_hash(
+                self.address, keys.shard_of(self.id)))
+            object.__setattr__(self, "address", ())
 
 
 async def test_a_wait_for_a_function_finishing_keeps_that_event(engine: Engine) -> None:

@@ -13,11 +13,12 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from executor import keys, lifecycle
+from executor import keys, lifecycle, pause_index
 from executor.heartbeats import call_id_of
 from executor.ingest import ingest_keys
+from executor.pause_index import PauseRef
 from executor.queue import Queue, QueueItem
-from executor.scripts import Scripts
+from executor.scripts import STRICT_ENV, Scripts
 from executor.state import RunState
 from executor.step_record import StepRecord
 
@@ -275,14 +276,109 @@ async def test_plan_codes_and_group_completion(redis: Redis) -> None:
 
 
 async def test_ending_a_run_removes_pauses_whose_event_name_holds_a_pipe(redis: Redis) -> None:
+    """The end leaves the pauses to the outbox's processing (unlisten.lua), which reads the
+    members of either form: by address, and `<key>|<id>` as written before addresses."""
     scripts = Scripts(redis)
     await _enqueue(redis, scripts)
-    pause_key = keys.pauses("approval|decided", 0)
-    await redis.hset(pause_key, "r1:h", "{}")
-    await redis.sadd(keys.run_listeners("r1"), f"{pause_key}|r1:h")
+    old_key = keys.pauses("approval|decided", 0)
+    new = PauseRef("r1:n", pause_index.bucket("a|b", "data.id", '"x|y"'))
+    await redis.hset(old_key, "r1:h", "{}")
+    await redis.hset(new.key, "r1:n", "{}")
+    await redis.sadd(keys.run_listeners("r1"), f"{old_key}|r1:h", new.member)
     state = RunState(redis, scripts)
+    assert await state.unlisten("r1") == -1  # a Running run's pauses are live
     assert await state.cancel("r1", NOW, {"message": "stop"}) == 1
-    assert await redis.hget(pause_key, "r1:h") is None
+    assert await redis.hget(old_key, "r1:h") == b"{}"  # not in cancel.lua's KEYS
+    assert await redis.zscore(keys.outbox(0), "r1") is not None  # the outbox will
+    unreadable = b'["r1:x","b","only a name"]'  # no writer makes one: left, not in the way
+    await redis.sadd(keys.run_listeners("r1"), unreadable)
+    assert await state.unlisten("r1") == 2
+    assert not await redis.exists(old_key, new.key)
+    assert await redis.smembers(keys.run_listeners("r1")) == {unreadable}
+    await redis.srem(keys.run_listeners("r1"), unreadable)
+    assert await state.unlisten("r1") == 0  # done again (the outbox sweep): nothing more
+
+
+def _strict(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> Scripts:
+    """The scripts behind the strict-keys guard (a command on a key not in KEYS fails)."""
+    with monkeypatch.context() as env:
+        env.setenv(STRICT_ENV, "1")
+        return Scripts(redis)
+
+
+async def test_the_pause_scripts_name_every_key_they_touch(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pause, resume, finish, cancel, strand and unlisten under the strict-keys guard, with
+    pauses in buckets and cancel listeners (the runs are set up by the unguarded scripts)."""
+    lax = Scripts(redis)
+    state = RunState(redis, _strict(redis, monkeypatch))
+
+    async def listening(run_id: str) -> PauseRef:
+        listener = PauseRef(f"{run_id}:cancel:0", pause_index.bucket("stop", "data.id", '"1"'))
+        await redis.hset(listener.key, listener.id, "{}")  # as ingest.lua stores it
+        await redis.sadd(keys.run_listeners(run_id), listener.member)
+        return listener
+
+    async def waiting(run_id: str) -> PauseRef:
+        item, token = await _leased(redis, lax, run_id)
+        ref = PauseRef(f"{run_id}:h", pause_index.bucket("ev", "data.id", '"1"'))
+        pause = {"id": ref.id, "run_id": run_id, "fn_id": "f", "step": "h"}
+        assert await state.pause(item, token, NOW, ref=ref, pause=pause,
+                                 timeout_due=NOW + 1000, record=_record(),
+                                 indexed=(keys.pause_paths("ev", 0), "data.id")) == 1
+        return ref
+
+    # finish: a completed run nothing waits for, but with a listener, is not ended quietly
+    listener = await listening("r1")
+    wait = await waiting("r1")
+    stored = orjson.loads(await redis.hget(wait.key, wait.id))
+    assert await state.resume(wait, stored, b"{}", NOW, _record()) == 1
+    (item,), token, _ = await Queue(redis, lax).lease(NOW, 1000, 10)
+    assert (await state.finish(item, token, NOW, "Completed", "ok", unheard=0)).code == 1
+    assert await redis.zscore(keys.outbox(0), "r1") is not None
+    assert await redis.hexists(listener.key, listener.id)
+    assert await state.unlisten("r1") == 1
+    assert not await redis.exists(listener.key, keys.run_listeners("r1"))
+    # cancel
+    listener = await listening("r2")
+    wait = await waiting("r2")
+    assert await state.cancel("r2", NOW, {"message": "stop"}) == 1
+    assert await state.unlisten("r2") == 2
+    assert not await redis.exists(listener.key, wait.key, keys.run_listeners("r2"))
+    # strand: a cancel listener alone does not keep a run from being stranded
+    listener = await listening("r3")
+    await _enqueue(redis, lax, "r3")
+    await redis.hdel(keys.queue(0).items, "r3:1")
+    assert await state.fail_if_stranded("r3", NOW, {"message": "stuck"}) == 1
+    assert await state.unlisten("r3") == 1
+    assert not await redis.exists(listener.key, keys.run_listeners("r3"))
+
+
+async def test_resuming_a_pause_removes_its_member_of_either_form(redis: Redis) -> None:
+    """A pause stored before addresses, found by its address (an event reads its hash):
+    its member `<key>|<id>` leaves the listeners set too, or the run would look parked."""
+    scripts = Scripts(redis)
+    state = RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    ref = _ref("r1:h")
+    pause = {"id": ref.id, "run_id": "r1", "fn_id": "f", "step": "h"}
+    await redis.hset(ref.key, ref.id, orjson.dumps(pause))
+    await redis.sadd(keys.run_listeners("r1"), f"{ref.key}|{ref.id}")
+    assert await state.resume(ref, pause, b"{}", NOW, _record()) == 1
+    assert not await redis.exists(keys.run_listeners("r1"))
+
+
+def test_a_member_names_its_pause_in_either_form() -> None:
+    ref = PauseRef("r1:h", pause_index.bucket("a|b", "data.x", '"|"'))
+    assert PauseRef.of_member(ref.member.encode()) == ref
+    assert ref.key == keys.pause_bucket("a|b", "data.x", '"|"', 0)
+    old = PauseRef.of_member(f"{keys.pauses('a|b', 0)}|r1:h")
+    assert (old.id, old.key, old.member) == ("r1:h", keys.pauses("a|b", 0),
+                                             f"{keys.pauses('a|b', 0)}|r1:h")
+    invoke = PauseRef("r1.h", pause_index.INVOKE)
+    assert PauseRef.of_member(invoke.member).key == keys.pauses_by_correlation(0)
+    with pytest.raises(ValueError):
+        keys.pause_hash(("b", "only a name"), 0)
 
 
 # -- the return codes the tests above leave out: every code of every script is pinned -------
@@ -296,6 +392,11 @@ def _record(step: str = "h") -> StepRecord:
     return StepRecord(step, step, "StepRun", "Completed", 1, NOW, NOW)
 
 
+def _ref(pause_id: str, event: str = "x") -> PauseRef:
+    """An unindexed pause of `event`."""
+    return PauseRef(pause_id, pause_index.unindexed(event))
+
+
 async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Redis) -> None:
     """complete {3}, retry 3, plan -3, pause 3: a cancel landed while the call was in flight."""
     scripts = Scripts(redis)
@@ -305,7 +406,7 @@ async def test_scripts_on_an_ended_run_drop_the_item_and_write_nothing(redis: Re
                                                  memo=b'{"data":1}')),
         ("r", lambda item, token: state.retry(item, token, NOW, "err")),
         ("p", lambda item, token: state.plan(item, token, NOW, [("a", "call", NOW, "a")])),
-        ("w", lambda item, token: state.pause(item, token, NOW, pause_key=keys.pauses("x", 0),
+        ("w", lambda item, token: state.pause(item, token, NOW, ref=_ref("w:h"),
                                               pause={"id": "w:h"}, timeout_due=NOW + 1000,
                                               record=_record())),
     ):
@@ -324,20 +425,25 @@ async def test_pause_and_resume_codes(redis: Redis) -> None:
     state = RunState(redis, scripts)
     item, token = await _leased(redis, scripts)
     pause = {"id": "r1:h", "run_id": "r1", "fn_id": "f", "step": "h"}
-    kw: dict[str, Any] = {"pause_key": keys.pauses("ev", 0), "pause": pause,
+    kw: dict[str, Any] = {"ref": _ref("r1:h", "ev"), "pause": pause,
                           "timeout_due": NOW + 1000, "record": _record()}
     assert await state.pause(item, "stale", NOW, **kw) == 0
     assert await state.pause(item, token, NOW, **kw) == 1
+    assert await redis.smembers(keys.run_listeners("r1")) == {b'["r1:h","e","ev"]'}
     stored = orjson.loads(await redis.hget(keys.pauses("ev", 0), "r1:h"))
-    assert await state.resume(keys.pauses("ev", 0), stored, b"{}", NOW, _record()) == 1
-    assert await state.resume(keys.pauses("ev", 0), stored, b"{}", NOW, _record()) == 0  # once
-    # a pause of a run that ended meanwhile is consumed, nothing scheduled
+    assert await state.resume(_ref("r1:h", "ev"), stored, b"{}", NOW, _record()) == 1
+    assert not await redis.exists(keys.run_listeners("r1"))
+    assert await state.resume(_ref("r1:h", "ev"), stored, b"{}", NOW, _record()) == 0  # once
+    # a pause of a run that ended meanwhile (its pauses are removed after the end, by the
+    # outbox: lifecycle.py) is consumed, nothing scheduled
     item2, token2 = await _leased(redis, scripts, "r2")
     pause2 = {**pause, "id": "r2:h", "run_id": "r2"}
-    assert await state.pause(item2, token2, NOW, **{**kw, "pause": pause2}) == 1
+    assert await state.pause(item2, token2, NOW, **{**kw, "ref": _ref("r2:h", "ev"),
+                                                    "pause": pause2}) == 1
     stored2 = orjson.loads(await redis.hget(keys.pauses("ev", 0), "r2:h"))
     await redis.hset(keys.run("r2"), "status", "Cancelled")  # ended without its cleanup
-    assert await state.resume(keys.pauses("ev", 0), stored2, b"{}", NOW, _record()) == 2
+    assert await state.resume(_ref("r2:h", "ev"), stored2, b"{}", NOW, _record()) == 2
+    assert not await redis.exists(keys.pauses("ev", 0), keys.run_listeners("r2"))
 
 
 async def test_cancel_codes(redis: Redis) -> None:
@@ -433,11 +539,11 @@ async def test_group_pauses_resume_the_run_when_the_last_pending_step_ends(
     by_step = {i.step_id: i for i in leased}
     assert by_step["w"].kind == "pause" and by_step["w"].payload == {"spec": ref}
     pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
-    assert await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x", 0),
+    assert await state.pause(by_step["w"], token2, NOW, ref=_ref("r1:w"),
                              pause=pause, timeout_due=NOW + 60_000,
                              record=_record("w")) == 1
     stored = orjson.loads(await redis.hget(keys.pauses("x", 0), "r1:w"))
-    assert await state.resume(keys.pauses("x", 0), stored, b'{"name":"x"}', NOW,
+    assert await state.resume(_ref("r1:w"), stored, b'{"name":"x"}', NOW,
                               _record("w")) == 1
     assert await redis.smembers(keys.run_pending("r1")) == {b"a"}
     assert (await queue.lease(NOW, 1000, 10))[0] == []  # no discovery while `a` is pending
@@ -461,10 +567,10 @@ async def test_a_group_wait_resumed_last_schedules_the_discovery(redis: Redis) -
     await state.complete(by_step["a"], token2, NOW, step_hash="a", memo=b'{"data":1}',
                          next_due=NOW, next_template=item.template())
     pause = {"id": "r1:w", "run_id": "r1", "fn_id": "f", "step": "w", "kind": "wait"}
-    await state.pause(by_step["w"], token2, NOW, pause_key=keys.pauses("x", 0), pause=pause,
+    await state.pause(by_step["w"], token2, NOW, ref=_ref("r1:w"), pause=pause,
                       timeout_due=NOW + 60_000, record=_record("w"))
     stored = orjson.loads(await redis.hget(keys.pauses("x", 0), "r1:w"))
-    assert await state.resume(keys.pauses("x", 0), stored, b"null", NOW,
+    assert await state.resume(_ref("r1:w"), stored, b"null", NOW,
                               _record("w")) == 1
     (discovery,), _, _ = await queue.lease(NOW, 1000, 10)
     assert discovery.step_id == "step" and discovery.kind == "call"

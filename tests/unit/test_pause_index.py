@@ -51,7 +51,7 @@ def test_interpolation_writes_the_trigger_values_in(source: str, expected: str) 
 def test_what_cannot_be_interpolated_is_kept(source: str) -> None:
     trigger = {"data": {"big": 2**70, "many": list(range(3000))}}
     assert pause_index.interpolate(source, trigger) is None
-    _, expr, copy, path = pause_index.place("x", source, trigger, 0)
+    _, expr, copy, path = pause_index.place("x", source, trigger)
     assert (expr, copy, path) == (source, trigger, None)  # evaluated as pauses always were
 
 
@@ -76,7 +76,8 @@ VALUES = [None, 5, 5.0, "5", True, 1, -5, 2.5, "o-17", "v", [1], {"k": "v"}, 'a"
 
 @pytest.mark.parametrize("source", EXPRESSIONS)
 def test_the_index_never_loses_a_match(source: str) -> None:
-    key, expr, copy, _ = pause_index.place("shop/cancel", source, TRIGGER, 0)
+    address, expr, copy, _ = pause_index.place("shop/cancel", source, TRIGGER)
+    key = keys.pause_hash(address, 0)
     assert copy is None and expr is not None and "event" not in expr
     paths = sorted(pause_index.candidate_paths(source))
     for value, ok in itertools.product([*VALUES, "absent"], [True, False, "absent"]):

@@ -9,8 +9,8 @@
 -- KEYS: 1 items hash, 2 leased zset, 3 leases hash, 4 run hash, 5 steps hash,
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset,
 --       11 the shard's unindexed pauses of function.finished, 12 its path set,
---       13 the shard's registry version,
---       14.. (optional) the dashboard's indexes and counters (see lib_end_run.lua)
+--       13 the shard's registry version, 14 the shard's singletons hash,
+--       15.. (optional) the dashboard's indexes and counters (see lib_end_run.lua)
 -- ARGV: 1 item id ('' = no item), 2 lease token ('' = not leased, e.g. cancellation),
 --       3 now_ms, 4 status ('' = only drop the item), 5 output JSON,
 --       6 step record JSON ('' = none), 7 the error the end events carry ('' = the output),
@@ -44,7 +44,7 @@ local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and (redis.call('GET', KEYS[13]) or '0') == ARGV[10]
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
-end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], ARGV[3], 14, 11)
+end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], 15, 11)
 if quiet then
   local out = redis.call('HMGET', KEYS[4], 'run_id', 'function_id', 'started_at', 'cost_usd',
                          'input_tokens', 'output_tokens', 'trace')

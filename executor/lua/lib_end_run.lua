@@ -1,7 +1,11 @@
 -- Shared (--#include end_run): what ending a run (finished or cancelled) does besides its
 -- status: remove its pauses and cancel listeners (entries "<pause hash key>|<pause id>"),
--- free its singleton key, take it out of the running index, and queue its end events in
--- the outbox (`outbox_key` nil: none to emit). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
+-- free its singleton (the run hash's `singleton` field names its field of the shard's
+-- `singletons_key` hash; freed only while it still names this run), take it out of the
+-- running index, and queue its end events in the outbox (`outbox_key` nil: none to emit).
+-- (A run started before the singletons hash names a string key in `singleton_key`
+-- instead: that key is not freed here, a name read from data is no key a script may
+-- touch; nothing reads it any more.) With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
 -- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
 --   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
 --   status index;
@@ -12,7 +16,8 @@
 -- The run's execution and queue times (`exec_ms`, `queue_ms`, summed over its calls by the
 -- scripts that record calls and by lease.lua) are counted in duration buckets.
 --#include stats
-local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, a)
+local function end_run(run_key, listeners_key, outbox_key, running_key, singletons_key, now,
+                       k, a)
   for _, entry in ipairs(redis.call('SMEMBERS', listeners_key)) do
     -- split at the last '|': the key holds an event name, which may contain one
     local key, id = string.match(entry, '^(.*)|([^|]*)$')
@@ -20,8 +25,10 @@ local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, 
   end
   redis.call('DEL', listeners_key)
   local run_id = redis.call('HGET', run_key, 'run_id')
-  local single = redis.call('HGET', run_key, 'singleton_key')
-  if single and redis.call('GET', single) == run_id then redis.call('DEL', single) end
+  local single = redis.call('HGET', run_key, 'singleton')
+  if single and redis.call('HGET', singletons_key, single) == run_id then
+    redis.call('HDEL', singletons_key, single)
+  end
   redis.call('ZREM', running_key, run_id)
   if outbox_key then redis.call('ZADD', outbox_key, now, run_id) end
   if not k or not KEYS[k + 4] or not run_id then return end

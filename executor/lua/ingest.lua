@@ -13,10 +13,11 @@
 -- ARGV: 1 JSON {now, intake_id, registry: {key: k, version} (optional: the registry
 --               version key and the version the runs were planned with),
 --               expect: [[k, field, run id ('' = none), k of that run's hash (0 = none:
---                         a run of another shard, which counts as ended)]...] (optional:
---                       what the caller read, just before, in the debounce and batch
---                       hashes (field `run`) and the singletons hash (a singleton's name)
---                       its runs use: the runs they name, whose hashes may be written),
+--                         a run of another shard, counted as ended)]...] (optional: what
+--                       the caller read just before: the run each debounce and batch hash
+--                       (field `run`) and each singleton (its name's field of the
+--                       singletons hash) of the runs names; an event joining a pending
+--                       run writes that run's hash, a singleton reads its holder's status),
 --               lease: {token, expiry, handoff} (optional: the caller takes
 --               the intake item, and up to `handoff` first calls of new runs due now that
 --               take no concurrency slot, leased under `token`),

@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from ulid import ULID
 
-from executor import flow, keys
+from executor import flow, keys, scripts
 from executor.driver import Completed
 from executor.events import IncomingEvent
 from executor.ingest import script_args
@@ -174,3 +174,28 @@ async def test_a_singleton_held_by_a_run_that_is_not_running_does_not_block(
         (run_id,) = await engine.send()
         assert (await engine.run(run_id))["status"] == "Running"
         await engine.run_until_idle()
+
+
+async def test_ingest_touches_only_the_keys_it_is_given(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ingest.lua behind the strict-keys guard (scripts.STRICT_ENV): events with a sender id,
+    search terms and pauses to match; runs with every start-time option, cancel listeners,
+    joined debounces and batches, a singleton replaced. Any key the script did not get in
+    KEYS fails the request."""
+    monkeypatch.setenv(scripts.STRICT_ENV, "1")
+    engine.executor.ingest.scripts = scripts.Scripts(redis)  # ingest.lua alone is guarded
+    monkeypatch.delenv(scripts.STRICT_ENV)
+    await engine.sync(
+        {"id": "deb", "debounce": {"period": "10s", "key": "event.data.k", "timeout": "1m"},
+         "cancel": [{"event": "test/stop", "if": "async.data.k == event.data.k"}]},
+        {"id": "bat", "batchEvents": {"maxSize": 3, "timeout": "10s"}},
+        {"id": "one", "singleton": {"mode": "cancel", "key": "event.data.k"},
+         "rateLimit": {"limit": 100, "period": "1m"},
+         "throttle": {"limit": 100, "period": "1m"}, "idempotency": "event.data.n",
+         "timeouts": {"start": "1m"}})
+    for n in range(6):
+        await engine.send({"k": n % 2, "n": n, "words": "hello world"}, event_id=f"sent-{n}")
+        await engine.send({"k": n % 2, "n": n}, event_id=f"sent-{n}")  # a repeat
+    await engine.send({"k": 0}, name="test/stop")
+    await engine.run_until_idle()
+    assert await total(redis, keys.runs) > 0

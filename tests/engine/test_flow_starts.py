@@ -16,7 +16,7 @@ from ulid import ULID
 from executor import flow, keys, scripts
 from executor.driver import Completed
 from executor.events import IncomingEvent
-from executor.ingest import script_args
+from executor.ingest import MOVED_TRIES, script_args
 
 from .harness import Engine, total
 
@@ -199,3 +199,27 @@ async def test_ingest_touches_only_the_keys_it_is_given(
     await engine.send({"k": 0}, name="test/stop")
     await engine.run_until_idle()
     assert await total(redis, keys.runs) > 0
+
+
+async def test_a_run_that_keeps_moving_fails_the_request_after_a_few_tries(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The re-read is bounded: a hash that never names what was read (here: every read
+    answers "none" while a run is pending) fails the request, which writes nothing of the
+    run (the sender retries it; an event already stored in its own shard names the run in
+    its intake item, for a worker to start)."""
+    await engine.sync({"id": "f", "debounce": {"period": "10s"}})
+    (pending,) = await engine.send({"n": 1})
+    ingest = engine.executor.ingest
+    tries: list[int] = []
+
+    async def always_none(reads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if reads:
+            tries.append(1)
+        return {read: "" for read in reads}
+
+    monkeypatch.setattr(ingest, "_holders", always_none)
+    with pytest.raises(RuntimeError, match="changed"):
+        await engine.send({"n": 2})
+    assert len(tries) == MOVED_TRIES
+    assert await total(redis, keys.runs) == 1
+    assert orjson.loads((await engine.run(pending))["event"])["data"] == {"n": 1}

@@ -37,13 +37,96 @@ from .state import CallState, RunState
 log = logging.getLogger("inngest_like.executor")
 
 
-
 def ingest_keys(shard: int) -> list[str]:
-    """The KEYS of ingest.lua in `shard`."""
+    """The first KEYS of ingest.lua in `shard`, the same in every call (`script_args` adds
+    the rest)."""
     q = keys.queue(shard)
     return [keys.events(shard), keys.runs(shard), q.items, q.ready, q.wake,
             keys.runs_running(shard), q.leased, q.leases]
 
+
+# the keys of a run record (`Ingest.new_run`) that ingest.lua takes as positions in KEYS
+_RUN_KEYS = ("run_key", "runs_key", "fn_runs_key", "memos_key", "stack_key", "steps_key",
+             "listeners_key")
+
+
+def flow_reads(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The (hash key, field) naming the run id that the starts of `runs` may write to or
+    wait behind: each debounce and batch hash's `run`, each singleton's field. Read just
+    before the script (`Ingest._holders`), so that it can be given those runs' keys."""
+    reads: dict[tuple[str, str], None] = {}
+    for run in runs:
+        plan = run.get("flow") or {}
+        for kind in ("debounce", "batch"):
+            if kind in plan:
+                reads[plan[kind]["key"], "run"] = None
+        if "singleton" in plan:
+            reads[plan["singleton"]["key"], plan["singleton"]["name"]] = None
+    return list(reads)
+
+
+def script_args(shard: int, payload: dict[str, Any],
+                holders: dict[tuple[str, str], str] | None = None
+                ) -> tuple[list[str], list[bytes]]:
+    """The KEYS and ARGV of ingest.lua in `shard` for `payload` (the records of
+    `Ingest.new_run` and `_event_record`, which name keys): every key goes into KEYS once
+    and the JSON gives its position instead (see the script's header). `holders`: the run
+    id each of `flow_reads(payload["runs"])` held when read ('' or absent: none)."""
+    names = ingest_keys(shard)
+    at = {name: i for i, name in enumerate(names, 1)}
+
+    def k(name: str) -> int:
+        """`name`'s position in KEYS (1-based, as Lua's), added at the end when new."""
+        if name not in at:
+            names.append(name)
+            at[name] = len(names)
+        return at[name]
+
+    def entries(found: list[list[str]]) -> list[list[Any]]:
+        return [[k(key), score, member] for key, score, member in found]
+
+    events = []
+    for event in payload["events"]:
+        e = {**event, "key": k(event["key"]), "name_key": k(event["name_key"]),
+             "terms": entries(event.get("terms") or []),
+             "match_keys": [k(m) for m in event.get("match_keys") or []]}
+        for optional in ("user_key", "dedupe_key"):  # '' = none: absent for the script
+            if event.get(optional):
+                e[optional] = k(event[optional])
+            else:
+                e.pop(optional, None)
+        events.append(e)
+    runs = []
+    for run in payload["runs"]:
+        r = {**run, **{name: k(run[name]) for name in _RUN_KEYS if name in run},
+             "idem_keys": [[k(key), ttl, label] for key, ttl, label in run.get("idem_keys") or []],
+             # a cancel listener's `member` (its entry in the run's listeners set: its id and
+             # address, pauses.cancel_listener) is data, no key
+             "listeners": [{**listener, "key": k(listener["key"])}
+                           for listener in run.get("listeners") or []],
+             "flow": {kind: {**option, "key": k(option["key"])}
+                      for kind, option in (run.get("flow") or {}).items()}}
+        if run.get("ix"):
+            ix = run["ix"]
+            r["ix"] = {**ix, "running_fn": k(ix["running_fn"]),
+                       "skipped_fn": k(ix["skipped_fn"]), "skipped": k(ix["skipped"]),
+                       "stats": [k(key) for key in ix["stats"]],
+                       "terms": entries(ix["terms"])}
+        runs.append(r)
+    # a held run of another shard (none should be) is not named: its key is of another
+    # slot; the script counts it as ended
+    expect = [[k(key), field, held, k(keys.run(held)) if held and keys.shard_of(held) == shard
+               else 0]
+              for (key, field), held in (holders or {}).items()]
+    body = {**payload, "events": events, "runs": runs}
+    if expect:
+        body["expect"] = expect
+    if payload.get("registry"):
+        body["registry"] = {**payload["registry"], "key": k(payload["registry"]["key"])}
+    return names, [orjson.dumps(body)]
+
+
+MOVED_TRIES = 8  # tries of a piece whose debounce, batch or singleton run changed meanwhile
 EVENT_ID_TTL_S = 24 * 3600  # a sender's event id dedupes its repeats this long (as Inngest's)
 INVOKED = "inngest/function.invoked"
 
@@ -237,22 +320,24 @@ class Ingest:
                                 "period": t.period_ms, "burst": t.burst}
         if control.singleton:
             value = flow.evaluate_key(control.singleton.key, wire, "singleton.key")
-            single = keys.singleton(fn.id, value, shard)
-            plan["singleton"] = {"key": single, "mode": control.singleton.mode,
-                                 "run_prefix": keys.run_prefix(shard)}
-            fields["singleton_key"] = single
+            # the run holds its singleton as a field of the shard's singletons hash; its
+            # hash names the field, for ending the run to free it (lib_end_run.lua)
+            name = keys.singleton_name(fn.id, value)
+            plan["singleton"] = {"key": keys.singletons(shard), "name": name,
+                                 "mode": control.singleton.mode}
+            fields["singleton"] = name
         if control.debounce:
             d = control.debounce
             value = flow.evaluate_key(d.key, wire, "debounce.key")
             plan["debounce"] = {"key": keys.debounce(fn.id, value, shard),
-                                "period": d.period_ms, "run_prefix": keys.run_prefix(shard)}
+                                "period": d.period_ms}
             if d.timeout_ms is not None:  # absent, not null: Lua's cjson.null is truthy
                 plan["debounce"]["timeout"] = d.timeout_ms
         if control.batch and expressions.matches(control.batch.condition, {"event": wire}):
             b = control.batch  # an event failing `if` runs alone, at once
             value = flow.evaluate_key(b.key, wire, "batchEvents.key")
             plan["batch"] = {"key": keys.batch(fn.id, value, shard), "max": b.max_size,
-                             "timeout": b.timeout_ms, "run_prefix": keys.run_prefix(shard)}
+                             "timeout": b.timeout_ms}
         return plan, idem_keys
 
     def _runs_for(self, event: IncomingEvent, now_ms: int) -> list[dict[str, Any]]:
@@ -285,12 +370,8 @@ class Ingest:
                 event.internal_id = keys.with_shard(event.internal_id,
                                                     keys.shard_by_hash(event.user_id))
 
-        async def store(shard: int, body: bytes) -> Any:
-            if not replicas:
-                return await self._script(shard, body)
-            answer, count = await self._store_replicated(shard, body, replicas)
-            acked.append(count)
-            return answer
+        async def store(shard: int, piece: dict[str, Any]) -> dict[str, Any]:
+            return await self._store(shard, piece, replicas, acked)
 
         event_records = [self._event_record(e, now) for e in events]
         shards = sorted({record["shard"] for record in event_records})
@@ -418,14 +499,49 @@ class Ingest:
             keys.event_runs(event_id, shard), 0, -1))
         return [run_id.decode() for shard_runs in found for run_id in shard_runs]
 
-    async def _store_replicated(self, shard: int, body: bytes, replicas: int
-                                ) -> tuple[Any, int]:
+    async def _store(self, shard: int, piece: dict[str, Any], replicas: int = 0,
+                     acked: list[int] | None = None) -> dict[str, Any]:
+        """One piece (ingest_chunks) through ingest.lua in `shard`: its answer. When its runs
+        use debounce, batch or singleton, the runs those name are read first, for the
+        script to be given their keys; one written meanwhile makes the script write nothing
+        and answer `moved`, and the piece goes again, read again (the window is one round
+        trip, so a few tries suffice). With `replicas`, the WAIT's count goes to `acked`."""
+        reads = flow_reads(piece["runs"])
+        for _ in range(MOVED_TRIES):
+            script_keys, args = script_args(shard, piece, await self._holders(reads))
+            if replicas:
+                answer, count = await self._store_replicated(script_keys, args, replicas)
+            else:
+                answer = await self.scripts("ingest", script_keys, args)
+            out: dict[str, Any] = orjson.loads(answer)
+            if not out.get("moved"):
+                if replicas and acked is not None:
+                    acked.append(count)
+                return out
+        raise RuntimeError("the pending runs of these events' debounce, batch or singleton "
+                           f"changed {MOVED_TRIES} times while they were being stored; try "
+                           "again")
+
+    async def _holders(self, reads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The run id each (hash key, field) of `flow_reads` names now ('' = none): one
+        round trip, none without reads."""
+        if not reads:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key, field in reads:
+                pipe.hget(key, field)
+            found = await pipe.execute()
+        return {read: value.decode() if value else "" for read, value in
+                zip(reads, found, strict=True)}
+
+    async def _store_replicated(self, script_keys: list[str], args: list[bytes],
+                                replicas: int) -> tuple[Any, int]:
         """The ingest script, then WAIT on the same connection (WAIT covers the writes of
         the connection it runs on, so both go in one pipeline): (its answer, replicas that
         confirmed)."""
 
         def fill(pipe: Any) -> None:
-            self.scripts.queue_in(pipe, "ingest", ingest_keys(shard), [body])
+            self.scripts.queue_in(pipe, "ingest", script_keys, args)
             pipe.execute_command("WAIT", replicas, self.ack_timeout_ms)
 
         answer, count = await self.scripts.pipelined(self.redis, fill)
@@ -461,11 +577,8 @@ class Ingest:
         for record in records:
             by_shard.setdefault(record["shard"], []).append(record)
         for shard, shard_records in sorted(by_shard.items()):
-            await ingest_chunks.ingest(functools.partial(self._script, shard),
+            await ingest_chunks.ingest(functools.partial(self._store, shard),
                                        {"now": now, "events": [], "runs": shard_records}, shard)
-
-    async def _script(self, shard: int, body: bytes) -> Any:
-        return await self.scripts("ingest", ingest_keys(shard), [body])
 
     async def _stored(self, event_ids: list[str]) -> list[IncomingEvent]:
         async with self.redis.pipeline(transaction=False) as pipe:

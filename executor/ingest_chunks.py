@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import orjson
 from ulid import ULID
 
 from . import keys
@@ -69,10 +68,11 @@ def split(events: list[dict[str, Any]], runs: list[dict[str, Any]], *,
         yield piece_events, piece_runs
 
 
-async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any],
-                 shard: int = 0) -> dict[str, Any]:
-    """Run the ingest script over `payload` piece by piece; its answers merged as if it had
-    been one call: {created, handed, repeated, intakes, clock} (see lua/ingest.lua). Each
+async def ingest(call: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                 payload: dict[str, Any], shard: int = 0) -> dict[str, Any]:
+    """Run the ingest script over `payload` piece by piece (`call`: one piece's payload to
+    the script's decoded answer); its answers merged as if it had been one call:
+    {created, handed, repeated, intakes, clock} (see lua/ingest.lua). Each
     piece gets its own intake item id, in `shard` (where `call` runs the script), and the
     `starts` of its own events. The payload's `registry` check goes with the first piece
     only: when it finds the function set changed, nothing was written and the answer is
@@ -85,11 +85,11 @@ async def ingest(call: Callable[[bytes], Awaitable[Any]], payload: dict[str, Any
     for events, runs in split(payload["events"], payload["runs"]):
         ids = {e["id"] for e in events}
         mine = [start for start in starts if start[0] in ids]
-        out = orjson.loads(await call(orjson.dumps(
+        out = await call(
             {**base, **check, "events": events, "runs": runs,
              **({"starts": mine} if mine else {}),
              # in the shard the script runs in (keys.shard_of reads the id's first part)
-             "intake_id": f"{keys.with_shard(str(ULID()), shard)}:intake"})))
+             "intake_id": f"{keys.with_shard(str(ULID()), shard)}:intake"})
         if out.get("stale"):
             return {**merged, "stale": True}
         check = {}

@@ -496,6 +496,15 @@ def batch(function_id: str, value: str, shard: int) -> str:
     return f"{_prefixes[shard]}:batch:{function_id}:{value}"
 
 
-def singleton(function_id: str, value: str, shard: int) -> str:
-    """String: the active run of a singleton function per key."""
-    return f"{_prefixes[shard]}:singleton:{function_id}:{value}"
+def singletons(shard: int) -> str:
+    """Hash: singleton name (`singleton_name`) -> the id of the run holding it, for the
+    singleton functions whose home shard is `shard`. The holding run's hash names its field
+    (`singleton`), so ending the run frees it (lib_end_run.lua). (Stores written before
+    this hash held one string key per name, `<prefix>:singleton:<function>:<value>`,
+    named in the run's `singleton_key` field: nothing reads those any more.)"""
+    return f"{_prefixes[shard]}:singletons"
+
+
+def singleton_name(function_id: str, value: str) -> str:
+    """A field of `singletons`: a singleton function and its key's value."""
+    return f"{function_id}:{value}"

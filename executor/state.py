@@ -298,8 +298,8 @@ class RunState:
             [q.items, q.leased, q.leases, keys.run(run_id), keys.run_steps(run_id),
              keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
              keys.runs_running(shard), keys.pauses(FINISHED, shard),
-             keys.pause_paths(FINISHED, shard), keys.registry_version(shard), *slot_keys,
-             *tail_keys],
+             keys.pause_paths(FINISHED, shard), keys.registry_version(shard),
+             keys.singletons(shard), *slot_keys, *tail_keys],
             [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
              b"" if event_error is None else orjson.dumps(event_error), call_ms,
              "" if unheard is None else "1", "" if unheard is None else str(unheard),
@@ -432,7 +432,8 @@ class RunState:
             await self.scripts(
                 "cancel",
                 [keys.run(run_id), keys.run_listeners(run_id), keys.outbox(shard),
-                 keys.runs_running(shard), q.items, q.leases, *tail_keys],
+                 keys.runs_running(shard), q.items, q.leases, keys.singletons(shard),
+                 *tail_keys],
                 [now_ms, orjson.dumps(reason), unless_started, *tail_args],
             )
         )
@@ -455,7 +456,7 @@ class RunState:
                 "strand",
                 [keys.queue_of(run_id).items, keys.run(run_id), keys.run_listeners(run_id),
                  keys.outbox(keys.shard_of(run_id)), keys.runs_running(keys.shard_of(run_id)),
-                 *tail_keys],
+                 keys.singletons(keys.shard_of(run_id)), *tail_keys],
                 [run_id, now_ms, orjson.dumps(reason), *tail_args],
             )
         )

@@ -11,8 +11,8 @@
 -- KEYS: 1 items hash, 2 leased zset, 3 leases hash, 4 run hash, 5 steps hash,
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset,
 --       11 the shard's unindexed pauses of function.finished, 12 its path set,
---       13 the shard's registry version,
---       14.. the keys of the call's concurrency slots (lib_slots.lua), then (optional)
+--       13 the shard's registry version, 14 the shard's singletons hash,
+--       15.. the keys of the call's concurrency slots (lib_slots.lua), then (optional)
 --       the dashboard's indexes and counters (see lib_end_run.lua)
 -- ARGV: 1 item id ('' = no item), 2 lease token ('' = not leased, e.g. cancellation),
 --       3 now_ms, 4 status ('' = only drop the item), 5 output JSON,
@@ -29,9 +29,9 @@
 --#include record
 --#include end_run
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
-local slots = named_slots(14, ARGV[11])
-local tail = 14
-if ARGV[11] ~= '' then tail = 14 + 2 * #cjson.decode(ARGV[11]) end
+local slots = named_slots(15, ARGV[11])
+local tail = 15
+if ARGV[11] ~= '' then tail = 15 + 2 * #cjson.decode(ARGV[11]) end
 if ARGV[1] ~= '' then
   if redis.call('HGET', KEYS[3], ARGV[1]) then
     release_slots(slots, KEYS[8], KEYS[9], ARGV[1], redis.call('HGET', KEYS[1], ARGV[1]))
@@ -52,7 +52,7 @@ local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
   and redis.call('EXISTS', KEYS[6]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
-end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], ARGV[3], tail, 12)
+end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], tail, 12)
 if quiet then
   local out = redis.call('HMGET', KEYS[4], 'run_id', 'function_id', 'started_at', 'cost_usd',
                          'input_tokens', 'output_tokens', 'trace')

@@ -7,32 +7,49 @@
 -- caller does that work at once under the item's lease and drops it; if the caller dies
 -- first, the lease expires and a worker does it. A kill -9 after this script loses nothing.
 -- KEYS: 1 events zset, 2 runs zset, 3 items hash, 4 ready zset, 5 wake list,
---       6 running-runs zset, 7 leased zset, 8 leases hash
--- ARGV: 1 JSON {now, intake_id, registry: {key, version} (optional: the registry version key
---               and the version the runs were planned with),
+--       6 running-runs zset, 7 leased zset, 8 leases hash; 9.. every other key the JSON
+--       names, each once (executor/ingest.py `script_args` lays them out; every key is
+--       built by executor/keys.py). Below, "k" is such a key's position in KEYS.
+-- ARGV: 1 JSON {now, intake_id, registry: {key: k, version} (optional: the registry
+--               version key and the version the runs were planned with),
+--               expect: [[k, field, run id ('' = none), k of that run's hash (0 = none:
+--                         a run of another shard, counted as ended)]...] (optional: what
+--                       the caller read just before: the run each debounce and batch hash
+--                       (field `run`) and each singleton (its name's field of the
+--                       singletons hash) of the runs names; an event joining a pending
+--                       run writes that run's hash, a singleton reads its holder's status),
 --               lease: {token, expiry, handoff} (optional: the caller takes
 --               the intake item, and up to `handoff` first calls of new runs due now that
 --               take no concurrency slot, leased under `token`),
---               events: [{key, name_key, id, ts, json, user_key, terms,
---                         dedupe_key, dedupe_ttl, match_keys, match}],
+--               events: [{key: k, name_key: k, id, ts, json, user_key: k, terms,
+--                         dedupe_key: k, dedupe_ttl, match_keys: [k...], match}],
 --               starts: [[event id, function id]...] (optional: runs these events start in
 --                        other shards, named in the intake item until they are started),
---               runs: [{run_key, runs_key, fn_runs_key, idem_keys: [[key, ttl_s, label]...],
+--               runs: [{run_key: k, runs_key: k, fn_runs_key: k,
+--                       idem_keys: [[k, ttl_s, label]...],
 --                       skip (a reason decided before: a key expression failed), run_id, fields,
---                       item, due, memos_key, stack_key, memos: [[hash, json]...],
---                       steps_key, records: [[hash, json]...], listeners_key,
---                       listeners: [{key, id, json, member}...], timers: [{id, json, due}...],
---                       flow: {rate, singleton, debounce, batch, throttle} (each optional),
+--                       item, due, memos_key: k, stack_key: k, memos: [[hash, json]...],
+--                       steps_key: k, records: [[hash, json]...], listeners_key: k,
+--                       listeners: [{key: k, id, json, member}...],
+--                       timers: [{id, json, due}...],
+--                       flow: {rate: {key: k, limit, period},
+--                              singleton: {key: k (the singletons hash), name, mode},
+--                              debounce: {key: k, period, timeout},
+--                              batch: {key: k, max, timeout},
+--                              throttle: {key: k, limit, period, burst}} (each optional),
 --                       ix: the dashboard's indexes and counters (optional; see
---                       executor/indexes.py start_plan)}]}
---       (every key inside is built by executor/keys.py); an event's `user_key` ('' = none)
---       indexes it among the user's events, its `terms` ([key, score, member], '' = its
---       receipt time / its id) make it searchable; `dedupe_key` ('' = none) holds the id of
---       the event stored for the sender's event id for `dedupe_ttl` s; `match_keys`: keys
---       whose existence means something may wait for this event (its pauses); `match`:
---       true when the caller knows something may (the pauses are in other shards too)
--- returns: JSON {stale: true} when the registry version is not `registry.version` (nothing
---          written), else JSON {created: [run id...], handed: [leased first item JSON...],
+--                       executor/indexes.py start_plan; keys as k)}]}
+--       An event's `user_key` (absent = none) indexes it among the user's events, its
+--       `terms` ([k, score, member], '' = its receipt time / its id) make it searchable;
+--       `dedupe_key` (absent = none) holds the id of the event stored for the sender's
+--       event id for `dedupe_ttl` s; `match_keys`: keys whose existence means something
+--       may wait for this event (its pauses); `match`: true when the caller knows
+--       something may (the pauses are in other shards too). A listener's `member` is its
+--       entry in the run's listeners set.
+-- returns: JSON {stale: true} when the registry version is not `registry.version`, and
+--          {stale: true, moved: true} when a hash of `expect` no longer names the run the
+--          caller read (both: nothing written; the caller reads again and retries), else
+--          JSON {created: [run id...], handed: [leased first item JSON...],
 --                clock: Redis time (ms) of this script (the events' index scores),
 --                repeated: {event id: id of the event stored before for the same sender id},
 --                intake: the intake item JSON (absent when there is nothing to do)}.
@@ -48,12 +65,25 @@ local p = cjson.decode(ARGV[1])
 -- shards other than 0 the stored version is a copy written after each sync: one behind
 -- the version planned with, read from the counter itself, is caught up here.)
 local registry = p['registry']
+local registry_behind = false
 if type(registry) == 'table' then
-  local stored = tonumber(redis.call('GET', registry['key']) or '0')
+  local stored = tonumber(redis.call('GET', KEYS[registry['key']]) or '0')
   local planned = tonumber(registry['version']) or -1  -- none loaded yet: stale
   if stored > planned then return cjson.encode({stale = true}) end
-  if stored < planned then redis.call('SET', registry['key'], registry['version']) end
+  registry_behind = stored < planned
 end
+-- the hash key of each run a debounce, batch or singleton may name, by run id: the runs
+-- the caller read there, then each run this script starts. A run is never found by
+-- building its key from its id here: when a hash names another run than the caller read
+-- (written since), nothing is written and the caller reads again.
+local run_keys = {}
+for _, e in ipairs(p['expect'] or {}) do
+  if (redis.call('HGET', KEYS[e[1]], e[2]) or '') ~= e[3] then
+    return cjson.encode({stale = true, moved = true})
+  end
+  if e[3] ~= '' and e[4] > 0 then run_keys[e[3]] = KEYS[e[4]] end
+end
+if registry_behind then redis.call('SET', KEYS[registry['key']], registry['version']) end
 local now = tonumber(p['now'])
 local clock = redis.call('TIME')
 local redis_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -61,30 +91,31 @@ local lease = p['lease']
 local repeated, stored_as, to_match = {}, {}, {}
 for _, ev in ipairs(p['events']) do
   local prior = nil
-  if (ev['dedupe_key'] or '') ~= '' then
-    prior = redis.call('GET', ev['dedupe_key'])
+  if ev['dedupe_key'] then
+    local dedupe_key = KEYS[ev['dedupe_key']]
+    prior = redis.call('GET', dedupe_key)
     if prior then
       repeated[ev['id']] = true
       stored_as[ev['id']] = prior
     else
-      redis.call('SET', ev['dedupe_key'], ev['id'], 'EX', ev['dedupe_ttl'])
+      redis.call('SET', dedupe_key, ev['id'], 'EX', ev['dedupe_ttl'])
     end
   end
-  if not prior and redis.call('SET', ev['key'], ev['json'], 'NX') then
+  if not prior and redis.call('SET', KEYS[ev['key']], ev['json'], 'NX') then
     redis.call('ZADD', KEYS[1], ev['ts'], ev['id'])
-    redis.call('ZADD', ev['name_key'], redis_ms, ev['id'])
-    if (ev['user_key'] or '') ~= '' then redis.call('ZADD', ev['user_key'], ev['ts'], ev['id']) end
+    redis.call('ZADD', KEYS[ev['name_key']], redis_ms, ev['id'])
+    if ev['user_key'] then redis.call('ZADD', KEYS[ev['user_key']], ev['ts'], ev['id']) end
     for _, t in ipairs(ev['terms'] or {}) do
       local score, member = t[2], t[3]
       if score == '' then score = ev['ts'] end
       if member == '' then member = ev['id'] end
-      redis.call('ZADD', t[1], score, member)
+      redis.call('ZADD', KEYS[t[1]], score, member)
     end
     if ev['match'] then
       table.insert(to_match, ev['id'])
     else
       for _, k in ipairs(ev['match_keys'] or {}) do
-        if redis.call('EXISTS', k) == 1 then
+        if redis.call('EXISTS', KEYS[k]) == 1 then
           table.insert(to_match, ev['id'])
           break
         end
@@ -101,7 +132,7 @@ end
 
 -- join a pending (not yet started) run: debounce replaces its event, batch appends one
 local function pending(run_id)
-  if not run_id then return nil end
+  if not run_id or not run_keys[run_id] then return nil end
   if redis.call('ZSCORE', KEYS[4], run_id .. ':1') then return run_id end
   return nil
 end
@@ -109,59 +140,68 @@ end
 local created, to_cancel, handed = {}, {}, {}
 for _, r in ipairs(p['runs']) do
   local f = r['fields']
-  local fresh = not repeated[f['event_id']] and redis.call('EXISTS', r['run_key']) == 0
+  local run_key = KEYS[r['run_key']]
+  local fresh = not repeated[f['event_id']] and redis.call('EXISTS', run_key) == 0
   local flow = r['flow'] or {}
   local skipped, joined = r['skip'], false
   local due = tonumber(r['due'])
+  if fresh then run_keys[r['run_id']] = run_key end
   for _, idem in ipairs(r['idem_keys'] or {}) do
+    local idem_key = KEYS[idem[1]]
     if fresh and not skipped
-       and not redis.call('SET', idem[1], r['run_id'], 'NX', 'EX', idem[2]) then
-      skipped = 'skipped: ' .. idem[3] .. ' (run ' .. (redis.call('GET', idem[1]) or '?') .. ')'
+       and not redis.call('SET', idem_key, r['run_id'], 'NX', 'EX', idem[2]) then
+      skipped = 'skipped: ' .. idem[3] .. ' (run ' .. (redis.call('GET', idem_key) or '?') .. ')'
     end
   end
 
   if fresh and flow['rate'] then
     local rate = flow['rate']
-    redis.call('ZREMRANGEBYSCORE', rate['key'], '-inf', now - rate['period'])
-    if redis.call('ZCARD', rate['key']) >= rate['limit'] then
+    local rate_key = KEYS[rate['key']]
+    redis.call('ZREMRANGEBYSCORE', rate_key, '-inf', now - rate['period'])
+    if redis.call('ZCARD', rate_key) >= rate['limit'] then
       skipped = 'skipped: rate limited'
     else
-      redis.call('ZADD', rate['key'], now, r['run_id'])
-      redis.call('PEXPIRE', rate['key'], rate['period'])
+      redis.call('ZADD', rate_key, now, r['run_id'])
+      redis.call('PEXPIRE', rate_key, rate['period'])
     end
   end
 
   if fresh and not skipped and flow['singleton'] then
+    -- the holder's field is freed when it ends (lib_end_run.lua); a holder that is not
+    -- Running all the same (it joined a debounce, or its end was never recorded) does
+    -- not hold it
     local s = flow['singleton']
-    local current = redis.call('GET', s['key'])
-    if current and redis.call('HGET', s['run_prefix'] .. current, 'status') == 'Running' then
+    local singletons = KEYS[s['key']]
+    local current = redis.call('HGET', singletons, s['name'])
+    local holder = current and run_keys[current]
+    if holder and redis.call('HGET', holder, 'status') == 'Running' then
       if s['mode'] == 'skip' then
         skipped = 'skipped: singleton run ' .. current .. ' is active'
       else
         table.insert(to_cancel, current)
       end
     end
-    if not skipped then redis.call('SET', s['key'], r['run_id']) end
+    if not skipped then redis.call('HSET', singletons, s['name'], r['run_id']) end
   end
 
   if fresh and not skipped and flow['debounce'] then
     local d = flow['debounce']
-    local target = pending(redis.call('HGET', d['key'], 'run'))
+    local debounce_key = KEYS[d['key']]
+    local target = pending(redis.call('HGET', debounce_key, 'run'))
     if target then
-      local first = tonumber(redis.call('HGET', d['key'], 'first'))
+      local first = tonumber(redis.call('HGET', debounce_key, 'first'))
       local at = now + d['period']
       if d['timeout'] then at = math.min(at, first + d['timeout']) end
-      local run_key = d['run_prefix'] .. target
-      redis.call('HSET', run_key, 'event', f['event'], 'events', f['events'],
+      redis.call('HSET', run_keys[target], 'event', f['event'], 'events', f['events'],
                  'event_id', f['event_id'], 'waiting_reason', 'debounced until ' .. at)
       redis.call('ZADD', KEYS[4], 'XX', at, target .. ':1')
-      redis.call('PEXPIRE', d['key'], d['period'] + (d['timeout'] or d['period']) + 60000)
-      redis.call('RPUSH', r['runs_key'], target)
+      redis.call('PEXPIRE', debounce_key, d['period'] + (d['timeout'] or d['period']) + 60000)
+      redis.call('RPUSH', KEYS[r['runs_key']], target)
       joined = true
     else
-      redis.call('DEL', d['key'])
-      redis.call('HSET', d['key'], 'run', r['run_id'], 'first', now)
-      redis.call('PEXPIRE', d['key'], d['period'] + (d['timeout'] or d['period']) + 60000)
+      redis.call('DEL', debounce_key)
+      redis.call('HSET', debounce_key, 'run', r['run_id'], 'first', now)
+      redis.call('PEXPIRE', debounce_key, d['period'] + (d['timeout'] or d['period']) + 60000)
       due = now + d['period']
       f['waiting_reason'] = 'debounced until ' .. due
     end
@@ -169,26 +209,27 @@ for _, r in ipairs(p['runs']) do
 
   if fresh and not skipped and not joined and flow['batch'] then
     local b = flow['batch']
-    local target = pending(redis.call('HGET', b['key'], 'run'))
+    local batch_key = KEYS[b['key']]
+    local target = pending(redis.call('HGET', batch_key, 'run'))
     if target then
-      local run_key = b['run_prefix'] .. target
-      local events = redis.call('HGET', run_key, 'events')
+      local target_key = run_keys[target]
+      local events = redis.call('HGET', target_key, 'events')
       -- append the event's JSON without decoding user data (cjson would alter it)
-      redis.call('HSET', run_key, 'events', string.sub(events, 1, -2) .. ',' ..
+      redis.call('HSET', target_key, 'events', string.sub(events, 1, -2) .. ',' ..
                  string.sub(f['events'], 2))
-      local count = redis.call('HINCRBY', b['key'], 'count', 1)
-      redis.call('RPUSH', r['runs_key'], target)
+      local count = redis.call('HINCRBY', batch_key, 'count', 1)
+      redis.call('RPUSH', KEYS[r['runs_key']], target)
       if count >= b['max'] then
-        redis.call('DEL', b['key'])
+        redis.call('DEL', batch_key)
         redis.call('ZADD', KEYS[4], 'XX', now, target .. ':1')
-        redis.call('HDEL', run_key, 'waiting_reason')
+        redis.call('HDEL', target_key, 'waiting_reason')
         wake()
       end
       joined = true
     else
-      redis.call('DEL', b['key'])
-      redis.call('HSET', b['key'], 'run', r['run_id'], 'count', 1)
-      redis.call('PEXPIRE', b['key'], b['timeout'] + 60000)
+      redis.call('DEL', batch_key)
+      redis.call('HSET', batch_key, 'run', r['run_id'], 'count', 1)
+      redis.call('PEXPIRE', batch_key, b['timeout'] + 60000)
       if b['max'] > 1 then
         due = now + b['timeout']
         f['waiting_reason'] = 'batching events until ' .. due
@@ -199,12 +240,13 @@ for _, r in ipairs(p['runs']) do
   if fresh and not skipped and not joined and flow['throttle'] then
     -- GCRA: `limit` starts at once, then one every period/limit; `burst` more at once
     local t = flow['throttle']
+    local throttle_key = KEYS[t['key']]
     local interval = t['period'] / t['limit']
     local tolerance = interval * (t['limit'] + t['burst'] - 1)
-    local tat = tonumber(redis.call('GET', t['key']) or now)
+    local tat = tonumber(redis.call('GET', throttle_key) or now)
     if tat < now then tat = now end
     local start = math.max(now, tat - tolerance)
-    redis.call('SET', t['key'], tostring(tat + interval), 'PX',
+    redis.call('SET', throttle_key, tostring(tat + interval), 'PX',
                math.ceil(tat + interval - now + t['period']))
     if start > due then
       due = start
@@ -220,42 +262,44 @@ for _, r in ipairs(p['runs']) do
       f['waiting_reason'] = skipped
     end
     for field, value in pairs(f) do
-      redis.call('HSET', r['run_key'], field, value)
+      redis.call('HSET', run_key, field, value)
     end
-    redis.call('HSET', r['run_key'], 'seq', 1)
+    redis.call('HSET', run_key, 'seq', 1)
     redis.call('ZADD', KEYS[2], now, r['run_id'])
-    redis.call('ZADD', r['fn_runs_key'], now, r['run_id'])
-    redis.call('RPUSH', r['runs_key'], r['run_id'])
+    redis.call('ZADD', KEYS[r['fn_runs_key']], now, r['run_id'])
+    redis.call('RPUSH', KEYS[r['runs_key']], r['run_id'])
     table.insert(created, r['run_id'])
     local ix = r['ix']
     if ix then
+      local stat_keys = {}
+      for i, k in ipairs(ix['stats']) do stat_keys[i] = KEYS[k] end
       if skipped then
-        redis.call('ZADD', ix['skipped'], now, r['run_id'])
-        redis.call('ZADD', ix['skipped_fn'], now, r['run_id'])
-        count_stats(ix['stats'], ix['exp'], {'Skipped'})
+        redis.call('ZADD', KEYS[ix['skipped']], now, r['run_id'])
+        redis.call('ZADD', KEYS[ix['skipped_fn']], now, r['run_id'])
+        count_stats(stat_keys, ix['exp'], {'Skipped'})
       else
-        redis.call('ZADD', ix['running_fn'], now, r['run_id'])
-        count_stats(ix['stats'], ix['exp'], {'started'})
+        redis.call('ZADD', KEYS[ix['running_fn']], now, r['run_id'])
+        count_stats(stat_keys, ix['exp'], {'started'})
       end
       for _, t in ipairs(ix['terms']) do
         local score, member = t[2], t[3]
         if score == '' then score = now end
         if member == '' then member = r['run_id'] end
-        redis.call('ZADD', t[1], score, member)
+        redis.call('ZADD', KEYS[t[1]], score, member)
       end
     end
     if not skipped then
       redis.call('ZADD', KEYS[6], now, r['run_id'])
       for _, memo in ipairs(r['memos'] or {}) do
-        redis.call('HSET', r['memos_key'], memo[1], memo[2])
-        redis.call('RPUSH', r['stack_key'], memo[1])
+        redis.call('HSET', KEYS[r['memos_key']], memo[1], memo[2])
+        redis.call('RPUSH', KEYS[r['stack_key']], memo[1])
       end
       for _, rec in ipairs(r['records'] or {}) do
-        redis.call('HSET', r['steps_key'], rec[1], rec[2])
+        redis.call('HSET', KEYS[r['steps_key']], rec[1], rec[2])
       end
       for _, l in ipairs(r['listeners'] or {}) do
-        redis.call('HSET', l['key'], l['id'], l['json'])
-        redis.call('SADD', r['listeners_key'], l['member'])
+        redis.call('HSET', KEYS[l['key']], l['id'], l['json'])
+        redis.call('SADD', KEYS[r['listeners_key']], l['member'])
       end
       for _, t in ipairs(r['timers'] or {}) do
         redis.call('HSET', KEYS[3], t['id'], t['json'])

@@ -1,12 +1,16 @@
 -- Shared (--#include end_run): what ending a run (finished or cancelled) does besides its
--- status: free its singleton key, take it out of the running index, and queue its end
--- events in the outbox (`outbox_key` nil: none to emit). Its pauses and cancel listeners
--- (the members of `listeners_key`) are left: their hashes are not in KEYS, so the outbox's
--- processing removes them after the end (lifecycle.py, unlisten.lua), and a caller queues
--- a run with listeners in the outbox whatever its end events. Until then they are
--- harmless: resume.lua consumes a pause of an ended run and schedules nothing (2),
--- cancel.lua cancels only a Running run, an invoke's event is sent only for a Running
--- caller (waits.py). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
+-- status: free its singleton (the run hash's `singleton` field names its field of the
+-- shard's `singletons_key` hash; freed only while it still names this run), take it out of
+-- the running index, and queue its end events in the outbox (`outbox_key` nil: none to
+-- emit). (A run started before the singletons hash names a string key in `singleton_key`
+-- instead: that key is not freed here, a name read from data is no key a script may
+-- touch; nothing reads it any more.) Its pauses and cancel listeners (the members of
+-- `listeners_key`) are left: their hashes are not in KEYS, so the outbox's processing
+-- removes them after the end (lifecycle.py, unlisten.lua), and a caller queues a run with
+-- listeners in the outbox whatever its end events. Until then they are harmless:
+-- resume.lua consumes a pause of an ended run and schedules nothing (2), cancel.lua
+-- cancels only a Running run, an invoke's event is sent only for a Running caller
+-- (waits.py). With `k` and `a` (positions in the caller's KEYS and ARGV, laid out by
 -- executor/indexes.py `end_plan`), also the dashboard's indexes and counters:
 --   KEYS[k], KEYS[k+1]: the function's minute and hour stats hashes; KEYS[k+2]: the
 --   status index;
@@ -15,12 +19,15 @@
 --   ARGV[a], ARGV[a+1]: the stats hashes' expiry (unix ms); then per search entry its
 --   score ('' = the run's start) and member ('' = the run id).
 -- The run's execution and queue times (`exec_ms`, `queue_ms`, summed over its calls by the
--- scripts that record calls and by lease.lua) are counted in duration buckets.
+-- scripts that record calls and by call_start.lua) are counted in duration buckets.
 --#include stats
-local function end_run(run_key, listeners_key, outbox_key, running_key, now, k, a)
+local function end_run(run_key, listeners_key, outbox_key, running_key, singletons_key, now,
+                       k, a)
   local run_id = redis.call('HGET', run_key, 'run_id')
-  local single = redis.call('HGET', run_key, 'singleton_key')
-  if single and redis.call('GET', single) == run_id then redis.call('DEL', single) end
+  local single = redis.call('HGET', run_key, 'singleton')
+  if single and redis.call('HGET', singletons_key, single) == run_id then
+    redis.call('HDEL', singletons_key, single)
+  end
   redis.call('ZREM', running_key, run_id)
   if outbox_key then redis.call('ZADD', outbox_key, now, run_id) end
   if not k or not KEYS[k + 4] or not run_id then return end

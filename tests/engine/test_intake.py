@@ -149,14 +149,15 @@ async def test_a_run_started_away_from_its_event_survives_a_crash_in_between(
     ingest = engine.executor.ingest
     home = flow.home_shard("f", engine.executor.registry.functions["f"].flow)
     assert home is not None
-    stored_alone = ingest._script
+    stored_alone = ingest._store
 
-    async def dies_before_the_home_shard(shard: int, body: bytes) -> Any:
-        if shard == home and b'"events":[]' in body:
+    async def dies_before_the_home_shard(shard: int, piece: dict[str, Any],
+                                         *args: Any) -> Any:
+        if shard == home and piece["events"] == []:
             raise ConnectionError("the process died")
-        return await stored_alone(shard, body)
+        return await stored_alone(shard, piece, *args)
 
-    monkeypatch.setattr(ingest, "_script", dies_before_the_home_shard)
+    monkeypatch.setattr(ingest, "_store", dies_before_the_home_shard)
     event_id = keys.with_shard(str(ULID()), (home + 1) % keys.shard_count())
     event = IncomingEvent(event_id, {"name": "test/go", "data": {}, "id": "",
                                      "ts": engine.clock(), "user": {}}, "")

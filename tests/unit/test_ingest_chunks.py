@@ -54,9 +54,9 @@ def test_runs_without_their_events_are_cut_into_pieces_too() -> None:
 async def test_each_piece_names_the_starts_of_its_own_events() -> None:
     seen: list[dict[str, Any]] = []
 
-    async def call(body: bytes) -> bytes:
-        seen.append(orjson.loads(body))
-        return orjson.dumps({"created": {}, "handed": {}, "repeated": {}})
+    async def call(piece: dict[str, Any]) -> dict[str, Any]:
+        seen.append(piece)
+        return {"created": {}, "handed": {}, "repeated": {}}
 
     events = [event(i) for i in range(450)]
     starts = [["e5", "f"], ["e250", "f"], ["e449", "g"]]
@@ -69,14 +69,13 @@ async def test_each_piece_names_the_starts_of_its_own_events() -> None:
 async def test_answers_merge_as_one_call() -> None:
     seen: list[dict[str, Any]] = []
 
-    async def call(body: bytes) -> bytes:
-        payload = orjson.loads(body)
+    async def call(payload: dict[str, Any]) -> dict[str, Any]:
         seen.append(payload)
         first = payload["events"][0]["id"] if payload["events"] else ""
-        return orjson.dumps({
+        return {
             "created": [r["run_id"] for r in payload["runs"]] or {},  # Lua's empty list: {}
             "handed": {}, "repeated": {first: f"old-{first}"} if first else {},
-            **({"intake": f'{{"id": "{payload["intake_id"]}"}}'} if first else {})})
+            **({"intake": f'{{"id": "{payload["intake_id"]}"}}'} if first else {})}
 
     events = [event(i) for i in range(5)]
     runs = [run(f"e{i}") for i in range(5)]

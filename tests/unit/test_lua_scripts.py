@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from executor import keys, lifecycle, pause_index
 from executor.heartbeats import call_id_of
-from executor.ingest import ingest_keys
+from executor.ingest import script_args
 from executor.pause_index import PauseRef
 from executor.queue import Queue, QueueItem
 from executor.scripts import STRICT_ENV, Scripts
@@ -58,7 +58,7 @@ async def _enqueue(redis: Redis, scripts: Scripts, run_id: str = "r1", due: int 
         "run_id": run_id, "fields": {"status": "Running", "run_id": run_id},
         "item": item,
         "due": due}]}
-    await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)])
+    await scripts("ingest", *script_args(0, payload))
 
 
 async def test_lease_returns_due_items_and_next_due(redis: Redis) -> None:
@@ -95,7 +95,7 @@ async def _enqueue_limited(redis: Redis, scripts: Scripts, run_id: str, slot: di
         "run_key": keys.run(run_id), "runs_key": keys.event_runs("e", 0),
         "fn_runs_key": keys.runs_of_function("f", 0), "idem_keys": [], "run_id": run_id,
         "fields": {"status": "Running", "run_id": run_id}, "item": item, "due": NOW}]}
-    await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)])
+    await scripts("ingest", *script_args(0, payload))
 
 
 async def test_late_renewal_reasserts_or_forfeits_its_slot(redis: Redis) -> None:
@@ -239,7 +239,7 @@ async def test_ingest_skips_taken_idempotency_key(redis: Redis) -> None:
             "run_key": keys.run(run_id), "runs_key": keys.event_runs("e", 0), "fn_runs_key": keys.runs_of_function("f", 0),
             "idem_keys": [[keys.idempotency("f", "order-1", 0), 60, "idempotency key 'order-1' already used"]],
             "run_id": run_id, "fields": {"status": "Running"}, "item": item, "due": NOW}]}
-        out = orjson.loads(await scripts("ingest", ingest_keys(0), [orjson.dumps(payload)]))
+        out = orjson.loads(await scripts("ingest", *script_args(0, payload)))
         return list(out["created"])
 
     assert await ingest("a") == ["a"]

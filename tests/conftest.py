@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import pathlib
 import shutil
 import subprocess
@@ -12,10 +13,15 @@ from collections.abc import Iterator
 import pytest
 
 from executor import keys
+from executor.scripts import STRICT_ENV
 
 from .procs import App, Executor, RedisCluster, RedisServer, free_port
 
 OUTPUT = pathlib.Path(__file__).resolve().parent.parent / "test-output"
+
+# every script, in this process and in the executors the tests start (they inherit the
+# environment), runs behind the guard that fails a command naming a key not in KEYS
+os.environ.setdefault(STRICT_ENV, "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:

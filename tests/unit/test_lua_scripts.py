@@ -598,3 +598,16 @@ async def test_only_calls_take_concurrency_slots(redis: Redis) -> None:
     sleep = next(i for i in leased if i.kind == "sleep")
     await state.complete(sleep, token2, NOW, step_hash="s", memo=b"null")
     assert await redis.zcard(waiting) == 1  # releasing a timer frees no one
+
+
+async def test_the_strict_keys_guard_fails_a_key_not_in_keys(redis: Redis) -> None:
+    """The guard every test runs the scripts behind (tests/conftest.py sets STRICT_ENV):
+    a command naming a key its caller did not pass fails the script; declared keys pass."""
+    from executor.scripts import _STRICT_GUARD
+
+    body = "redis.call('SET', KEYS[1], 'v') return redis.call('GET', ARGV[1])"
+    assert await redis.eval(_STRICT_GUARD + body, 1, "declared", "declared") == b"v"
+    with pytest.raises(Exception, match="strict keys: GET names a key not in KEYS: elsewhere"):
+        await redis.eval(_STRICT_GUARD + body, 1, "declared", "elsewhere")
+    with pytest.raises(Exception, match="strict keys: EXISTS"):
+        await redis.eval(_STRICT_GUARD + "return redis.call('EXISTS', KEYS[1], 'x')", 1, "k")

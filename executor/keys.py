@@ -250,11 +250,6 @@ def runs_of_function_status(function_id: str, status: str, shard: int) -> str:
     return f"{_prefixes[shard]}:runs:fs:{status}:{function_id}"
 
 
-def run_prefix(shard: int) -> str:
-    """What scripts that find a run of `shard` by id append the id to."""
-    return f"{_prefixes[shard]}:run:"
-
-
 def run(run_id: str) -> str:
     """Hash: run metadata (function, status, output, times, events, version, seq; `error`:
     a failed run's normalized error for its end events, beside the SDK's body in `output`)."""

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from executor import keys
+from executor import ingest_chunks, keys
 
 from ..conftest import _keep_logs
 from ..procs import Executor, RedisServer
@@ -93,16 +93,16 @@ def test_too_many_events_in_one_request(api: Api) -> None:
     assert api.stored_events() == before
 
 
-def script_payloads(api: Api) -> list[int]:
-    """Bytes of the JSON argument of each ingest script call in Redis' slow log (which
-    keeps 128 bytes of an argument and says how many more there were)."""
-    sizes = []
+def script_arguments(api: Api) -> list[int]:
+    """How many arguments each ingest script call had (its keys, all in KEYS, and its JSON),
+    from Redis' slow log (which keeps the first 31 and says how many more there were)."""
+    counts = []
     for entry in api.redis.slowlog_get(100_000):
         command = entry["command"]
         if command.upper().startswith(b"EVALSHA") and keys.events(0).encode() in command:
-            more = re.search(rb"\.\.\. \((\d+) more bytes\)$", command)
-            sizes.append(128 + int(more.group(1)) if more else len(command.split(b" ")[-1]))
-    return sizes
+            more = re.search(rb"\.\.\. \((\d+) more arguments\)$", command)
+            counts.append(31 + int(more.group(1)) if more else len(command.split(b" ")))
+    return counts
 
 
 def test_a_large_batch_is_written_in_small_script_calls(api: Api) -> None:
@@ -125,11 +125,13 @@ def test_a_large_batch_is_written_in_small_script_calls(api: Api) -> None:
     assert answer.status_code == 200, answer.text
     ids = answer.json()["ids"]
     assert len(ids) == MAX_EVENTS
-    sizes = script_payloads(api)
-    # unsplit, this batch is one call of ~6 MB (events and their runs), ~140 ms of Redis
-    assert len(sizes) >= MAX_EVENTS // 200, sizes
-    assert max(sizes) <= 1.2 * 1024 * 1024, sizes
-    assert sum(sizes) > 5_000_000, sizes  # all of it went through, in pieces
+    counts = script_arguments(api)
+    # unsplit, this batch is one call of ~6 MB (events and their runs, ~7 keys each),
+    # ~140 ms of Redis; cut, a call holds at most ingest_chunks.MAX_EVENTS events (its
+    # byte bound: tests/unit/test_ingest_chunks.py)
+    assert len(counts) >= MAX_EVENTS // ingest_chunks.MAX_EVENTS, counts
+    assert max(counts) <= 20 * ingest_chunks.MAX_EVENTS, counts
+    assert sum(counts) > 5 * MAX_EVENTS, counts  # all of it went through, in pieces
     # every event has its run, the last one included
     for event_id in (ids[0], ids[len(ids) // 2], ids[-1]):
         runs = httpx.get(f"{api.executor.url}/v1/events/{event_id}/runs", timeout=10).json()

@@ -51,17 +51,16 @@ _RUN_KEYS = ("run_key", "runs_key", "fn_runs_key", "memos_key", "stack_key", "st
 
 
 def flow_reads(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The (hash key, field) naming the run id that the starts of `runs` may write to or
-    wait behind: each debounce and batch hash's `run`, each singleton's field. Read just
-    before the script (`Ingest._holders`), so that it can be given those runs' keys."""
+    """The (hash key, field) naming the run id that the starts of `runs` may write to:
+    each debounce and batch hash's `run`. Read just before the script (`Ingest._holders`),
+    so that it can be given those runs' keys. (A singleton needs no read: its field is
+    there exactly while its holder runs, ingest.lua.)"""
     reads: dict[tuple[str, str], None] = {}
     for run in runs:
         plan = run.get("flow") or {}
         for kind in ("debounce", "batch"):
             if kind in plan:
                 reads[plan[kind]["key"], "run"] = None
-        if "singleton" in plan:
-            reads[plan["singleton"]["key"], plan["singleton"]["name"]] = None
     return list(reads)
 
 
@@ -126,7 +125,7 @@ def script_args(shard: int, payload: dict[str, Any],
     return names, [orjson.dumps(body)]
 
 
-MOVED_TRIES = 8  # tries of a piece whose debounce, batch or singleton run changed meanwhile
+MOVED_TRIES = 1000  # tries of a piece whose debounce or batch run changed meanwhile
 EVENT_ID_TTL_S = 24 * 3600  # a sender's event id dedupes its repeats this long (as Inngest's)
 INVOKED = "inngest/function.invoked"
 
@@ -507,8 +506,9 @@ class Ingest:
         and answer `moved`, and the piece goes again, read again (the window is one round
         trip, so a few tries suffice). With `replicas`, the WAIT's count goes to `acked`."""
         reads = flow_reads(piece["runs"])
+        holders = await self._holders(reads)
         for _ in range(MOVED_TRIES):
-            script_keys, args = script_args(shard, piece, await self._holders(reads))
+            script_keys, args = script_args(shard, piece, holders)
             if replicas:
                 answer, count = await self._store_replicated(script_keys, args, replicas)
             else:
@@ -518,9 +518,11 @@ class Ingest:
                 if replicas and acked is not None:
                     acked.append(count)
                 return out
-        raise RuntimeError("the pending runs of these events' debounce, batch or singleton "
-                           f"changed {MOVED_TRIES} times while they were being stored; try "
-                           "again")
+            # another request started or joined a run of the same key meanwhile: go again
+            # with the runs the script found (each round some request gets through)
+            holders = dict(zip(holders, out["holders"], strict=True))
+        raise RuntimeError("the pending runs of these events' debounce or batch changed "
+                           f"{MOVED_TRIES} times while they were being stored; try again")
 
     async def _holders(self, reads: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The run id each (hash key, field) of `flow_reads` names now ('' = none): one

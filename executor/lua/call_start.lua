@@ -5,10 +5,13 @@
 -- dates it back), so its wait counts from the later of the two.
 -- KEYS: 1 run hash
 -- ARGV: 1 the wait lease.lua measured (ms), 2 '1' for a run's first call, 3 lease time (ms)
--- returns: {Redis time (ms; the clock of clock.lua), the wait added (ms)}
+-- returns: {Redis time (ms; the clock of clock.lua), the wait added (ms; 0 for a run not
+--          Running: nothing written)}
 local t = redis.call('TIME')
 local waited = tonumber(ARGV[1]) or 0
-if ARGV[2] == '1' then
+-- a run gone (retention) or ended gets nothing: its call is dropped unmade
+if redis.call('HGET', KEYS[1], 'status') ~= 'Running' then waited = 0
+elseif ARGV[2] == '1' then
   local started = tonumber(redis.call('HGET', KEYS[1], 'started_at'))
   if started then waited = math.min(waited, math.max(0, tonumber(ARGV[3]) - started)) end
   redis.call('HDEL', KEYS[1], 'waiting_reason')

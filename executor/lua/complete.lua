@@ -48,6 +48,13 @@ if idle then
 end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local slots = named_slots(12, ARGV[13])
+-- the next call's slots are the run's, named by the caller with this call's: checked
+-- before anything is written, so a caller's mistake fails the script with nothing done
+local next_slots = {}
+if tonumber(ARGV[7]) >= 0 then
+  next_slots = slots_of(slots, cjson.decode(ARGV[8])['ck'])
+  if not next_slots then return error('complete: the keys of a next call slot were not passed') end
+end
 -- may the run keep its concurrency slots for its next call? only if nobody waits for them
 local contended = false
 if current then
@@ -101,9 +108,7 @@ redis.call('HSET', KEYS[1], item['id'], encoded)
 -- a run whose concurrency key has others waiting goes back through the queue, so they get
 -- their turn; otherwise its next call comes straight back, holding the slot it just freed
 if tonumber(ARGV[9]) > 0 and due <= tonumber(ARGV[3]) and not contended then
-  local held = slots_of(slots, item['ck'])
-  if not held then return error('complete: the keys of a slot of the next call were not passed') end
-  for _, slot in ipairs(held) do redis.call('ZADD', slot.key, ARGV[9], item['id']) end
+  for _, slot in ipairs(next_slots) do redis.call('ZADD', slot.key, ARGV[9], item['id']) end
   redis.call('ZADD', KEYS[3], ARGV[9], item['id'])
   redis.call('HSET', KEYS[4], item['id'], ARGV[2])
   redis.call('HSET', KEYS[6], 'handoff', ARGV[1] .. '|' .. ARGV[2] .. '|' .. item['id'])

@@ -15,9 +15,8 @@
 --               expect: [[k, field, run id ('' = none), k of that run's hash (0 = none:
 --                         a run of another shard, counted as ended)]...] (optional: what
 --                       the caller read just before: the run each debounce and batch hash
---                       (field `run`) and each singleton (its name's field of the
---                       singletons hash) of the runs names; an event joining a pending
---                       run writes that run's hash, a singleton reads its holder's status),
+--                       (field `run`) of the runs names; an event joining a pending run
+--                       writes that run's hash),
 --               lease: {token, expiry, handoff} (optional: the caller takes
 --               the intake item, and up to `handoff` first calls of new runs due now that
 --               take no concurrency slot, leased under `token`),
@@ -47,8 +46,9 @@
 --       something may (the pauses are in other shards too). A listener's `member` is its
 --       entry in the run's listeners set.
 -- returns: JSON {stale: true} when the registry version is not `registry.version`, and
---          {stale: true, moved: true} when a hash of `expect` no longer names the run the
---          caller read (both: nothing written; the caller reads again and retries), else
+--          {stale: true, moved: true, holders: [what each hash of `expect` names now,
+--          in its order]} when one no longer names the run the caller read (both: nothing
+--          written; the caller goes again, with the runs named now), else
 --          JSON {created: [run id...], handed: [leased first item JSON...],
 --                clock: Redis time (ms) of this script (the events' index scores),
 --                repeated: {event id: id of the event stored before for the same sender id},
@@ -72,16 +72,19 @@ if type(registry) == 'table' then
   if stored > planned then return cjson.encode({stale = true}) end
   registry_behind = stored < planned
 end
--- the hash key of each run a debounce, batch or singleton may name, by run id: the runs
+-- the hash key of each run a debounce or batch may name, by run id: the runs
 -- the caller read there, then each run this script starts. A run is never found by
 -- building its key from its id here: when a hash names another run than the caller read
 -- (written since), nothing is written and the caller reads again.
 local run_keys = {}
-for _, e in ipairs(p['expect'] or {}) do
-  if (redis.call('HGET', KEYS[e[1]], e[2]) or '') ~= e[3] then
-    return cjson.encode({stale = true, moved = true})
-  end
+local held_now, moved = {}, false
+for i, e in ipairs(p['expect'] or {}) do
+  held_now[i] = redis.call('HGET', KEYS[e[1]], e[2]) or ''
+  if held_now[i] ~= e[3] then moved = true end
   if e[3] ~= '' and e[4] > 0 then run_keys[e[3]] = KEYS[e[4]] end
+end
+if moved then  -- what each names now: the caller goes again with those, no read between
+  return cjson.encode({stale = true, moved = true, holders = held_now})
 end
 if registry_behind then redis.call('SET', KEYS[registry['key']], registry['version']) end
 local now = tonumber(p['now'])
@@ -167,21 +170,18 @@ for _, r in ipairs(p['runs']) do
   end
 
   if fresh and not skipped and flow['singleton'] then
-    -- the holder's field is freed when it ends (lib_end_run.lua); a holder that is not
-    -- Running all the same (it joined a debounce, or its end was never recorded) does
-    -- not hold it
+    -- a singleton's field names the run holding it from the script that creates that run
+    -- (below: a run that is skipped or joins a debounce or batch holds nothing) until the
+    -- script that ends it (lib_end_run.lua): a field present is a Running holder
     local s = flow['singleton']
-    local singletons = KEYS[s['key']]
-    local current = redis.call('HGET', singletons, s['name'])
-    local holder = current and run_keys[current]
-    if holder and redis.call('HGET', holder, 'status') == 'Running' then
+    local current = redis.call('HGET', KEYS[s['key']], s['name'])
+    if current then
       if s['mode'] == 'skip' then
         skipped = 'skipped: singleton run ' .. current .. ' is active'
       else
         table.insert(to_cancel, current)
       end
     end
-    if not skipped then redis.call('HSET', singletons, s['name'], r['run_id']) end
   end
 
   if fresh and not skipped and flow['debounce'] then
@@ -289,6 +289,9 @@ for _, r in ipairs(p['runs']) do
       end
     end
     if not skipped then
+      if flow['singleton'] then
+        redis.call('HSET', KEYS[flow['singleton']['key']], flow['singleton']['name'], r['run_id'])
+      end
       redis.call('ZADD', KEYS[6], now, r['run_id'])
       for _, memo in ipairs(r['memos'] or {}) do
         redis.call('HSET', KEYS[r['memos_key']], memo[1], memo[2])

@@ -611,3 +611,42 @@ async def test_the_strict_keys_guard_fails_a_key_not_in_keys(redis: Redis) -> No
         await redis.eval(_STRICT_GUARD + body, 1, "declared", "elsewhere")
     with pytest.raises(Exception, match="strict keys: EXISTS"):
         await redis.eval(_STRICT_GUARD + "return redis.call('EXISTS', KEYS[1], 'x')", 1, "k")
+
+
+async def test_a_call_of_a_run_gone_or_ended_counts_no_queue_wait(redis: Redis) -> None:
+    """call_start.lua adds a call's queue wait to a Running run only: it never writes a
+    hash back for a run retention deleted."""
+    scripts = Scripts(redis)
+    queue, state = Queue(redis, scripts), RunState(redis, scripts)
+    await _enqueue(redis, scripts)
+    (item,), _, _ = await queue.lease(NOW + 50, 1000, 10)
+    assert item.queued_ms == 50 and item.leased_at == NOW + 50
+    await redis.delete(keys.run("r1"))
+    assert await state.load("r1", item) is None
+    assert not await redis.exists(keys.run("r1"))
+    assert item.queued_ms == 0
+
+
+async def test_a_failed_second_lease_round_keeps_the_first_rounds_calls(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round one leases the calls that take no slot; when round two (the calls that take
+    slots, their keys named) fails, round one's calls are still handed out."""
+    scripts = Scripts(redis)
+    queue = Queue(redis, scripts)
+    await _enqueue(redis, scripts, "plain")
+    await _enqueue_limited(redis, scripts, "limited",
+                           {"n": "s", "limit": 1, "label": "concurrency limit 1"})
+    pipelined, rounds = scripts.pipelined, []
+
+    async def second_fails(client: Any, fill: Any) -> list[Any]:
+        rounds.append(1)
+        if len(rounds) == 2:
+            raise ConnectionError("gone")
+        return await pipelined(client, fill)
+
+    monkeypatch.setattr(scripts, "pipelined", second_fails)
+    items, _, next_due = await queue.lease(NOW, 1000, 10)
+    assert [i.run_id for i in items] == ["plain"] and next_due == NOW
+    monkeypatch.setattr(scripts, "pipelined", pipelined)
+    again, _, _ = await queue.lease(NOW, 1000, 10)
+    assert [i.run_id for i in again] == ["limited"]

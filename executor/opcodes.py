@@ -23,6 +23,7 @@ from .clock import Clock
 from .driver import CallError, Completed, Ops, Outcome
 from .events import FINISHED
 from .ingest import Ingest
+from .pauses import cancel_refs
 from .queue import QueueItem
 from .state import CallState, RunState
 from .step_record import StepRecord
@@ -100,7 +101,7 @@ class Opcodes:
                      started: int) -> Next:
         now = self.clock()
         if isinstance(outcome, Completed):
-            await self.end(item, token, now, "Completed", outcome.output)
+            await self.end(item, token, now, "Completed", outcome.output, state=state)
             return None, None
         if isinstance(outcome, CallError):
             await self.failed_attempt(item, token, outcome, now)
@@ -111,11 +112,19 @@ class Opcodes:
 
     # -- the run's end and failed attempts ----------------------------------------------
     async def end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
-                  record: StepRecord | None = None, *, event_error: Any = None) -> None:
-        """End the run, then emit its end events (which on_failure and invoke wait for)."""
+                  record: StepRecord | None = None, *, event_error: Any = None,
+                  state: CallState | None = None) -> None:
+        """End the run, then emit its end events (which on_failure and invoke wait for).
+        With the run's `state`, its cancel listeners go with its end (they are known from
+        its trigger), so a completed run nothing waits for still ends quietly."""
+        fn = self.ingest.registry.functions.get(item.fn_id)
+        trigger = state.run.get(b"event") if state is not None else None
+        listeners = (cancel_refs(item.run_id, fn.cancel, orjson.loads(trigger))
+                     if fn is not None and fn.cancel and trigger else None)
         ended = await self.state.finish(item, token, now, status, output, record,
                                         event_error=event_error,
-                                        unheard=self.ingest.registry.unheard(FINISHED))
+                                        unheard=self.ingest.registry.unheard(FINISHED),
+                                        listeners=listeners)
         if ended.code == 1:
             await self.ingest.run_ended(item.run_id)
         elif ended.code == 4 and ended.fields is not None:  # nothing to emit, metrics only

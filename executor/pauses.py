@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from . import expressions, keys, pause_index
 from .events import FINISHED, IncomingEvent
+from .pause_index import PauseRef
 from .registry import CancelOn
 from .state import RunState
 from .step_record import StepRecord
@@ -43,6 +44,15 @@ def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
         pause["event"] = copy  # not interpolated: evaluated against the trigger, as before
     return {"key": ref.key, "id": ref.id, "json": orjson.dumps(pause).decode(),
             "member": ref.member}
+
+
+def cancel_refs(run_id: str, cancels: list[CancelOn], trigger: dict[str, Any]) -> list[PauseRef]:
+    """The cancel listeners `cancel_listener` stored for a run started by `trigger` (a
+    function's `cancelOn` as it is now: one changed since names pauses that are not there,
+    and its run's end removes the real ones through the outbox)."""
+    return [PauseRef(f"{run_id}:cancel:{i}",
+                     pause_index.place(cancel.event, cancel.expression, trigger)[0])
+            for i, cancel in enumerate(cancels)]
 
 
 def match_keys(event_name: str, shard: int) -> list[str]:

@@ -277,13 +277,16 @@ class RunState:
         *,
         event_error: Any = None,
         unheard: int | None = None,
+        listeners: list[PauseRef] | None = None,
     ) -> Ended:
         """End the run with `status` and drop the item; code 1 ended, 2 the run had ended
         already, 0 lease lost, 4 ended with no end events to emit (`fields`: what its
         metrics and root span need). A failed run's end events carry `event_error` when
         given (the normalized error), else the output (the SDK's error body as sent).
         `unheard`: no function listens for a run's end as of this registry version (a
-        completed run nothing waits for then skips the outbox, finish.lua)."""
+        completed run nothing waits for then skips the outbox, finish.lua). `listeners`:
+        pauses of the run the caller knows of (its cancel listeners), removed with its end
+        (others are removed after it, through the outbox)."""
         call_ms = self._take_call(item, record)
         tail_keys, tail_args = (indexes.end_plan(item.run_id, item.fn_id, status, now_ms,
                                                  output) if status else ([], []))
@@ -299,11 +302,14 @@ class RunState:
              keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
              keys.runs_running(shard), keys.pauses(FINISHED, shard),
              keys.pause_paths(FINISHED, shard), keys.registry_version(shard),
-             keys.singletons(shard), *slot_keys, *tail_keys],
+             keys.singletons(shard), *slot_keys, *(ref.key for ref in listeners or ()),
+             *tail_keys],
             [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
              b"" if event_error is None else orjson.dumps(event_error), call_ms,
              "" if unheard is None else "1", "" if unheard is None else str(unheard),
-             slot_names, *tail_args],
+             slot_names,
+             orjson.dumps([[ref.id, ref.member] for ref in listeners]) if listeners else "",
+             *tail_args],
         )
         code = int(out[0])
         if code != 4:

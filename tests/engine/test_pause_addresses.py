@@ -66,17 +66,44 @@ async def test_items_and_members_name_pauses_by_address(engine: Engine,
         assert b"il:" not in member
 
 
-async def test_a_completed_runs_cancel_listener_is_removed_after_its_end(
+async def test_a_completed_runs_cancel_listener_goes_with_its_end(
         engine: Engine, redis: Redis) -> None:
-    """finish.lua cannot name the listener's bucket: a run with listeners is not ended
-    quietly, and its end's processing removes them."""
+    """The worker knows a run's cancel listeners (from its trigger and its function's
+    `cancelOn`) and names them to finish.lua, which removes them with the end: a completed
+    run nothing waits for still ends quietly, nothing queued in the outbox."""
     await engine.sync(CANCEL_ON)
     engine.answer(lambda call: Completed("ok"))
+    engine.executor.ingest.on_run_ended = None  # nothing done after the end's script
     (run_id,) = await engine.send({"order": "o-1"})
     assert await redis.hexists(_bucket(CANCELLED, "o-1", run_id),  # type: ignore[misc]
                                f"{run_id}:cancel:0")
     await engine.run_until_idle()
     assert (await engine.run(run_id))["status"] == "Completed"
+    assert await _stored_anywhere(redis, run_id) == []
+    assert not await redis.exists(keys.run_listeners(run_id))
+    assert await total(redis, keys.outbox) == 0
+
+
+async def test_a_run_ending_with_pauses_it_does_not_name_removes_them_after_its_end(
+        engine: Engine, redis: Redis) -> None:
+    """A listener the worker cannot name (the function's `cancelOn` changed since the run
+    started) keeps the run out of the quiet end: its end's processing removes it."""
+    await engine.sync(CANCEL_ON)
+    engine.answer(lambda call: Completed("ok"))
+    (run_id,) = await engine.send({"order": "o-1"})
+    await engine.sync({"id": "f", "cancel": [{"event": "shop/other"}]})
+    ended: list[str] = []
+    run_ended = engine.executor.ingest.on_run_ended
+    assert run_ended is not None
+
+    async def seen(run: str) -> None:
+        ended.append(run)
+        await run_ended(run)
+
+    engine.executor.ingest.on_run_ended = seen
+    await engine.run_until_idle()
+    assert (await engine.run(run_id))["status"] == "Completed"
+    assert ended == [run_id]  # through the outbox's processing
     assert await _stored_anywhere(redis, run_id) == []
     assert not await redis.exists(keys.run_listeners(run_id))
     assert await total(redis, keys.outbox) == 0
@@ -94,18 +121,18 @@ async def test_a_crash_between_the_end_and_the_removal_is_redone_by_the_sweep(
     await engine.run_until_idle()
     assert await engine.executor.ingest.cancel(waiting, "by hand")
     assert (await engine.run(done))["status"] == "Completed"
-    assert len(await _stored_anywhere(redis, done)) == 1  # its cancel listener
+    assert await _stored_anywhere(redis, done) == []  # its listener went with its end
     assert len(await _stored_anywhere(redis, waiting)) == 2  # its wait and its listener
-    assert await total(redis, keys.outbox) == 2
-    # meanwhile the pauses of the ended runs are harmless: the wait is consumed by its
+    assert await total(redis, keys.outbox) == 1
+    # meanwhile the pauses of the ended run are harmless: the wait is consumed by its
     # event without resuming anything, the listener cancels nothing
     await engine.send({"order": "o-2"}, name=APPROVED)
-    await engine.send({"order": "o-1"}, name=CANCELLED)
+    await engine.send({"order": "o-2"}, name=CANCELLED)
     await engine.run_until_idle()
     assert (await engine.run(waiting))["status"] == "Cancelled"
     assert (await engine.run(done))["status"] == "Completed"
     engine.executor.ingest.on_run_ended = lifecycle.run_ended
-    assert await lifecycle.sweep(older_than_ms=0) == 2
+    assert await lifecycle.sweep(older_than_ms=0) == 1
     for run_id in (done, waiting):
         assert await _stored_anywhere(redis, run_id) == []
         assert not await redis.exists(keys.run_listeners(run_id))

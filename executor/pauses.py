@@ -28,6 +28,11 @@ from .step_record import StepRecord
 MAX_LOOKBACK_EVENTS = 1000
 
 
+def cancel_pause_id(run_id: str, index: int) -> str:
+    """The id of a run's `index`th cancel listener (strand.lua knows it by `:cancel:`)."""
+    return f"{run_id}:cancel:{index}"
+
+
 def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
                     trigger: IncomingEvent, now_ms: int) -> dict[str, str]:
     """The pause that cancels a new run when `cancel` matches (`cancelOn`), as the ingest
@@ -35,7 +40,7 @@ def cancel_listener(run_id: str, fn_id: str, index: int, cancel: CancelOn,
     run's listeners set (pause_index.PauseRef). The bucket's path was registered when the
     function was loaded (Registry.refresh)."""
     address, expr, copy, _ = pause_index.place(cancel.event, cancel.expression, trigger.wire)
-    ref = pause_index.PauseRef(f"{run_id}:cancel:{index}", address)
+    ref = pause_index.PauseRef(cancel_pause_id(run_id, index), address)
     pause: dict[str, Any] = {"id": ref.id, "run_id": run_id,
                              "fn_id": fn_id, "kind": "cancel", "expr": expr,
                              "event_id": trigger.internal_id, "created_at": now_ms,
@@ -50,7 +55,7 @@ def cancel_refs(run_id: str, cancels: list[CancelOn], trigger: dict[str, Any]) -
     """The cancel listeners `cancel_listener` stored for a run started by `trigger` (a
     function's `cancelOn` as it is now: one changed since names pauses that are not there,
     and its run's end removes the real ones through the outbox)."""
-    return [PauseRef(f"{run_id}:cancel:{i}",
+    return [PauseRef(cancel_pause_id(run_id, i),
                      pause_index.place(cancel.event, cancel.expression, trigger)[0])
             for i, cancel in enumerate(cancels)]
 

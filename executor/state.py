@@ -437,9 +437,8 @@ class RunState:
         return int(
             await self.scripts(
                 "cancel",
-                [keys.run(run_id), keys.run_listeners(run_id), keys.outbox(shard),
-                 keys.runs_running(shard), q.items, q.leases, keys.singletons(shard),
-                 *tail_keys],
+                [keys.run(run_id), keys.outbox(shard), keys.runs_running(shard), q.items,
+                 q.leases, keys.singletons(shard), *tail_keys],
                 [now_ms, orjson.dumps(reason), unless_started, *tail_args],
             )
         )

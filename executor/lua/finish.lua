@@ -32,9 +32,8 @@
 --#include record
 --#include end_run
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
-local slots = named_slots(15, ARGV[11])
-local tail = 15
-if ARGV[11] ~= '' then tail = 15 + 2 * #cjson.decode(ARGV[11]) end
+local slots, named = named_slots(15, ARGV[11])
+local tail = 15 + 2 * named
 local known = {}
 if ARGV[12] ~= '' then known = cjson.decode(ARGV[12]) end
 local pauses_at = tail
@@ -65,7 +64,7 @@ local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
   and redis.call('EXISTS', KEYS[6]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
-end_run(KEYS[4], KEYS[6], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], tail, 13)
+end_run(KEYS[4], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], tail, 13)
 if quiet then
   local out = redis.call('HMGET', KEYS[4], 'run_id', 'function_id', 'started_at', 'cost_usd',
                          'input_tokens', 'output_tokens', 'trace')

@@ -18,9 +18,8 @@
 --          it may block), -1 when ready is empty.
 --#include slots
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[4])
-local slots = named_slots(6, ARGV[5])
-local runs, nslots = {}, 0
-if ARGV[5] ~= '' then nslots = #cjson.decode(ARGV[5]) end
+local slots, nslots = named_slots(6, ARGV[5])
+local runs = {}
 if ARGV[6] ~= '' then
   for i, run_id in ipairs(cjson.decode(ARGV[6])) do runs[run_id] = KEYS[5 + 2 * nslots + i] end
 end

@@ -4,8 +4,8 @@
 -- the running index, and queue its end events in the outbox (`outbox_key` nil: none to
 -- emit). (A run started before the singletons hash names a string key in `singleton_key`
 -- instead: that key is not freed here, a name read from data is no key a script may
--- touch; nothing reads it any more.) Its pauses and cancel listeners (the members of
--- `listeners_key`) are left: their hashes are not in KEYS, so the outbox's processing
+-- touch; nothing reads it any more.) Its pauses and cancel listeners (the members of its
+-- listeners set) are left: their hashes are not in KEYS, so the outbox's processing
 -- removes them after the end (lifecycle.py, unlisten.lua), and a caller queues a run with
 -- listeners in the outbox whatever its end events. Until then they are harmless:
 -- resume.lua consumes a pause of an ended run and schedules nothing (2), cancel.lua
@@ -21,8 +21,7 @@
 -- The run's execution and queue times (`exec_ms`, `queue_ms`, summed over its calls by the
 -- scripts that record calls and by call_start.lua) are counted in duration buckets.
 --#include stats
-local function end_run(run_key, listeners_key, outbox_key, running_key, singletons_key, now,
-                       k, a)
+local function end_run(run_key, outbox_key, running_key, singletons_key, now, k, a)
   local run_id = redis.call('HGET', run_key, 'run_id')
   local single = redis.call('HGET', run_key, 'singleton')
   if single and redis.call('HGET', singletons_key, single) == run_id then

@@ -26,5 +26,5 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   if not string.find(entry, ARGV[1] .. ':cancel:', 1, true) then return 0 end
 end
 redis.call('HSET', KEYS[2], 'status', 'Failed', 'output', ARGV[3], 'ended_at', ARGV[2])
-end_run(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[2], 7, 4)
+end_run(KEYS[2], KEYS[4], KEYS[5], KEYS[6], ARGV[2], 7, 4)
 return 1

@@ -26,7 +26,7 @@ from .ingest import NotReplicated
 from .registry import SyncError
 from .request_guard import RequestGuard
 from .service import Executor
-from .step_record import StepRecord
+from .step_record import StepRecord, step_times
 
 
 class ORJSONResponse(JSONResponse):
@@ -137,13 +137,16 @@ async def checkpoint_answer(executor: Executor, run_id: str, raw: bytes,
     if not isinstance(steps, list):
         return _error(400, "steps: must be a list of StepRun opcodes")
     now = executor.clock()
+    requested = body.get("request_started_at")
+    since = requested if type(requested) is int and requested <= now else now  # the call's start
     saved = []
     for i, op in enumerate(steps):
         if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
             return _error(400, f"steps[{i}]: must be an opcode object with a string id")
         if str(op.get("op", "")).lower() not in ("steprun", "step"):
             return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
-        record = StepRecord.of_op(op, "Completed", 1, now, now, checkpointed=True)
+        record = StepRecord.of_op(op, "Completed", 1, *step_times(op, since, now),
+                                  checkpointed=True)
         saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
     result = await executor.state.checkpoint(
         run_id, now, saved, item_id=str(body.get("qi_id") or ""),

@@ -222,9 +222,12 @@ class CallWatch:
             name = f"step {self.step_name}" if self.step_name else "call"
             return name, status, outcome.message
         assert isinstance(outcome, Ops)
-        if len(outcome.ops) != 1:
-            return f"plan {len(outcome.ops)} steps", "Planned", None
-        op = outcome.ops[0]
+        ops = outcome.steps()
+        if len(ops) != 1:
+            if outcome.ends():
+                return "finish", "Completed", None
+            return f"plan {len(ops)} steps", "Planned", None
+        op = ops[0]
         kind = Opcode.parse(op.get("op"))
         name = step_name(op)
         if kind is Opcode.STEP_ERROR:

@@ -32,6 +32,15 @@ class Ops:
     no_retry: bool
     version: int | None
 
+    def ends(self) -> bool:
+        """The function returned: the last op is RunComplete."""
+        return bool(self.ops) and Opcode.parse(self.ops[-1].get("op")) is Opcode.RUN_COMPLETE
+
+    def steps(self) -> list[dict[str, Any]]:
+        """The ops but a RunComplete after steps (JS v4's and our SDK's last step goes with
+        the function's end)."""
+        return self.ops[:-1] if len(self.ops) > 1 and self.ends() else self.ops
+
 
 @dataclasses.dataclass
 class CallError:

@@ -201,9 +201,10 @@ class Ingest:
         self.on_runs_started: Callable[[list[str], list[dict[str, Any]]], None] = (
             lambda created, runs: None)
         self.pauses = Pauses(redis, state, clock, self.cancel)
-        # set by the service when this process runs a worker: how many calls it can start
-        # now, and how to start calls leased to it (new runs' first calls)
-        self.free_slots: Callable[[], int] = lambda: 0
+        # set by the service when this process runs a worker: hold (and give back) up to n
+        # of its free call slots, and start calls leased to it (new runs' first calls)
+        self.claim: Callable[[int], int] = lambda wanted: 0
+        self.unclaim: Callable[[int], None] = lambda count: None
         self.adopt: Callable[[list[QueueItem], str, dict[str, CallState]], None] = (
             lambda items, token, states: None)
         self.lease_ms = 20_000  # the lease of what the ingest script hands this process
@@ -374,63 +375,72 @@ class Ingest:
 
         event_records = [self._event_record(e, now) for e in events]
         shards = sorted({record["shard"] for record in event_records})
-        outs: list[dict[str, Any]] = []  # the answers of the pieces written
-        planned_runs: dict[tuple[str, str], dict[str, Any]] = {}  # (event, function) -> run
-        for _ in range(5):
-            if planned:
-                runs = [r for e in events for r in self._runs_for(e, now)]
-            assert runs is not None
-            planned_runs.update({_start_of(r): r for r in runs})
-            local, remote = _placed(event_records, runs)
-            pieces = [(shard, {
-                "now": now,
-                "lease": {"token": token, "expiry": now + self.lease_ms,
-                          "handoff": self.free_slots() // max(1, len(shards))},
-                # the function set the runs were planned with: a sync since then makes the
-                # script write nothing and say so (one round trip fewer than reading the
-                # version first, on every event)
-                "registry": {"key": keys.registry_version(shard),
-                             "version": str(self.registry.version)} if planned else None,
-                "events": [e for e in event_records if e["shard"] == shard],
-                "runs": local.get(shard, []),
-                "starts": remote.get(shard, []),
-            }) for shard in shards]
-            calls = [ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
-                     for shard, payload in pieces]
-            # one shard (the usual store, or a request of one event): no task to gather
-            answers = ([await calls[0]] if len(calls) == 1
-                       else list(await asyncio.gather(*calls)))
-            outs += [out for out in answers if not out.get("stale")]
-            stale = [shard for (shard, _), out in zip(pieces, answers, strict=True)
-                     if out.get("stale")]
-            if not stale:
-                break
-            # the shards that wrote nothing are planned again; the others are done (their
-            # events are found stored and skipped if planned again all the same)
-            shards = stale
-            await self.registry.refresh()
-        else:
-            raise RuntimeError("the function set changed five times while these events were "
-                               "being stored; try again")
-        # runs started away from their events, in their home shards: those the written
-        # intakes name (the script names only the runs of events it stored, as planned when
-        # it wrote them), and runs given without their events (reruns)
-        homes: dict[int, list[dict[str, Any]]] = {}
-        given = {e["id"] for e in event_records}
-        away = [planned_runs[event_id, fn_id] for out in outs for raw in out["intakes"]
-                for event_id, fn_id in Intake(**orjson.loads(raw)["payload"]).starts or []]
-        away += [r for r in runs if r["fields"]["event_id"] not in given]
-        for record in away:
-            homes.setdefault(record["shard"], []).append(record)
-        if homes:
-            outs += await asyncio.gather(*(
-                ingest_chunks.ingest(functools.partial(store, shard), {
-                    "now": now, "events": [], "runs": records,
-                    "lease": {"token": token, "expiry": now + self.lease_ms, "handoff": 0}},
-                    shard)
-                for shard, records in sorted(homes.items())))
-        created: list[str] = [run_id for out in outs for run_id in out["created"]]
-        self.on_runs_started(created, list(planned_runs.values()) or runs)
+        # worker slots held from before the scripts may hand this process first calls until
+        # those calls are adopted: many events accepted at once never start more calls than
+        # the worker has slots
+        claimed = 0
+        try:
+            outs: list[dict[str, Any]] = []  # the answers of the pieces written
+            planned_runs: dict[tuple[str, str], dict[str, Any]] = {}  # (event, function) -> run
+            for _ in range(5):
+                if planned:
+                    runs = [r for e in events for r in self._runs_for(e, now)]
+                assert runs is not None
+                planned_runs.update({_start_of(r): r for r in runs})
+                local, remote = _placed(event_records, runs)
+                self.unclaim(claimed)
+                claimed = self.claim(len(runs))
+                pieces = [(shard, {
+                    "now": now,
+                    "lease": {"token": token, "expiry": now + self.lease_ms,
+                              "handoff": claimed // max(1, len(shards))},
+                    # the function set the runs were planned with: a sync since then makes the
+                    # script write nothing and say so (one round trip fewer than reading the
+                    # version first, on every event)
+                    "registry": {"key": keys.registry_version(shard),
+                                 "version": str(self.registry.version)} if planned else None,
+                    "events": [e for e in event_records if e["shard"] == shard],
+                    "runs": local.get(shard, []),
+                    "starts": remote.get(shard, []),
+                }) for shard in shards]
+                calls = [ingest_chunks.ingest(functools.partial(store, shard), payload, shard)
+                         for shard, payload in pieces]
+                # one shard (the usual store, or a request of one event): no task to gather
+                answers = ([await calls[0]] if len(calls) == 1
+                           else list(await asyncio.gather(*calls)))
+                outs += [out for out in answers if not out.get("stale")]
+                stale = [shard for (shard, _), out in zip(pieces, answers, strict=True)
+                         if out.get("stale")]
+                if not stale:
+                    break
+                # the shards that wrote nothing are planned again; the others are done (their
+                # events are found stored and skipped if planned again all the same)
+                shards = stale
+                await self.registry.refresh()
+            else:
+                raise RuntimeError("the function set changed five times while these events were "
+                                   "being stored; try again")
+            # runs started away from their events, in their home shards: those the written
+            # intakes name (the script names only the runs of events it stored, as planned when
+            # it wrote them), and runs given without their events (reruns)
+            homes: dict[int, list[dict[str, Any]]] = {}
+            given = {e["id"] for e in event_records}
+            away = [planned_runs[event_id, fn_id] for out in outs for raw in out["intakes"]
+                    for event_id, fn_id in Intake(**orjson.loads(raw)["payload"]).starts or []]
+            away += [r for r in runs if r["fields"]["event_id"] not in given]
+            for record in away:
+                homes.setdefault(record["shard"], []).append(record)
+            if homes:
+                outs += await asyncio.gather(*(
+                    ingest_chunks.ingest(functools.partial(store, shard), {
+                        "now": now, "events": [], "runs": records,
+                        "lease": {"token": token, "expiry": now + self.lease_ms, "handoff": 0}},
+                        shard)
+                    for shard, records in sorted(homes.items())))
+            created: list[str] = [run_id for out in outs for run_id in out["created"]]
+            self.on_runs_started(created, list(planned_runs.values()) or runs)
+        finally:
+            self.unclaim(claimed)
         handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
         if handed:
             clock = max(out["clock"] for out in outs)

@@ -26,7 +26,7 @@ from .ingest import Ingest
 from .pauses import cancel_refs
 from .queue import QueueItem
 from .state import CallState, RunState
-from .step_record import StepRecord
+from .step_record import StepRecord, step_times
 from .waits import MAX_WAIT_MS, Waits
 
 log = logging.getLogger("inngest_like.executor")
@@ -74,6 +74,14 @@ def wake_time_ms(op: dict[str, Any], now_ms: int) -> int:
     raise ValueError(f"Sleep op {op.get('id')!r}: no readable duration or time")
 
 
+def step_memo(op: dict[str, Any], kind: Opcode | None) -> bytes:
+    """The memo a StepRun (or a legacy Step) op saves."""
+    data = op.get("data")
+    if kind is Opcode.STEP and isinstance(data, dict) and set(data) in ({"data"}, {"error"}):
+        return orjson.dumps(data)  # already a memo
+    return orjson.dumps(memo_data(data))
+
+
 def _error(message: str) -> dict[str, Any]:
     return {"name": "Error", "message": message, "error": message}
 
@@ -113,7 +121,8 @@ class Opcodes:
     # -- the run's end and failed attempts ----------------------------------------------
     async def end(self, item: QueueItem, token: str, now: int, status: str, output: Any,
                   record: StepRecord | None = None, *, event_error: Any = None,
-                  state: CallState | None = None) -> None:
+                  state: CallState | None = None,
+                  steps: list[tuple[str, bytes, StepRecord]] | None = None) -> None:
         """End the run, then emit its end events (which on_failure and invoke wait for).
         With the run's `state`, its cancel listeners go with its end (they are known from
         its trigger), so a completed run nothing waits for still ends quietly."""
@@ -124,7 +133,7 @@ class Opcodes:
         ended = await self.state.finish(item, token, now, status, output, record,
                                         event_error=event_error,
                                         unheard=self.ingest.registry.unheard(FINISHED),
-                                        listeners=listeners)
+                                        listeners=listeners, steps=steps)
         if ended.code == 1:
             await self.ingest.run_ended(item.run_id)
         elif ended.code == 4 and ended.fields is not None:  # nothing to emit, metrics only
@@ -189,6 +198,9 @@ class Opcodes:
             message = "the SDK answered 206 with no opcodes"
             await self.failed_attempt(item, token, CallError(message, _error(message)), now)
             return None, None
+        if len(ops) > 1 and outcome.ends():
+            await self._complete_with_steps(item, token, state, ops, started, now)
+            return None, None
         if len(ops) > 1 or Opcode.parse(ops[0]["op"]) is Opcode.STEP_PLANNED:
             await self._plan(item, token, state, ops, now)
             return None, None
@@ -196,14 +208,8 @@ class Opcodes:
         kind = Opcode.parse(op["op"])
         attempts = item.attempt + 1
         if kind in (Opcode.STEP_RUN, Opcode.STEP):
-            data = op.get("data")
-            if kind is Opcode.STEP and isinstance(data, dict) and set(data) in ({"data"},
-                                                                                {"error"}):
-                memo = orjson.dumps(data)  # already a memo
-            else:
-                memo = orjson.dumps(memo_data(data))
             rec = StepRecord.of_op(op, "Completed", attempts, started, now)
-            return await self.next(item, token, now, op=op, memo=memo, record=rec)
+            return await self.next(item, token, now, op=op, memo=step_memo(op, kind), record=rec)
         if kind is Opcode.STEP_ERROR and not outcome.no_retry and attempts < item.max_attempts:
             error = op.get("error") or {}
             await self.failed_attempt(item, token, CallError(
@@ -238,6 +244,28 @@ class Opcodes:
             return await ai_gateway.infer(self, item, token, op, started)
         await self.unsupported(item, token, now, f"the {op['op']} opcode")
         return None, None
+
+    async def _complete_with_steps(self, item: QueueItem, token: str, state: CallState,
+                                   ops: list[dict[str, Any]], started: int, now: int) -> None:
+        """`[StepRun..., RunComplete]`: the function returned after steps it ran in this call
+        and had not checkpointed (JS v4, and our SDK's last step): the steps are saved with
+        the run's end, in one script."""
+        *steps, done = ops
+        kinds = [Opcode.parse(op.get("op")) for op in steps]
+        odd = [str(op.get("op")) for op, kind in zip(steps, kinds, strict=True)
+               if kind not in (Opcode.STEP_RUN, Opcode.STEP)]
+        if odd:
+            await self.unsupported(item, token, now, f"{', '.join(odd)} before RunComplete")
+            return
+        if any(not op.get("id") for op in steps):
+            await self.unsupported(item, token, now, "a StepRun without an id")
+            return
+        saved = [(str(op["id"]), step_memo(op, kind),
+                  StepRecord.of_op(op, "Completed", item.attempt + 1,
+                                   *step_times(op, started, now)))
+                 for op, kind in zip(steps, kinds, strict=True)]
+        await self.end(item, token, now, "Completed", done.get("data"), state=state,
+                       steps=saved)
 
     async def _plan(self, item: QueueItem, token: str, state: CallState,
                     ops: list[dict[str, Any]], now: int) -> None:

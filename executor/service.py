@@ -162,7 +162,7 @@ class Executor:
         self.ingest.lease_ms = settings.lease_ms
         self.ingest.ack_timeout_ms = settings.ack_timeout_ms
         if settings.run_worker:  # new runs' first calls go straight to this worker
-            self.ingest.free_slots = self.worker.free_slots
+            self.ingest.claim, self.ingest.unclaim = self.worker.claim, self.worker.unclaim
             self.ingest.adopt = self.worker.adopt
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -278,6 +278,7 @@ class RunState:
         event_error: Any = None,
         unheard: int | None = None,
         listeners: list[PauseRef] | None = None,
+        steps: list[tuple[str, bytes, StepRecord]] | None = None,
     ) -> Ended:
         """End the run with `status` and drop the item; code 1 ended, 2 the run had ended
         already, 0 lease lost, 4 ended with no end events to emit (`fields`: what its
@@ -286,7 +287,8 @@ class RunState:
         `unheard`: no function listens for a run's end as of this registry version (a
         completed run nothing waits for then skips the outbox, finish.lua). `listeners`:
         pauses of the run the caller knows of (its cancel listeners), removed with its end
-        (others are removed after it, through the outbox)."""
+        (others are removed after it, through the outbox). `steps`: (hashed id, memo,
+        record) of steps the call ran, saved with the end (`[StepRun..., RunComplete]`)."""
         call_ms = self._take_call(item, record)
         tail_keys, tail_args = (indexes.end_plan(item.run_id, item.fn_id, status, now_ms,
                                                  output) if status else ([], []))
@@ -302,13 +304,16 @@ class RunState:
              keys.run_listeners(run_id), keys.outbox(shard), q.ready, q.wake,
              keys.runs_running(shard), keys.pauses(FINISHED, shard),
              keys.pause_paths(FINISHED, shard), keys.registry_version(shard),
-             keys.singletons(shard), *slot_keys, *(ref.key for ref in listeners or ()),
+             keys.singletons(shard), keys.run_memos(run_id), keys.run_stack(run_id),
+             *slot_keys, *(ref.key for ref in listeners or ()),
              *tail_keys],
             [item.id, token, now_ms, status, orjson.dumps(output), encode(record),
              b"" if event_error is None else orjson.dumps(event_error), call_ms,
              "" if unheard is None else "1", "" if unheard is None else str(unheard),
              slot_names,
              orjson.dumps([[ref.id, ref.member] for ref in listeners]) if listeners else "",
+             orjson.dumps([[hashed, memo.decode(), record.to_json().decode()]
+                           for hashed, memo, record in steps]) if steps else "",
              *tail_args],
         )
         code = int(out[0])

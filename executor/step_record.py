@@ -52,3 +52,15 @@ def step_name(op: dict[str, Any]) -> str:
 def encode(record: StepRecord | None) -> bytes:
     """The script argument: '' means no record to write."""
     return record.to_json() if record is not None else b""
+
+
+def step_times(op: dict[str, Any], started: int, now: int) -> tuple[int, int]:
+    """When a step's body ran: the op's `timing` (ms, `{a, b}` as JS sends it), kept within
+    [started, now] (the app's clock may differ from ours); without it, that whole span."""
+    timing = op.get("timing")
+    if isinstance(timing, dict):
+        a, b = timing.get("a"), timing.get("b")
+        if type(a) is int and type(b) is int and a <= b:
+            a = min(max(a, started), now)
+            return a, min(max(b, a), now)
+    return started, now

@@ -118,10 +118,14 @@ def parse_report(raw: Any) -> dict[str, Any] | None:
 
 
 def report_of(outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(the op, its usage report) when a call's answer carries one: the one step a call ran."""
-    if not isinstance(outcome, Ops) or len(outcome.ops) != 1:
+    """(the op, its usage report) when a call's answer carries one: the one step a call ran
+    (alone, or before the function's end: `[StepRun, RunComplete]`)."""
+    if not isinstance(outcome, Ops):
         return None
-    op = outcome.ops[0]
+    ops = outcome.steps()
+    if len(ops) != 1:
+        return None
+    op = ops[0]
     report = parse_report(op.get(wire.USAGE_FIELD))
     return (op, report) if report is not None else None
 

@@ -75,6 +75,10 @@ class Worker:
         self.timers = Timers(state, ingest, waits, self.opcodes, clock)
         self._inflight: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
+        # slots promised to ingests in flight (a new run's first call handed straight here):
+        # counted as taken from the moment a script may hand one over, so that many events
+        # accepted at once never start more calls than `slots`
+        self._claimed = 0
         self._stopping = False
         self.calls_made = 0  # calls this process made to apps, shown by /health
 
@@ -90,7 +94,9 @@ class Worker:
     async def run_until_idle(self) -> None:
         """Work until nothing is due and nothing is in flight (tests, benchmarks)."""
         while True:
-            leased = await self._fill_slots(block=False)
+            # with every slot taken, wait for a call to end below (not in _fill_slots, which
+            # would come back with nothing leased and look idle)
+            leased = await self._fill_slots(block=False) if self.free_slots() else 0
             if not leased and not self._inflight:
                 return
             if self._inflight:
@@ -101,7 +107,19 @@ class Worker:
 
     def free_slots(self) -> int:
         """How many more calls this worker can start now (0 once stopping)."""
-        return 0 if self._stopping else max(0, self.slots - len(self._inflight))
+        return 0 if self._stopping else max(0, self.slots - len(self._inflight) - self._claimed)
+
+    def claim(self, wanted: int) -> int:
+        """Hold up to `wanted` free slots for calls an ingest script may hand over; returns
+        how many. The ingest gives them back (`unclaim`) just before it adopts what it got."""
+        granted = min(max(0, wanted), self.free_slots())
+        self._claimed += granted
+        return granted
+
+    def unclaim(self, count: int) -> None:
+        if count:
+            self._claimed -= count
+            self._slot_free.set()
 
     def adopt(self, items: list[QueueItem], token: str,
               states: dict[str, CallState] | None = None) -> None:
@@ -118,7 +136,7 @@ class Worker:
             await asyncio.wait(set(self._inflight))
 
     async def _fill_slots(self, *, block: bool) -> int:
-        free = self.slots - len(self._inflight)
+        free = self.slots - len(self._inflight) - self._claimed
         if free <= 0:
             self._slot_free.clear()
             await self._slot_free.wait()

@@ -1,10 +1,15 @@
 """Checkpointing: the consecutive `step.run`s of one call run in one request.
 
-After each step the SDK persists it through the executor's checkpoint API
-(`POST /v1/checkpoint/{run_id}/async`, protocol §8) and, once that answers 2xx, the function
-goes on in-process: no new call, no replay, no resend of earlier outputs, so a step's cost
-does not grow with the run. Any failure falls back to the plain protocol: the step's StepRun
-goes back in the call's 206 answer, where the executor saves it (first value wins), so
+A step that ran is persisted through the executor's checkpoint API
+(`POST /v1/checkpoint/{run_id}/async`, protocol §8), and the function goes on in-process:
+no new call, no replay, no resend of earlier outputs, so a step's cost does not grow with
+the run. The save starts as soon as the function waits on anything (so a step is durable
+about as soon as its body returns), and the next step's body starts only once it answered
+2xx. A function that returns without waiting on anything after its last step sends that
+step with its end instead (206 `[StepRun, RunComplete]`, as JS v4 answers): one checkpoint
+request fewer per call. Before a sleep, a wait, a parallel group or an error is answered,
+the step is saved first. Any failure falls back to the plain protocol: the StepRun goes
+back alone in the call's 206 answer, where the executor saves it (first value wins), so
 nothing is lost and no step runs twice because a checkpoint was slow or lost.
 
 aiohttp with one kept-alive session per event loop: a checkpoint is on every step's path,
@@ -79,6 +84,44 @@ class Checkpointer:
         self.headers = {"Content-Type": "application/json", **client.auth_headers()}
         if traceparent:
             self.headers["traceparent"] = traceparent
+        self.held: dict[str, Any] | None = None  # a StepRun op that ran, not known saved
+        self._soon: asyncio.Handle | None = None  # starts its save once the function waits
+        self._saving: asyncio.Task[bool] | None = None
+
+    def hold(self, op: dict[str, Any]) -> None:
+        """Hold a step that just ran. Its save starts at the event loop's next turn: if the
+        function returns before waiting on anything, the step goes with its end instead."""
+        self.held = op
+        self._soon = asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        self._soon = None
+        if self.held is not None and self._saving is None:
+            self._saving = asyncio.ensure_future(self.save(self.held))
+
+    async def flush(self) -> dict[str, Any] | None:
+        """Persist the held op: None when saved (or nothing was held), else the op, which the
+        caller answers the plain way (the call's 206)."""
+        op, self.held = self.held, None
+        if op is None:
+            return None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        saving, self._saving = self._saving, None
+        saved = await saving if saving is not None else await self.save(op)
+        return None if saved else op
+
+    async def at_end(self) -> dict[str, Any] | None:
+        """The function returned: the held op to send with its end, or None when it was
+        saved already (its save had started)."""
+        if self._saving is not None:
+            return await self.flush()
+        op, self.held = self.held, None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        return op
 
     async def save(self, op: dict[str, Any]) -> bool:
         """Persist one StepRun op; True when the executor answered 2xx (the step is saved

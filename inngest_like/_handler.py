@@ -20,7 +20,7 @@ import orjson
 from ._checkpoint import Checkpointer
 from ._client import Inngest
 from ._context import Context, Group
-from ._engine import Dispatch, error_body, to_json
+from ._engine import Dispatch, error_body, hash_step_id, to_json
 from ._errors import ConfigError, NonRetriableError, RetryAfterError, StepError, _Interrupt
 from ._event import Event
 from ._function import Function
@@ -29,6 +29,7 @@ from ._step import Step, StepSync
 from ._tracing import continued
 from ._version import SDK_HEADER, VERSION
 from .signing import SignatureError, sign, verify
+from .wire import Opcode
 
 FRAMEWORK = "fast_api"
 
@@ -52,6 +53,7 @@ class Response:
         return orjson.dumps(self.body)
 
 
+RUN_COMPLETE_ID = hash_step_id("complete", 0)  # the id JS v4 gives its RunComplete op
 MAX_JSON_DEPTH = 100  # as the executor's: deeper values cannot be written back (orjson: 254)
 
 
@@ -324,6 +326,7 @@ class Handler:
             enforces_limits=CALL_HEADER in request.headers,  # inngest_like's executor
         )
         step: Step | StepSync
+        checkpoint: Checkpointer | None = None
         if fn.is_async:
             # a function-wide step timeout bounds each call, so each call runs one step
             checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
@@ -349,7 +352,10 @@ class Handler:
             # heartbeats and usage know their call; user spans nest under the step's span
             with call_scope(run_id, attempt, request.headers.get(CALL_HEADER), self.client), \
                     continued(request.headers):
-                return await self._outcome(fn, args)
+                response = await self._outcome(fn, args)
+                if checkpoint is not None and checkpoint.held is not None:
+                    response = await self._with_held(response, checkpoint)
+                return response
         finally:
             for task in dispatch.parked:
                 task.cancel()
@@ -391,6 +397,20 @@ class Handler:
                 self._headers({"X-Inngest-No-Retry": "true"}),
             )
         return Response(200, body, self._headers())
+
+    async def _with_held(self, response: Response, checkpoint: Checkpointer) -> Response:
+        """The call's answer while a step that ran is still held (_checkpoint.py): when the
+        function returned, the step goes with its end; otherwise it is saved first, or, when
+        that fails, answered alone (the next call replays to where this one stopped)."""
+        if response.status == 200:
+            held = await checkpoint.at_end()
+            if held is None:  # saved already
+                return response
+            return Response(206, [held, {"op": Opcode.RUN_COMPLETE.value,
+                                         "id": RUN_COMPLETE_ID, "data": response.body}],
+                            response.headers)
+        unsaved = await checkpoint.flush()
+        return response if unsaved is None else Response(206, [unsaved], self._headers())
 
     @staticmethod
     def _error_body(exc: BaseException) -> dict[str, Any]:

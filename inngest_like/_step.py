@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import functools
 import inspect
+import time
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -187,6 +188,13 @@ class Step(_StepBase):
         if not dispatch.in_parallel:
             await self._settle(info)
         dispatch.gate(info)
+        checkpoint = self._checkpoint
+        if checkpoint is not None:
+            # the step before this one is saved before this one's body starts
+            unsaved = await checkpoint.flush()
+            if unsaved is not None:
+                raise _Interrupt([unsaved])  # not persisted: the plain protocol saves it
+        began = time.time()
         with step_scope(info.hashed, step_id, _seconds(heartbeat_timeout)) as scope:
             try:
                 output = handler(*args)
@@ -197,11 +205,13 @@ class Step(_StepBase):
             except Exception as exc:
                 self._dispatch.failed(info, exc, scope.report())
         usage = scope.report()  # the spend the body reported: it goes with the step's op
-        if self._checkpoint is not None and dispatch.may_checkpoint():
+        if checkpoint is not None and dispatch.may_checkpoint():
             op = dispatch.run_op(info, output, usage)
-            if await self._checkpoint.save(op):
-                return dispatch.checkpointed(op, _return_model(handler))
-            raise _Interrupt([op])  # not persisted: the plain protocol saves it
+            # when the body ran (ms, Go's interval as JS sends it): the executor's record of a
+            # step saved after its call went on is not the call's time
+            op["timing"] = {"a": int(began * 1000), "b": int(time.time() * 1000)}
+            checkpoint.hold(op)  # saved before anything else happens (module docstring)
+            return dispatch.checkpointed(op, _return_model(handler))
         self._dispatch.ran(info, output, usage)
 
     async def _settle(self, info: StepInfo, op: dict[str, Any] | None = None) -> None:

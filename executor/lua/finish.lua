@@ -11,8 +11,9 @@
 -- KEYS: 1 items hash, 2 leased zset, 3 leases hash, 4 run hash, 5 steps hash,
 --       6 listeners set, 7 outbox zset, 8 ready zset, 9 wake list, 10 running-runs zset,
 --       11 the shard's unindexed pauses of function.finished, 12 its path set,
---       13 the shard's registry version, 14 the shard's singletons hash,
---       15.. the keys of the call's concurrency slots (lib_slots.lua), then the hash of
+--       13 the shard's registry version, 14 the shard's singletons hash, 15 memos hash,
+--       16 stack list,
+--       17.. the keys of the call's concurrency slots (lib_slots.lua), then the hash of
 --       each pause of ARGV[12], then (optional) the dashboard's indexes and counters (see
 --       lib_end_run.lua)
 -- ARGV: 1 item id ('' = no item), 2 lease token ('' = not leased, e.g. cancellation),
@@ -22,8 +23,11 @@
 --       9 '1' when no function listens for function.finished, 10 the registry version of
 --       that, 11 the names of the call's slots (JSON list, '' = none),
 --       12 pauses of the run the caller knows of, removed with its end: [[id, member in the
---       listeners set]...] ('' = none; its cancel listeners), 13.. the indexes' arguments
---       (see lib_end_run.lua)
+--       listeners set]...] ('' = none; its cancel listeners),
+--       13 steps the call ran and saves with the run's end (an SDK's `[StepRun...,
+--       RunComplete]` answer): [[hashed id, memo JSON, step record JSON]...] ('' = none;
+--       a step saved already keeps its first value, as checkpoint.lua),
+--       14.. the indexes' arguments (see lib_end_run.lua)
 -- returns: {1} finished; {2} item dropped, run already ended (or status ''); {0} lease
 --          lost (nothing written); {4, run_id, function_id, started_at, cost_usd,
 --          input_tokens, output_tokens, trace} finished with no end events to emit (what
@@ -32,8 +36,8 @@
 --#include record
 --#include end_run
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return {0} end
-local slots, named = named_slots(15, ARGV[11])
-local tail = 15 + 2 * named
+local slots, named = named_slots(17, ARGV[11])
+local tail = 17 + 2 * named
 local known = {}
 if ARGV[12] ~= '' then known = cjson.decode(ARGV[12]) end
 local pauses_at = tail
@@ -50,6 +54,14 @@ end
 save_record(KEYS[5], ARGV[6])
 if ARGV[4] == '' then return {2} end
 if redis.call('HGET', KEYS[4], 'status') ~= 'Running' then return {2} end
+if ARGV[13] ~= '' then
+  for _, step in ipairs(cjson.decode(ARGV[13])) do
+    if redis.call('HSETNX', KEYS[15], step[1], step[2]) == 1 then
+      redis.call('RPUSH', KEYS[16], step[1])
+      redis.call('HSET', KEYS[5], step[1], step[3])
+    end
+  end
+end
 if (tonumber(ARGV[8]) or 0) > 0 then redis.call('HINCRBY', KEYS[4], 'exec_ms', ARGV[8]) end
 redis.call('HSET', KEYS[4], 'status', ARGV[4], 'output', ARGV[5], 'ended_at', ARGV[3])
 if ARGV[7] and ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'error', ARGV[7]) end
@@ -64,7 +76,7 @@ local quiet = ARGV[4] == 'Completed' and ARGV[9] == '1'
   and redis.call('EXISTS', KEYS[11], KEYS[12]) == 0
   and redis.call('EXISTS', KEYS[6]) == 0
   and not string.find(redis.call('HGET', KEYS[4], 'event') or '', '"correlation_id"', 1, true)
-end_run(KEYS[4], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], tail, 13)
+end_run(KEYS[4], (not quiet) and KEYS[7] or nil, KEYS[10], KEYS[14], ARGV[3], tail, 14)
 if quiet then
   local out = redis.call('HMGET', KEYS[4], 'run_id', 'function_id', 'started_at', 'cost_usd',
                          'input_tokens', 'output_tokens', 'trace')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import time
 from typing import Any
 
@@ -39,6 +40,24 @@ async def ten_steps(ctx: inngest.Context, step: inngest.Step) -> int:
     for i in range(10):
         total += await step.run(f"step-{i}", body, i)
     return total
+
+
+@client.create_function(
+    fn_id="think-between", trigger=inngest.TriggerEvent(event="test/think-between"), retries=20
+)
+async def think_between(ctx: inngest.Context, step: inngest.Step) -> str:
+    """Waits outside any step between two steps (as code awaiting something it need not
+    remember would), the first time only: the first step is saved meanwhile."""
+    def first() -> str:
+        mark(ctx.run_id, "first")
+        return "one"
+
+    a = await step.run("first", first)
+    again = f"{ctx.run_id} thinking " in pathlib.Path(COUNTER_FILE).read_text()  # noqa: ASYNC240
+    mark(ctx.run_id, "thinking")
+    await asyncio.sleep(0 if again else float(ctx.event.data.get("seconds", 2)))
+    b = await step.run("second", lambda: "two")
+    return f"{a}-{b}"
 
 
 @client.create_function(
@@ -206,6 +225,6 @@ app = FastAPI()
 inngest_like.fast_api.serve(
     app,
     client,
-    [ten_steps, slow_second, flaky, always_fails, non_retriable, compensate, fn_error,
+    [ten_steps, think_between, slow_second, flaky, always_fails, non_retriable, compensate, fn_error,
      retry_after, models, sync_fn, ctx_only, fan_out, fan_in_a, fan_in_b, parallel],
 )

@@ -39,10 +39,44 @@ async def test_a_retried_ingest_starts_no_second_run(engine: Engine, redis: Redi
     assert set(first).isdisjoint(await engine.send())
 
 
+async def test_many_events_at_once_hand_the_worker_no_more_calls_than_its_slots(
+        engine: Engine) -> None:
+    # each ingest holds the slots its script may fill from before the script until it adopts
+    # the calls: events accepted together cannot each count the same free slots
+    executor = engine.executor
+    executor.ingest.claim = executor.worker.claim
+    executor.ingest.unclaim = executor.worker.unclaim
+    executor.ingest.adopt = executor.worker.adopt
+    executor.worker.slots = 3
+    await engine.sync({"id": "f"})
+    release = asyncio.Event()
+    running: list[int] = [0, 0]  # now, most at once
+
+    async def slow(call: Call) -> Outcome:
+        running[0] += 1
+        running[1] = max(running)
+        await release.wait()
+        running[0] -= 1
+        return Completed("done")
+
+    engine.answer(slow)
+    run_ids = [r for ids in await asyncio.gather(*(engine.send({"i": i}) for i in range(12)))
+               for r in ids]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert running[1] == 3 and executor.worker.free_slots() == 0
+    release.set()
+    await engine.run_until_idle()  # the rest were queued: the worker leases them later
+    assert running[1] == 3
+    for run_id in run_ids:
+        assert (await engine.run(run_id))["status"] == "Completed"
+
+
 async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engine,
                                                                    redis: Redis) -> None:
     executor = engine.executor
-    executor.ingest.free_slots = executor.worker.free_slots
+    executor.ingest.claim = executor.worker.claim
+    executor.ingest.unclaim = executor.worker.unclaim
     executor.ingest.adopt = executor.worker.adopt
     await engine.sync({"id": "f"})
     started, release = asyncio.Event(), asyncio.Event()

@@ -31,7 +31,7 @@ from .queue import QueueItem
 from .registry import FunctionConfig
 from .stalls import span_text
 from .state import CallState
-from .step_record import step_name
+from .step_record import step_name, step_times
 from .usage import Recorded, report_of
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class CallWatch:
         self._timer: asyncio.TimerHandle | None = None
         self._done = False  # the call answered or was ended: no more stall checks
         self.span: Span | None = None
+        self.trace = state.run.get(b"trace")  # the run's span context (when tracing)
         if ops.tracing is not None and self.stop is None:
             self.span, self.headers["traceparent"] = ops.tracing.start_call(
                 item.run_id, state.run.get(b"trace"), now, {
@@ -208,9 +209,31 @@ class CallWatch:
                     "gen_ai.usage.input_tokens": spent.get("input_tokens"),
                     "gen_ai.usage.output_tokens": spent.get("output_tokens"),
                     "inngest.call_id": self.call_id}, error)
+                if isinstance(outcome, Ops) and outcome.ends():
+                    self._step_spans(outcome.steps(), spent, now)
         except Exception:
             log.exception("run %s: recording the call's span and metrics failed",
                           self.item.run_id)
+
+    def _step_spans(self, steps: list[dict[str, Any]], spent: dict[str, float],
+                    now: int) -> None:
+        """The steps a call ran and sent with the function's end: each a child of the call's
+        span, as a checkpointed step's (operations.checkpointed)."""
+        assert self.ops.tracing is not None
+        for op in steps:
+            name = step_name(op)
+            started, ended = step_times(op, self.started, now)
+            self.ops.tracing.step_span(
+                self.item.run_id, self.trace, self.headers.get("traceparent"), f"step {name}",
+                started, ended, {
+                    "inngest.run_id": self.item.run_id, "inngest.function": self.fn.id,
+                    "inngest.step_id": str(op.get("id")), "inngest.step": name,
+                    "inngest.attempt": 1, "inngest.status": "Completed",
+                    "inngest.cost_usd": spent.get("cost_usd") if len(steps) == 1 else None,
+                    "gen_ai.usage.input_tokens": (spent.get("input_tokens")
+                                                  if len(steps) == 1 else None),
+                    "gen_ai.usage.output_tokens": (spent.get("output_tokens")
+                                                   if len(steps) == 1 else None)})
 
     def describe(self, outcome: Outcome) -> tuple[str, str, str | None]:
         """(span name, status, error) of the call's outcome."""
@@ -222,12 +245,11 @@ class CallWatch:
             name = f"step {self.step_name}" if self.step_name else "call"
             return name, status, outcome.message
         assert isinstance(outcome, Ops)
-        ops = outcome.steps()
-        if len(ops) != 1:
-            if outcome.ends():
-                return "finish", "Completed", None
-            return f"plan {len(ops)} steps", "Planned", None
-        op = ops[0]
+        if outcome.ends():  # alone, or after the steps that go with the end
+            return "finish", "Completed", None
+        if len(outcome.ops) != 1:
+            return f"plan {len(outcome.ops)} steps", "Planned", None
+        op = outcome.ops[0]
         kind = Opcode.parse(op.get("op"))
         name = step_name(op)
         if kind is Opcode.STEP_ERROR:
@@ -236,8 +258,6 @@ class CallWatch:
             return f"step {name}", status, str(error.get("message") or "step failed")
         if kind is Opcode.STEP_FAILED:
             return f"step {name}", "Failed", str((op.get("error") or {}).get("message") or "")
-        if kind is Opcode.RUN_COMPLETE:
-            return "finish", "Completed", None
         if kind is Opcode.STEP_PLANNED:
             return f"plan {name}", "Planned", None
         if kind is None or kind not in STATUS_OF_OP:

@@ -37,9 +37,9 @@ class Ops:
         return bool(self.ops) and Opcode.parse(self.ops[-1].get("op")) is Opcode.RUN_COMPLETE
 
     def steps(self) -> list[dict[str, Any]]:
-        """The ops but a RunComplete after steps (JS v4's and our SDK's last step goes with
-        the function's end)."""
-        return self.ops[:-1] if len(self.ops) > 1 and self.ends() else self.ops
+        """The ops but a last RunComplete (JS v4's and our SDK's last steps go with the
+        function's end)."""
+        return self.ops[:-1] if self.ends() else self.ops
 
 
 @dataclasses.dataclass

@@ -133,10 +133,10 @@ def test_spans_arrive_with_the_right_parents(traced: tuple[Stack, Receiver]) -> 
     assert ok.attributes["inngest.function"] == "agent-traced"
     assert ok.attributes["gen_ai.usage.input_tokens"] == 100
     assert ok.attributes["inngest.cost_usd"] == pytest.approx(0.003)
-    # the SDK ran "summarize" and returned in one call, checkpointing the step: its span is
-    # a child of that call's span
+    # the SDK ran "summarize" and returned in one call, sending the step with the function's
+    # end: its span is a child of that call's span, and covers the step's body only
     summarize, finish = by_attempt[("step summarize", 1)], by_attempt[("finish", 1)]
-    assert summarize.attributes["inngest.checkpointed"] is True
+    assert summarize.attributes["inngest.status"] == "Completed"
     assert summarize.parent == finish.span_id and finish.parent == root.span_id
 
     # the user's own span, made inside the step body, nests under that attempt's span

@@ -26,6 +26,7 @@ from .ingest import NotReplicated
 from .registry import SyncError
 from .request_guard import RequestGuard
 from .service import Executor
+from .state import Checkpointed
 from .step_record import StepRecord, step_times
 
 
@@ -126,6 +127,46 @@ async def events_answer(executor: Executor, event_key: str, body: bytes,
     return ORJSONResponse({"ids": ids, "status": 200})
 
 
+MAX_BATCHED_CHECKPOINTS = 512  # checkpoints in one POST /v1/checkpoints
+
+
+def _checkpoint_steps(body: Any, now: int) -> list[tuple[str, bytes, StepRecord]] | str:
+    """The (hashed id, memo, record) of each StepRun a checkpoint body carries, or what is
+    wrong with it (field and problem)."""
+    steps = body.get("steps") if isinstance(body, dict) else None
+    if not isinstance(steps, list):
+        return "steps: must be a list of StepRun opcodes"
+    requested = body.get("request_started_at")
+    since = requested if type(requested) is int and requested <= now else now  # the call's start
+    saved = []
+    for i, op in enumerate(steps):
+        if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
+            return f"steps[{i}]: must be an opcode object with a string id"
+        if str(op.get("op", "")).lower() not in ("steprun", "step"):
+            return f"steps[{i}].op: only StepRun can be checkpointed"
+        record = StepRecord.of_op(op, "Completed", 1, *step_times(op, since, now),
+                                  checkpointed=True)
+        saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
+    return saved
+
+
+async def _checkpointed(executor: Executor, run_id: str, body: dict[str, Any],
+                        traceparent: str | None, now: int, result: Checkpointed
+                        ) -> tuple[int, str | None]:
+    """After checkpoint.lua: (HTTP status, error message) of one checkpoint."""
+    if result.code == -2:
+        return 409, ("generation_id: this call no longer holds its lease; answer the call "
+                     "instead (its outcome will be dropped)")
+    if result.code < 0:
+        return 404, f"run {run_id} is not running"
+    # usage, budget, progress and spans of the steps (agent operations)
+    stop = await executor.operations.checkpointed(run_id, body, body["steps"], traceparent,
+                                                  now, result)
+    if stop is not None:  # saved, but the run spent its budget: answer the call now
+        return 409, str(stop["message"])
+    return 200, None
+
+
 async def checkpoint_answer(executor: Executor, run_id: str, raw: bytes,
                             traceparent: str | None) -> Response:
     """POST /v1/checkpoint/{run_id}/async: save the steps an SDK ran inside one call."""
@@ -133,38 +174,61 @@ async def checkpoint_answer(executor: Executor, run_id: str, raw: bytes,
         body = bodies.loads(raw)
     except bodies.BodyError as exc:
         return _error(400, str(exc))
-    steps = body.get("steps") if isinstance(body, dict) else None
-    if not isinstance(steps, list):
-        return _error(400, "steps: must be a list of StepRun opcodes")
     now = executor.clock()
-    requested = body.get("request_started_at")
-    since = requested if type(requested) is int and requested <= now else now  # the call's start
-    saved = []
-    for i, op in enumerate(steps):
-        if not isinstance(op, dict) or not isinstance(op.get("id"), str) or not op["id"]:
-            return _error(400, f"steps[{i}]: must be an opcode object with a string id")
-        if str(op.get("op", "")).lower() not in ("steprun", "step"):
-            return _error(400, f"steps[{i}].op: only StepRun can be checkpointed")
-        record = StepRecord.of_op(op, "Completed", 1, *step_times(op, since, now),
-                                  checkpointed=True)
-        saved.append((op["id"], orjson.dumps({"data": op.get("data")}), record))
+    saved = _checkpoint_steps(body, now)
+    if isinstance(saved, str):
+        return _error(400, saved)
     result = await executor.state.checkpoint(
         run_id, now, saved, item_id=str(body.get("qi_id") or ""),
         generation=str(body.get("generation_id") or ""))
-    if result.code == -2:
-        return _error(409, "generation_id: this call no longer holds its lease; answer "
-                           "the call instead (its outcome will be dropped)")
-    if result.code < 0:
-        return _error(404, f"run {run_id} is not running")
-    # usage, budget, progress and spans of the steps (agent operations)
-    stop = await executor.operations.checkpointed(run_id, body, steps, traceparent, now, result)
-    if stop is not None:  # saved, but the run spent its budget: answer the call now
-        return _error(409, stop["message"])
-    return ORJSONResponse({"status": 200})
+    status, message = await _checkpointed(executor, run_id, body, traceparent, now, result)
+    return _error(status, message) if message else ORJSONResponse({"status": 200})
+
+
+async def checkpoints_answer(executor: Executor, raw: bytes) -> Response:
+    """POST /v1/checkpoints (ours): the checkpoints of several calls in one request, saved
+    in one pipeline. Our SDK sends its calls' checkpoints together while an earlier batch
+    is on its way (group commit): under load, a step costs a fraction of a request. Each
+    entry is a body of /v1/checkpoint/{run_id}/async plus its call's `traceparent`; the
+    answer gives each its status, as that route would have."""
+    try:
+        body = bodies.loads(raw)
+    except bodies.BodyError as exc:
+        return _error(400, str(exc))
+    entries = body.get("checkpoints") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return _error(400, "checkpoints: must be a non-empty list of checkpoint bodies")
+    if len(entries) > MAX_BATCHED_CHECKPOINTS:
+        return _error(400, f"checkpoints: at most {MAX_BATCHED_CHECKPOINTS} per request")
+    now = executor.clock()
+    results: list[dict[str, Any]] = [{}] * len(entries)
+    todo: list[tuple[int, str, list[tuple[str, bytes, StepRecord]], str, str]] = []
+    for i, entry in enumerate(entries):
+        run_id = entry.get("run_id") if isinstance(entry, dict) else None
+        if not isinstance(run_id, str) or not run_id:
+            results[i] = {"status": 400, "message": f"checkpoints[{i}].run_id: must be a run id"}
+            continue
+        saved = _checkpoint_steps(entry, now)
+        if isinstance(saved, str):
+            results[i] = {"status": 400, "message": f"checkpoints[{i}].{saved}"}
+            continue
+        todo.append((i, run_id, saved, str(entry.get("qi_id") or ""),
+                     str(entry.get("generation_id") or "")))
+    answers = await executor.state.checkpoint_many(
+        [(run_id, saved, item_id, generation) for _, run_id, saved, item_id, generation
+         in todo], now)
+    for (i, run_id, _, _, _), result in zip(todo, answers, strict=True):
+        entry = entries[i]
+        traceparent = entry.get("traceparent")
+        status, message = await _checkpointed(
+            executor, run_id, entry, traceparent if isinstance(traceparent, str) else None,
+            now, result)
+        results[i] = {"status": status, "message": message} if message else {"status": 200}
+    return ORJSONResponse({"results": results})
 
 
 class HotRoutes:
-    """The two routes on every run's path, events in and checkpoints, served as plain ASGI
+    """The routes on every run's path, events in and checkpoints, served as plain ASGI
     ahead of the router: FastAPI's route machinery (exception middlewares, a scan of every
     route, dependency solving, an exit stack) cost as much as the checkpoint's own work
     (bench/hotpath.py). Inside the request guard and production access, like any route;
@@ -180,11 +244,12 @@ class HotRoutes:
             return
         path: str = scope["path"]
         run_id = event_key = ""
+        batch = path == CHECKPOINTS_PATH
         if path.startswith(CHECKPOINT_PREFIX) and path.endswith(CHECKPOINT_SUFFIX):
             run_id = path[len(CHECKPOINT_PREFIX):-len(CHECKPOINT_SUFFIX)]
         elif path.startswith("/e/"):
             event_key = path[3:]
-        if "/" in run_id + event_key or not run_id + event_key:  # not one of the two routes
+        if not batch and ("/" in run_id + event_key or not run_id + event_key):  # not ours
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
@@ -192,7 +257,9 @@ class HotRoutes:
             return  # the client left mid-body: nobody to answer, nothing to act on
         headers = Headers(scope=scope)
         try:
-            if run_id:
+            if batch:
+                response = await checkpoints_answer(self.executor, body)
+            elif run_id:
                 response = await checkpoint_answer(self.executor, run_id, body,
                                                    headers.get("traceparent"))
             else:
@@ -208,6 +275,7 @@ class HotRoutes:
 
 
 CHECKPOINT_PREFIX, CHECKPOINT_SUFFIX = "/v1/checkpoint/", "/async"
+CHECKPOINTS_PATH = "/v1/checkpoints"
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -362,6 +430,12 @@ def create_app(executor: Executor, *, manage_lifecycle: bool = True) -> FastAPI:
         # served by HotRoutes below; this route documents it (and answers if mounted alone)
         return await checkpoint_answer(executor, run_id, await request.body(),
                                        request.headers.get("traceparent"))
+
+    @app.post("/v1/checkpoints", openapi_extra=api_schema.body(api_schema.CHECKPOINTS))
+    async def checkpoints(request: Request) -> Response:
+        """Ours: the checkpoints of several calls in one request (our SDK, under load)."""
+        # served by HotRoutes below; this route documents it (and answers if mounted alone)
+        return await checkpoints_answer(executor, await request.body())
 
     @app.get("/v1/event-keys")
     async def list_event_keys() -> Response:

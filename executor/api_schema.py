@@ -112,6 +112,16 @@ CHECKPOINT: dict[str, Any] = {
         "properties": {"id": STRING, "op": STRING, "displayName": STRING, "data": {}}}}},
 }
 
+CHECKPOINTS: dict[str, Any] = {
+    "type": "object",
+    "required": ["checkpoints"],
+    "properties": {"checkpoints": {"type": "array", "items": {
+        "type": "object", "required": ["run_id", "steps"],
+        "properties": {"run_id": STRING, "qi_id": STRING, "generation_id": STRING,
+                       "traceparent": STRING,
+                       "steps": CHECKPOINT["properties"]["steps"]}}}},
+}
+
 EVENT_KEY: dict[str, Any] = {
     "type": "object",
     "required": ["key"],

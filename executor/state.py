@@ -415,16 +415,30 @@ class RunState:
         """Save checkpointed steps (hash, memo, record) and, for a named call (`item_id`,
         `generation`), check it holds its lease and note its beat: one round trip
         (checkpoint.lua)."""
-        args: list[Any] = [now_ms, item_id, generation, BEAT_TTL_MS]
-        for hashed, memo, record in steps:
-            args += [hashed, memo, record.to_json()]
-        run_keys = [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
-                    keys.run_steps(run_id), keys.queue_of(run_id).leases]
-        if item_id and generation:  # a named call: its beat key too
-            run_keys.append(keys.call_beat(call_id_of(item_id, generation)))
-        code, beat, fn_id, trace = await self.scripts("checkpoint", run_keys, args)
+        code, beat, fn_id, trace = await self.scripts("checkpoint", *_checkpoint_call(
+            run_id, now_ms, steps, item_id, generation))
         return Checkpointed(int(code), int(beat) if beat else None,
                             bytes(fn_id).decode(), bytes(trace) or None)
+
+    async def checkpoint_many(
+        self, calls: list[tuple[str, list[tuple[str, bytes, StepRecord]], str, str]],
+        now_ms: int,
+    ) -> list[Checkpointed]:
+        """`checkpoint` for several calls (run id, steps, item id, generation): one pipeline,
+        one round trip per node."""
+        if len(calls) == 1:
+            run_id, steps, item_id, generation = calls[0]
+            return [await self.checkpoint(run_id, now_ms, steps, item_id=item_id,
+                                          generation=generation)]
+
+        def fill(pipe: Any) -> None:
+            for run_id, steps, item_id, generation in calls:
+                self.scripts.queue_in(pipe, "checkpoint", *_checkpoint_call(
+                    run_id, now_ms, steps, item_id, generation))
+
+        out = await self.scripts.pipelined(self.redis, fill) if calls else []
+        return [Checkpointed(int(code), int(beat) if beat else None, bytes(fn_id).decode(),
+                             bytes(trace) or None) for code, beat, fn_id, trace in out]
 
     async def statuses(self, run_ids: list[str]) -> list[str]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -473,3 +487,16 @@ class RunState:
 
     async def set_version(self, run_id: str, version: int) -> None:
         await self.redis.hset(keys.run(run_id), "version", str(version))
+
+
+def _checkpoint_call(run_id: str, now_ms: int, steps: list[tuple[str, bytes, StepRecord]],
+                     item_id: str, generation: str) -> tuple[list[str], list[Any]]:
+    """checkpoint.lua's KEYS and ARGV."""
+    args: list[Any] = [now_ms, item_id, generation, BEAT_TTL_MS]
+    for hashed, memo, record in steps:
+        args += [hashed, memo, record.to_json()]
+    run_keys = [keys.run(run_id), keys.run_memos(run_id), keys.run_stack(run_id),
+                keys.run_steps(run_id), keys.queue_of(run_id).leases]
+    if item_id and generation:  # a named call: its beat key too
+        run_keys.append(keys.call_beat(call_id_of(item_id, generation)))
+    return run_keys, args

@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from . import signing
-from ._checkpoint import Sessions
+from ._checkpoint import Batches, Sessions
 from ._errors import ConfigError, SendEventsError
 from ._event import Event
 from ._function import (
@@ -130,6 +130,7 @@ class Inngest:
         # the executor's checkpoint API (see _checkpoint.py); False: one call per step
         self.checkpointing = checkpointing
         self.checkpoint_sessions = Sessions()
+        self.checkpoint_batches = Batches(self.checkpoint_sessions)
         # one connection pool for this client's sends and API calls, per event loop
         self._http: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None

@@ -331,7 +331,10 @@ class Handler:
             # a function-wide step timeout bounds each call, so each call runs one step
             checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
                                        request.headers.get("x-inngest-generation-id", ""),
-                                       request.headers.get("traceparent"))
+                                       request.headers.get("traceparent"),
+                                       # inngest_like's executor takes batches of them
+                                       self.client.checkpoint_batches.get(self.client)
+                                       if CALL_HEADER in request.headers else None)
                           if self.client.checkpointing and ctx_in.get("fn_id") and run_id
                           and fn.agent.step_timeout is None else None)
             step = Step(dispatch, self.client.send, checkpoint)

@@ -18,7 +18,7 @@ refused = 0
 
 async def forward(request: Request) -> Response:
     global refused
-    if request.url.path.startswith("/v1/checkpoint/"):
+    if request.url.path.startswith("/v1/checkpoint"):  # one run's, or a batch (ours)
         refused += 1
         return JSONResponse({"error": "checkpoints refused by the test proxy"}, 503)
     if request.url.path == "/refused":

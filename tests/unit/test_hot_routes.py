@@ -126,3 +126,32 @@ async def test_a_checkpoint_cut_short_by_its_client_saves_nothing(executor: Exec
         {"type": "http.disconnect"}])
     assert (status, answer) == (0, None)  # nobody to answer
     assert not await executor.redis.hexists(keys.run_memos(RUN), "s1")
+
+
+async def test_a_batch_of_checkpoints_answers_each_as_its_own_route_would(
+        executor: Executor) -> None:
+    app = create_app(executor, manage_lifecycle=False)
+    other = "01HOTROUTESRUN000000000001"
+    await executor.redis.hset(keys.run(other), mapping={"status": "Running", "function_id": "f"})
+    body = orjson.dumps({"checkpoints": [
+        {"run_id": RUN, "steps": [{"op": "StepRun", "id": "a", "data": 1}]},
+        {"run_id": "nobody", "steps": [{"op": "StepRun", "id": "b", "data": 2}]},
+        {"run_id": other, "steps": [{"op": "Sleep", "id": "c"}]},
+        {"steps": []},
+        {"run_id": other, "steps": [{"op": "StepRun", "id": "d", "data": {"x": 4}}]},
+    ]})
+    status, answer = await _post(app, "/v1/checkpoints", body)
+    assert status == 200
+    assert answer["results"] == [
+        {"status": 200}, {"status": 404, "message": "run nobody is not running"},
+        {"status": 400, "message": "checkpoints[2].steps[0].op: only StepRun can be "
+                                   "checkpointed"},
+        {"status": 400, "message": "checkpoints[3].run_id: must be a run id"},
+        {"status": 200}]
+    assert orjson.loads(await executor.redis.hget(keys.run_memos(RUN), "a")) == {"data": 1}
+    assert orjson.loads(await executor.redis.hget(keys.run_memos(other), "d")) == {
+        "data": {"x": 4}}
+    assert not await executor.redis.exists(keys.run_memos("nobody"))
+    for bad in (b'{"checkpoints": []}', b'{"checkpoints": 1}', b"[1]"):
+        status, answer = await _post(app, "/v1/checkpoints", bad)
+        assert status == 400 and answer["error"].startswith("checkpoints:")

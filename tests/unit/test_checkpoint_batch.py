@@ -16,7 +16,7 @@ from tests.procs import free_port
 
 
 async def _server(handler: Any) -> tuple[web.AppRunner, str]:
-    app = web.Application()
+    app = web.Application(client_max_size=16 << 20)
     app.router.add_post("/v1/checkpoints", handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -25,33 +25,65 @@ async def _server(handler: Any) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/v1/checkpoints"
 
 
-async def test_checkpoints_that_arrive_while_batches_are_out_go_together() -> None:
-    sizes: list[int] = []
-    release = asyncio.Event()
+class Held:
+    """A checkpoints endpoint that notes each batch's size and answers once released (a run
+    named "gone" is 404, the others 200)."""
 
-    async def handler(request: web.Request) -> web.Response:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.release = asyncio.Event()
+
+    async def handler(self, request: web.Request) -> web.Response:
         entries = (await request.json())["checkpoints"]
-        sizes.append(len(entries))
-        await release.wait()
+        self.sizes.append(len(entries))
+        await self.release.wait()
         return web.json_response({"results": [
-            {"status": 404 if e["run_id"] == "gone" else 200} for e in entries]})
+            {"status": 404 if e.get("run_id") == "gone" else 200} for e in entries]})
 
-    runner, url = await _server(handler)
+    async def out(self) -> None:
+        """Until IN_FLIGHT batches reached the endpoint."""
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if len(self.sizes) == Batch.IN_FLIGHT:
+                return
+
+
+async def test_checkpoints_that_arrive_while_batches_are_out_go_together() -> None:
+    held = Held()
+    sizes, release = held.sizes, held.release
+    runner, url = await _server(held.handler)
     sessions = Sessions()
     try:
         batch = Batch(sessions, url, {"Content-Type": "application/json"})
         run_ids = ["r0", "r1", "gone", *(f"r{i}" for i in range(3, 10))]
         saves = [asyncio.ensure_future(batch.save({"run_id": r, "steps": []}))
                  for r in run_ids]
-        for _ in range(50):  # the first two are on their way; the rest wait for them
-            await asyncio.sleep(0.01)
-            if len(sizes) == Batch.IN_FLIGHT:
-                break
+        await held.out()  # the first two are on their way; the rest wait for them
         assert sizes == [1, 1] and len(batch.waiting) == 8
         release.set()
         statuses = await asyncio.wait_for(asyncio.gather(*saves), 5)
         assert sizes == [1, 1, 8]  # one request for the eight that waited
         assert statuses == [200, 200, 404] + [200] * 7
+    finally:
+        await sessions.close()
+        await runner.cleanup()
+
+
+async def test_a_batch_is_bounded_in_bytes_but_takes_one_larger_checkpoint() -> None:
+    held = Held()
+    sizes, release = held.sizes, held.release
+    runner, url = await _server(held.handler)
+    sessions = Sessions()
+    try:
+        batch = Batch(sessions, url, {})
+        big = "x" * (Batch.MAX_BYTES // 3)
+        saves = [asyncio.ensure_future(batch.save({"run_id": f"r{i}", "data": big}))
+                 for i in range(2 + 5)]
+        saves.append(asyncio.ensure_future(batch.save({"data": "y" * 2 * Batch.MAX_BYTES})))
+        await held.out()
+        release.set()
+        assert await asyncio.wait_for(asyncio.gather(*saves), 5) == [200] * 8
+        assert sizes == [1, 1, 2, 2, 1, 1]  # two thirds of the cap at most; the big one alone
     finally:
         await sessions.close()
         await runner.cleanup()

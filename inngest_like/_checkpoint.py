@@ -85,13 +85,22 @@ class Batch:
         self.url = url
         self.headers = headers
         self.waiting: list[tuple[bytes, asyncio.Future[int]]] = []
-        self.in_flight: set[asyncio.Task[None]] = set()
+        self.in_flight = 0  # requests on their way
+        self.tasks: set[asyncio.Task[None]] = set()  # those sent for others (kept alive)
 
     async def save(self, entry: dict[str, Any]) -> int:
         """The HTTP status the executor gave this checkpoint (599: no answer)."""
+        raw = orjson.dumps(entry)
+        if self.in_flight < self.IN_FLIGHT and not self.waiting:
+            # nothing to wait for: sent from this task, without a task or a future
+            self.in_flight += 1
+            try:
+                return (await self._request([raw]))[0]
+            finally:
+                self._sent()
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.waiting.append((orjson.dumps(entry), done))
-        if len(self.in_flight) < self.IN_FLIGHT:
+        self.waiting.append((raw, done))
+        if self.in_flight < self.IN_FLIGHT:
             self._send()
         return await done
 
@@ -103,36 +112,43 @@ class Batch:
                 break
             count += 1
         batch, self.waiting = self.waiting[:count], self.waiting[count:]
+        self.in_flight += 1
         task = asyncio.ensure_future(self._post(batch))
-        self.in_flight.add(task)
-        task.add_done_callback(self._sent)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self.in_flight.discard(task)
-        if self.waiting and len(self.in_flight) < self.IN_FLIGHT:
+    def _sent(self) -> None:
+        self.in_flight -= 1
+        if self.waiting and self.in_flight < self.IN_FLIGHT:
             self._send()
 
     async def _post(self, batch: list[tuple[bytes, asyncio.Future[int]]]) -> None:
-        statuses = [599] * len(batch)
+        statuses: list[int] = []
         try:
-            body = b'{"checkpoints":[' + b",".join(raw for raw, _ in batch) + b"]}"
-            async with self.sessions.get().post(self.url, data=_payload(body),
-                                                headers=self.headers) as answer:
-                raw = await answer.read()
-                if answer.status == 200:
-                    results = orjson.loads(raw)["results"]
-                    statuses = [int(result["status"]) for result in results]
-                else:
-                    statuses = [answer.status] * len(batch)
-        except Exception:  # no readable answer: each call tries its checkpoint again
-            pass
+            statuses = await self._request([raw for raw, _ in batch])
         finally:
             for (_, done), status in zip(batch, statuses, strict=False):
                 if not done.done():
                     done.set_result(status)
-            for _, done in batch[len(statuses):]:
+            for _, done in batch[len(statuses):]:  # cancelled: no answer
                 if not done.done():
                     done.set_result(599)
+            self._sent()
+
+    async def _request(self, raws: list[bytes]) -> list[int]:
+        """One request: each checkpoint's status (599 for each without a readable answer,
+        and each call tries its checkpoint again)."""
+        try:
+            body = b'{"checkpoints":[' + b",".join(raws) + b"]}"
+            async with self.sessions.get().post(self.url, data=_payload(body),
+                                                headers=self.headers) as answer:
+                raw = await answer.read()
+                if answer.status != 200:
+                    return [answer.status] * len(raws)
+                statuses = [int(result["status"]) for result in orjson.loads(raw)["results"]]
+                return statuses if len(statuses) == len(raws) else [599] * len(raws)
+        except Exception:
+            return [599] * len(raws)
 
 
 class Batches:

@@ -14,6 +14,8 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 
+from inngest_like import wire
+
 from . import ai_gateway
 from .call_watch import CallWatch
 from .clock import Clock, system_ms
@@ -265,6 +267,7 @@ class Worker:
                  "X-Run-ID": item.run_id, "X-Inngest-Step-ID": item.step_id,
                  # checkpoints of this call name it by its lease (checkpoint.lua)
                  "X-Inngest-Generation-Id": token,
+                 wire.FEATURES_HEADER: wire.FEATURES,
                  **signature, **watch.headers},
             ))
 

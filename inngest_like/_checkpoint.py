@@ -176,10 +176,11 @@ class Checkpointer:
 
     def __init__(self, client: Inngest, sessions: Sessions, ctx: dict[str, Any],
                  generation: str = "", traceparent: str | None = None,
-                 batch: Batch | None = None) -> None:
+                 batch: Batch | None = None, *, fold: bool = True) -> None:
         self.client = client
         self.sessions = sessions
         self.batch = batch  # inngest_like's executor: checkpoints go with others
+        self.fold = fold  # the executor takes a last step with the end (else: saved first)
         self.run_id = str(ctx["run_id"])
         # the queue item and its lease's generation: the executor refuses checkpoints of a
         # call that lost its lease (another call of the run may have begun)
@@ -226,8 +227,8 @@ class Checkpointer:
 
     async def at_end(self) -> dict[str, Any] | None:
         """The function returned: the held op to send with its end, or None when it was
-        saved already (its save had started)."""
-        if self._saving is not None:
+        saved already (its save had started; without `fold`, it is saved now)."""
+        if self._saving is not None or not self.fold:
             return await self.flush()
         op, self.held = self.held, None
         if self._soon is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
+from . import wire
 from ._checkpoint import Checkpointer
 from ._client import Inngest
 from ._context import Context, Group
@@ -53,6 +54,7 @@ class Response:
         return orjson.dumps(self.body)
 
 
+FEATURES_HEADER = wire.FEATURES_HEADER.lower()  # the handler's headers are lower case
 RUN_COMPLETE_ID = hash_step_id("complete", 0)  # the id JS v4 gives its RunComplete op
 MAX_JSON_DEPTH = 100  # as the executor's: deeper values cannot be written back (orjson: 254)
 
@@ -329,12 +331,15 @@ class Handler:
         checkpoint: Checkpointer | None = None
         if fn.is_async:
             # a function-wide step timeout bounds each call, so each call runs one step
+            # what an executor of ours takes (Inngest's takes RunComplete after steps)
+            features = request.headers.get(FEATURES_HEADER, "").split(",")
             checkpoint = (Checkpointer(self.client, self.client.checkpoint_sessions, ctx_in,
                                        request.headers.get("x-inngest-generation-id", ""),
                                        request.headers.get("traceparent"),
-                                       # inngest_like's executor takes batches of them
                                        self.client.checkpoint_batches.get(self.client)
-                                       if CALL_HEADER in request.headers else None)
+                                       if wire.BATCHED_CHECKPOINTS in features else None,
+                                       fold=CALL_HEADER not in request.headers
+                                       or wire.RUN_COMPLETE_WITH_STEPS in features)
                           if self.client.checkpointing and ctx_in.get("fn_id") and run_id
                           and fn.agent.step_timeout is None else None)
             step = Step(dispatch, self.client.send, checkpoint)
@@ -409,6 +414,8 @@ class Handler:
             held = await checkpoint.at_end()
             if held is None:  # saved already
                 return response
+            if not checkpoint.fold:  # not saved, and this executor takes it alone only
+                return Response(206, [held], self._headers())
             return Response(206, [held, {"op": Opcode.RUN_COMPLETE.value,
                                          "id": RUN_COMPLETE_ID, "data": response.body}],
                             response.headers)

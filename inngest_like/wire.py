@@ -46,6 +46,12 @@ DISCOVERY_STEP = "step"  # the stepId of a call that is not targeted at one step
 # -- ours, beside Inngest's protocol: extra headers, fields and opts the official SDKs and
 # executors ignore (agent operations, issue 13)
 CALL_HEADER = "X-Inngest-Like-Call"  # on each call: its id, named by heartbeats and usage
+# on each call: what this executor takes beyond what its CALL_HEADER promised (an SDK must
+# not send an executor of ours what an earlier version of it cannot read)
+FEATURES_HEADER = "X-Inngest-Like-Features"
+BATCHED_CHECKPOINTS = "checkpoints"  # POST /v1/checkpoints
+RUN_COMPLETE_WITH_STEPS = "run-complete"  # a 206 [StepRun..., RunComplete]
+FEATURES = f"{BATCHED_CHECKPOINTS},{RUN_COMPLETE_WITH_STEPS}"
 USAGE_FIELD = "usage"  # of StepRun / StepError / StepFailed (and heartbeats): the body's
 # spend so far, {"calls": n, "models": {name: {input_tokens, output_tokens, cost_usd}}}
 TIMEOUT_OPT = "timeout"  # StepPlanned opts: the step's own timeout ("30s")

@@ -197,43 +197,46 @@ class CallWatch:
 
     def end(self, outcome: Outcome, now: int) -> None:
         """After the outcome was acted on: the span and the duration histogram (telemetry:
-        a failure here is logged, never raised into the run's handling)."""
+        a failure here is logged, never raised into the run's handling). Steps sent with the
+        function's end get theirs as checkpointed steps do (operations.checkpointed), and
+        carry the usage the answer reported (the call's span then does not, so that spans
+        summed count it once)."""
         try:
             name, status, error = self.describe(outcome)
             self.ops.metrics.step(self.fn.id, status, (now - self.started) / 1000)
-            if self.span is not None and self.ops.tracing is not None:
-                spent = self.recorded.totals() if self.recorded else {}
-                self.ops.tracing.end_call(self.span, name, now, {
-                    "inngest.step": name.partition(" ")[2] or None, "inngest.status": status,
-                    "inngest.error": error, "inngest.cost_usd": spent.get("cost_usd"),
-                    "gen_ai.usage.input_tokens": spent.get("input_tokens"),
-                    "gen_ai.usage.output_tokens": spent.get("output_tokens"),
-                    "inngest.call_id": self.call_id}, error)
-                if isinstance(outcome, Ops) and outcome.ends():
-                    self._step_spans(outcome.steps(), spent, now)
+            folded = outcome.steps() if isinstance(outcome, Ops) and outcome.ends() else []
+            for op in folded:
+                started, ended = step_times(op, self.started, now)
+                self.ops.metrics.step(self.fn.id, "Completed", (ended - started) / 1000)
+            if self.span is None or self.ops.tracing is None:
+                return
+            spent = self.recorded.totals() if self.recorded else {}
+            usage = {"inngest.cost_usd": spent.get("cost_usd"),
+                     "gen_ai.usage.input_tokens": spent.get("input_tokens"),
+                     "gen_ai.usage.output_tokens": spent.get("output_tokens")}
+            self.ops.tracing.end_call(self.span, name, now, {
+                "inngest.step": name.partition(" ")[2] or None, "inngest.status": status,
+                "inngest.error": error, **({} if folded else usage),
+                "inngest.call_id": self.call_id}, error)
+            for op in folded:
+                self._step_span(op, usage if len(folded) == 1 else {}, now)
         except Exception:
             log.exception("run %s: recording the call's span and metrics failed",
                           self.item.run_id)
 
-    def _step_spans(self, steps: list[dict[str, Any]], spent: dict[str, float],
-                    now: int) -> None:
-        """The steps a call ran and sent with the function's end: each a child of the call's
-        span, as a checkpointed step's (operations.checkpointed)."""
+    def _step_span(self, op: dict[str, Any], usage: dict[str, Any], now: int) -> None:
+        """A step the call ran and sent with the function's end: a child of the call's span,
+        from when its body ran."""
         assert self.ops.tracing is not None
-        for op in steps:
-            name = step_name(op)
-            started, ended = step_times(op, self.started, now)
-            self.ops.tracing.step_span(
-                self.item.run_id, self.trace, self.headers.get("traceparent"), f"step {name}",
-                started, ended, {
-                    "inngest.run_id": self.item.run_id, "inngest.function": self.fn.id,
-                    "inngest.step_id": str(op.get("id")), "inngest.step": name,
-                    "inngest.attempt": 1, "inngest.status": "Completed",
-                    "inngest.cost_usd": spent.get("cost_usd") if len(steps) == 1 else None,
-                    "gen_ai.usage.input_tokens": (spent.get("input_tokens")
-                                                  if len(steps) == 1 else None),
-                    "gen_ai.usage.output_tokens": (spent.get("output_tokens")
-                                                   if len(steps) == 1 else None)})
+        name = step_name(op)
+        started, ended = step_times(op, self.started, now)
+        self.ops.tracing.step_span(
+            self.item.run_id, self.trace, self.headers.get("traceparent"), f"step {name}",
+            started, ended, {
+                "inngest.run_id": self.item.run_id, "inngest.function": self.fn.id,
+                "inngest.step_id": str(op.get("id")), "inngest.step": name,
+                "inngest.attempt": self.item.attempt + 1, "inngest.status": "Completed",
+                **usage})
 
     def describe(self, outcome: Outcome) -> tuple[str, str, str | None]:
         """(span name, status, error) of the call's outcome."""

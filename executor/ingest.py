@@ -388,12 +388,16 @@ class Ingest:
                 assert runs is not None
                 planned_runs.update({_start_of(r): r for r in runs})
                 local, remote = _placed(event_records, runs)
-                self.unclaim(claimed)
-                claimed = self.claim(len(runs))
+                # slots for the calls still to hand over (a pass after a stale one may follow
+                # pieces that handed some already)
+                handed_so_far = sum(len(out["handed"]) for out in outs)
+                self.unclaim(claimed - handed_so_far)
+                claimed = handed_so_far + self.claim(len(runs))
+                free = claimed - handed_so_far
                 pieces = [(shard, {
                     "now": now,
                     "lease": {"token": token, "expiry": now + self.lease_ms,
-                              "handoff": claimed // max(1, len(shards))},
+                              "handoff": free // max(1, len(shards))},
                     # the function set the runs were planned with: a sync since then makes the
                     # script write nothing and say so (one round trip fewer than reading the
                     # version first, on every event)

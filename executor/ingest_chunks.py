@@ -82,11 +82,16 @@ async def ingest(call: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     check = {"registry": payload["registry"]} if payload.get("registry") else {}
     starts = payload.get("starts") or []  # runs of these events to start in other shards
     base = {k: v for k, v in payload.items() if k not in ("registry", "starts")}
+    lease = dict(payload.get("lease") or {})
     for events, runs in split(payload["events"], payload["runs"]):
         ids = {e["id"] for e in events}
         mine = [start for start in starts if start[0] in ids]
         out = await call(
             {**base, **check, "events": events, "runs": runs,
+             # the calls the pieces may hand over in all (the worker's slots held for them)
+             **({"lease": {**lease, "handoff": max(0, lease.get("handoff", 0)
+                                                    - len(merged["handed"]))}}
+                if lease else {}),
              **({"starts": mine} if mine else {}),
              # in the shard the script runs in (keys.shard_of reads the id's first part)
              "intake_id": f"{keys.with_shard(str(ULID()), shard)}:intake"})

@@ -55,12 +55,13 @@ def encode(record: StepRecord | None) -> bytes:
 
 
 def step_times(op: dict[str, Any], started: int, now: int) -> tuple[int, int]:
-    """When a step's body ran: the op's `timing` (ms, `{a, b}` as JS sends it), kept within
-    [started, now] (the app's clock may differ from ours); without it, that whole span."""
+    """When a step's body ran (ms): the op's `timing`, Go's interval.Interval as the SDKs
+    send it (`a` its start, `b` its duration, both in ns), kept within [started, now] (the
+    app's clock may differ from ours); without it, that whole span."""
     timing = op.get("timing")
     if isinstance(timing, dict):
         a, b = timing.get("a"), timing.get("b")
-        if type(a) is int and type(b) is int and a <= b:
-            a = min(max(a, started), now)
-            return a, min(max(b, a), now)
+        if type(a) is int and type(b) is int and a >= 0 and b >= 0:
+            begin = min(max(a // 1_000_000, started), now)
+            return begin, min(max((a + b) // 1_000_000, begin), now)
     return started, now

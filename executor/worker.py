@@ -144,13 +144,20 @@ class Worker:
             await self._slot_free.wait()
             return 0
         now = self.clock()
+        self._claimed += free  # the slots this lease may fill: no ingest hands them out too
+        leased, states = None, {}
         try:
-            items, token, next_due = await self.queue.lease(now, self.lease_ms, free)
+            leased = await self.queue.lease(now, self.lease_ms, free)
+            states = await self._preload(leased[0])
         except Exception:
             log.exception("leasing failed; retrying in 1 s")
+        finally:
+            self.unclaim(free)
+        if leased is None:
             await asyncio.sleep(1)
             return 0
-        self.adopt(items, token, await self._preload(items))
+        items, token, next_due = leased
+        self.adopt(items, token, states)
         if not items and block:
             wait_s = 1.0 if next_due is None else min(1.0, (next_due - now) / 1000)
             if wait_s > 0:

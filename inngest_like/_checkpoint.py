@@ -3,12 +3,16 @@
 A step that ran is persisted through the executor's checkpoint API
 (`POST /v1/checkpoint/{run_id}/async`, protocol §8), and the function goes on in-process:
 no new call, no replay, no resend of earlier outputs, so a step's cost does not grow with
-the run. The save starts as soon as the function waits on anything (so a step is durable
-about as soon as its body returns), and the next step's body starts only once it answered
-2xx. A function that returns without waiting on anything after its last step sends that
-step with its end instead (206 `[StepRun, RunComplete]`, as JS v4 answers): one checkpoint
-request fewer per call. Before a sleep, a wait, a parallel group or an error is answered,
-the step is saved first. Any failure falls back to the plain protocol: the StepRun goes
+the run. The save starts as soon as the function waits on anything (a step is durable
+about as soon as its body returns, even when the function then awaits something for long),
+and the next step's body starts only once it answered 2xx. A function that returns without
+waiting on anything after its last step sends that step with its end instead (206
+`[StepRun, RunComplete]`, as JS v4 answers; to an executor of ours only when it says it
+takes that): one checkpoint request fewer per call; that step is then durable when the
+call's answer is, so a crash between its body and the answer runs it again, as without
+checkpointing. Before a sleep, a wait, a parallel group or an error is answered, the step
+is saved first. The step's output is written when its body returns, so the value the
+function goes on with may change without changing what is saved. Any failure falls back to the plain protocol: the StepRun goes
 back alone in the call's 206 answer, where the executor saves it (first value wins), so
 nothing is lost and no step runs twice because a checkpoint was slow or lost.
 

@@ -215,15 +215,14 @@ class Dispatch:
         return (self.target_step == DISCOVERY_STEP and not self.in_parallel
                 and not self.disable_immediate_execution and self.attempt == 0)
 
-    def checkpointed(self, op: dict[str, Any],
-                     model: type[pydantic.BaseModel] | None) -> Any:
-        """A step was persisted mid-request: it is settled (the next step to arrive is a new
-        arrival, not its sibling), and the function goes on with the value a later replay
-        would give (JSON, or the pydantic model), so it sees the same either way."""
+    def checkpointed(self, value: Any, model: type[pydantic.BaseModel] | None) -> Any:
+        """A step ran and is being persisted mid-request: it is settled (the next step to
+        arrive is a new arrival, not its sibling), and the function goes on with `value`, the
+        value a later replay would give (its output as written: JSON, or the pydantic model),
+        so it sees the same either way."""
         self.arrivals.clear()
         self.arrival_ops.clear()
         self.reported = False
-        value = op.get("data")
         if model is not None and value is not None:
             return model.model_validate(value)
         return value

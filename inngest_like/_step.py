@@ -16,6 +16,7 @@ import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+import orjson
 import pydantic
 
 from . import wire
@@ -194,7 +195,7 @@ class Step(_StepBase):
             unsaved = await checkpoint.flush()
             if unsaved is not None:
                 raise _Interrupt([unsaved])  # not persisted: the plain protocol saves it
-        began = time.time()
+        began = time.time_ns()
         with step_scope(info.hashed, step_id, _seconds(heartbeat_timeout)) as scope:
             try:
                 output = handler(*args)
@@ -207,11 +208,18 @@ class Step(_StepBase):
         usage = scope.report()  # the spend the body reported: it goes with the step's op
         if checkpoint is not None and dispatch.may_checkpoint():
             op = dispatch.run_op(info, output, usage)
-            # when the body ran (ms, Go's interval as JS sends it): the executor's record of a
-            # step saved after its call went on is not the call's time
-            op["timing"] = {"a": int(began * 1000), "b": int(time.time() * 1000)}
-            checkpoint.hold(op)  # saved before anything else happens (module docstring)
-            return dispatch.checkpointed(op, _return_model(handler))
+            try:
+                # written now: the function may change the value it gets before the step is
+                # saved, and an output that cannot be written fails here, the plain way
+                data = orjson.dumps(op["data"])
+            except TypeError:
+                self._dispatch.ran(info, output, usage)
+            op["data"] = orjson.Fragment(data)
+            # when the body ran, as Go's interval.Interval (JS sends the same: start and
+            # duration in ns): the record of a step saved after its call went on
+            op["timing"] = {"a": began, "b": time.time_ns() - began}
+            checkpoint.hold(op)  # saved before the next step's body runs (_checkpoint.py)
+            return dispatch.checkpointed(orjson.loads(data), _return_model(handler))
         self._dispatch.ran(info, output, usage)
 
     async def _settle(self, info: StepInfo, op: dict[str, Any] | None = None) -> None:

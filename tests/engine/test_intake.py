@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from ulid import ULID
 
-from executor import flow, keys
+from executor import flow, ingest_chunks, keys
 from executor.driver import Completed, Outcome
 from executor.events import IncomingEvent
 from executor.queue import Intake
@@ -70,6 +70,39 @@ async def test_many_events_at_once_hand_the_worker_no_more_calls_than_its_slots(
     assert running[1] == 3
     for run_id in run_ids:
         assert (await engine.run(run_id))["status"] == "Completed"
+
+
+async def test_one_request_stored_in_several_pieces_hands_over_no_more_than_its_slots(
+        engine: Engine) -> None:
+    # a request too large for one script call goes in pieces: together they hand over at
+    # most the slots held for them
+    executor = engine.executor
+    executor.ingest.claim = executor.worker.claim
+    executor.ingest.unclaim = executor.worker.unclaim
+    executor.ingest.adopt = executor.worker.adopt
+    executor.worker.slots = 3
+    await engine.sync({"id": "f"})
+    release = asyncio.Event()
+    running: list[int] = [0, 0]
+
+    async def slow(call: Call) -> Outcome:
+        running[0] += 1
+        running[1] = max(running)
+        await release.wait()
+        running[0] -= 1
+        return Completed("done")
+
+    engine.answer(slow)
+    events = [IncomingEvent(engine.event_id(i + 1), {"name": "test/go", "data": {"i": i},
+                                                     "id": "", "ts": engine.clock(), "user": {}},
+                            "") for i in range(2 * ingest_chunks.MAX_EVENTS + 10)]
+    run_ids = await executor.ingest.accept(events)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert running[1] == 3
+    release.set()
+    await engine.run_until_idle()
+    assert running[1] == 3 and len(run_ids) == len(events)
 
 
 async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engine,

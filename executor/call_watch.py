@@ -45,6 +45,7 @@ STATUS_OF_OP = {Opcode.STEP_RUN: "Completed", Opcode.STEP: "Completed",
                 Opcode.STEP_FAILED: "Failed", Opcode.SLEEP: "Sleeping",
                 Opcode.WAIT_FOR_EVENT: "Waiting", Opcode.INVOKE_FUNCTION: "Invoking",
                 Opcode.RUN_COMPLETE: "Completed", Opcode.STEP_PLANNED: "Planned"}
+RUN_OPS = (Opcode.STEP_RUN, Opcode.STEP)
 VERB_OF_OP = {Opcode.SLEEP: "sleep", Opcode.WAIT_FOR_EVENT: "wait",
               Opcode.INVOKE_FUNCTION: "invoke"}
 
@@ -204,7 +205,11 @@ class CallWatch:
         try:
             name, status, error = self.describe(outcome)
             self.ops.metrics.step(self.fn.id, status, (now - self.started) / 1000)
-            folded = outcome.steps() if isinstance(outcome, Ops) and outcome.ends() else []
+            # steps sent with the end (only if they can all have been saved: else the run
+            # failed on them, opcodes._complete_with_steps)
+            folded = (outcome.steps() if isinstance(outcome, Ops) and outcome.ends() else [])
+            if not all(Opcode.parse(op.get("op")) in RUN_OPS and op.get("id") for op in folded):
+                folded = []
             for op in folded:
                 started, ended = step_times(op, self.started, now)
                 self.ops.metrics.step(self.fn.id, "Completed", (ended - started) / 1000)

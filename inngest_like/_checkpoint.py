@@ -12,9 +12,11 @@ takes that): one checkpoint request fewer per call; that step is then durable wh
 call's answer is, so a crash between its body and the answer runs it again, as without
 checkpointing. Before a sleep, a wait, a parallel group or an error is answered, the step
 is saved first. The step's output is written when its body returns, so the value the
-function goes on with may change without changing what is saved. Any failure falls back to the plain protocol: the StepRun goes
-back alone in the call's 206 answer, where the executor saves it (first value wins), so
-nothing is lost and no step runs twice because a checkpoint was slow or lost.
+function goes on with may change without changing what is saved. Any failure falls back to
+the plain protocol: the StepRun goes back alone in the call's 206 answer, where the
+executor saves it (first value wins), so nothing is lost and no step runs twice because a
+checkpoint was slow or lost. With inngest_like's executor, the checkpoints of concurrent
+calls go to it together (`POST /v1/checkpoints`, `Batch`).
 
 aiohttp with one kept-alive session per event loop: a checkpoint is on every step's path,
 and httpx costs about 3x per request here (bench/driver.py).

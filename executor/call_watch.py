@@ -32,6 +32,7 @@ from .registry import FunctionConfig
 from .stalls import span_text
 from .state import CallState
 from .step_record import step_name, step_times
+from .tracing import step_attributes, usage_attributes
 from .usage import Recorded, report_of
 
 if TYPE_CHECKING:
@@ -216,20 +217,17 @@ class CallWatch:
             if self.span is None or self.ops.tracing is None:
                 return
             spent = self.recorded.totals() if self.recorded else {}
-            usage = {"inngest.cost_usd": spent.get("cost_usd"),
-                     "gen_ai.usage.input_tokens": spent.get("input_tokens"),
-                     "gen_ai.usage.output_tokens": spent.get("output_tokens")}
             self.ops.tracing.end_call(self.span, name, now, {
                 "inngest.step": name.partition(" ")[2] or None, "inngest.status": status,
-                "inngest.error": error, **({} if folded else usage),
+                "inngest.error": error, **({} if folded else usage_attributes(spent)),
                 "inngest.call_id": self.call_id}, error)
             for op in folded:
-                self._step_span(op, usage if len(folded) == 1 else {}, now)
+                self._step_span(op, spent if len(folded) == 1 else {}, now)
         except Exception:
             log.exception("run %s: recording the call's span and metrics failed",
                           self.item.run_id)
 
-    def _step_span(self, op: dict[str, Any], usage: dict[str, Any], now: int) -> None:
+    def _step_span(self, op: dict[str, Any], spent: dict[str, float], now: int) -> None:
         """A step the call ran and sent with the function's end: a child of the call's span,
         from when its body ran."""
         assert self.ops.tracing is not None
@@ -237,11 +235,8 @@ class CallWatch:
         started, ended = step_times(op, self.started, now)
         self.ops.tracing.step_span(
             self.item.run_id, self.trace, self.headers.get("traceparent"), f"step {name}",
-            started, ended, {
-                "inngest.run_id": self.item.run_id, "inngest.function": self.fn.id,
-                "inngest.step_id": str(op.get("id")), "inngest.step": name,
-                "inngest.attempt": self.item.attempt + 1, "inngest.status": "Completed",
-                **usage})
+            started, ended, step_attributes(self.item.run_id, self.fn.id, op, name,
+                                            self.item.attempt + 1, spent))
 
     def describe(self, outcome: Outcome) -> tuple[str, str, str | None]:
         """(span name, status, error) of the call's outcome."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -80,6 +80,18 @@ def step_memo(op: dict[str, Any], kind: Opcode | None) -> bytes:
     if kind is Opcode.STEP and isinstance(data, dict) and set(data) in ({"data"}, {"error"}):
         return orjson.dumps(data)  # already a memo
     return orjson.dumps(memo_data(data))
+
+
+def _unfit(ops: list[dict[str, Any]], kinds: list[Opcode | None],
+           allowed: Collection[Opcode], place: str) -> str | None:
+    """What keeps these ops from being acted on together (`place`: where they came), for
+    the run's error; None when nothing does."""
+    odd = [str(op.get("op")) for op, kind in zip(ops, kinds, strict=True) if kind not in allowed]
+    if odd:
+        return f"{', '.join(odd)} {place}"
+    if any(not op.get("id") for op in ops):
+        return f"an opcode without an id {place}"
+    return None
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -252,13 +264,9 @@ class Opcodes:
         the run's end, in one script."""
         *steps, done = ops
         kinds = [Opcode.parse(op.get("op")) for op in steps]
-        odd = [str(op.get("op")) for op, kind in zip(steps, kinds, strict=True)
-               if kind not in (Opcode.STEP_RUN, Opcode.STEP)]
-        if odd:
-            await self.unsupported(item, token, now, f"{', '.join(odd)} before RunComplete")
-            return
-        if any(not op.get("id") for op in steps):
-            await self.unsupported(item, token, now, "a StepRun without an id")
+        unfit = _unfit(steps, kinds, (Opcode.STEP_RUN, Opcode.STEP), "before RunComplete")
+        if unfit:
+            await self.unsupported(item, token, now, unfit)
             return
         saved = [(str(op["id"]), step_memo(op, kind),
                   StepRecord.of_op(op, "Completed", item.attempt + 1,
@@ -273,13 +281,9 @@ class Opcodes:
         its own targeted call, each Sleep a timer, each WaitForEvent or InvokeFunction its own
         pause; the run resumes when all are done (or each, racing)."""
         kinds = [Opcode.parse(op["op"]) for op in ops]
-        odd = [op["op"] for op, kind in zip(ops, kinds, strict=True)
-               if kind not in GROUP_ITEM_KINDS]
-        if odd:
-            await self.unsupported(item, token, now, f"{', '.join(odd)} inside a parallel group")
-            return
-        if any(not op.get("id") for op in ops):
-            await self.unsupported(item, token, now, "an opcode without an id in a group")
+        unfit = _unfit(ops, kinds, GROUP_ITEM_KINDS, "inside a parallel group")
+        if unfit:
+            await self.unsupported(item, token, now, unfit)
             return
         planned: list[tuple[str, str, int, str]] = []
         for op, kind in zip(ops, kinds, strict=True):

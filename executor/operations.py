@@ -27,7 +27,7 @@ from .scripts import Scripts
 from .stalls import Stalls, stalled_view
 from .state import CallState, Checkpointed
 from .step_record import step_name
-from .tracing import Tracing, trace_field, trace_id_of
+from .tracing import Tracing, step_attributes, trace_field, trace_id_of
 from .usage import Usage, budget_error, parse_report, run_usage_view, spend_of
 
 log = logging.getLogger("inngest_like.executor")
@@ -90,12 +90,8 @@ class Operations:
                 spent = recorded.totals() if recorded else {}
                 self.tracing.step_span(run_id, saved.trace, traceparent, f"step {name}",
                                        started, now, {
-                    "inngest.run_id": run_id, "inngest.function": fn_id,
-                    "inngest.step_id": str(op["id"]), "inngest.step": name,
-                    "inngest.attempt": 1, "inngest.status": "Completed",
-                    "inngest.checkpointed": True, "inngest.cost_usd": spent.get("cost_usd"),
-                    "gen_ai.usage.input_tokens": spent.get("input_tokens"),
-                    "gen_ai.usage.output_tokens": spent.get("output_tokens")})
+                    **step_attributes(run_id, fn_id, op, name, 1, spent),
+                    "inngest.checkpointed": True})
             started = now
         fn = self.registry.functions.get(fn_id)
         if fn is None or fn.agent.budget is None:

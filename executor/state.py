@@ -37,6 +37,13 @@ class Checkpointed:
     fn_id: str
     trace: bytes | None
 
+    @classmethod
+    def of(cls, answer: Any) -> Checkpointed:
+        """Read checkpoint.lua's answer."""
+        code, beat, fn_id, trace = answer
+        return cls(int(code), int(beat) if beat else None, bytes(fn_id).decode(),
+                   bytes(trace) or None)
+
 
 class Ended(NamedTuple):
     """What finish.lua did: `code` (see RunState.finish), and for code 4 the run's fields
@@ -415,10 +422,8 @@ class RunState:
         """Save checkpointed steps (hash, memo, record) and, for a named call (`item_id`,
         `generation`), check it holds its lease and note its beat: one round trip
         (checkpoint.lua)."""
-        code, beat, fn_id, trace = await self.scripts("checkpoint", *_checkpoint_call(
-            run_id, now_ms, steps, item_id, generation))
-        return Checkpointed(int(code), int(beat) if beat else None,
-                            bytes(fn_id).decode(), bytes(trace) or None)
+        return Checkpointed.of(await self.scripts("checkpoint", *_checkpoint_call(
+            run_id, now_ms, steps, item_id, generation)))
 
     async def checkpoint_many(
         self, calls: list[tuple[str, list[tuple[str, bytes, StepRecord]], str, str]],
@@ -437,8 +442,7 @@ class RunState:
                     run_id, now_ms, steps, item_id, generation))
 
         out = await self.scripts.pipelined(self.redis, fill) if calls else []
-        return [Checkpointed(int(code), int(beat) if beat else None, bytes(fn_id).decode(),
-                             bytes(trace) or None) for code, beat, fn_id, trace in out]
+        return [Checkpointed.of(answer) for answer in out]
 
     async def statuses(self, run_ids: list[str]) -> list[str]:
         async with self.redis.pipeline(transaction=False) as pipe:

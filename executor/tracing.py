@@ -78,6 +78,22 @@ def trace_id_of(run_id: str, stored: bytes | None = None) -> str:
     return f"{stored_ids(run_id, stored)[0]:032x}"
 
 
+def step_attributes(run_id: str, fn_id: str, op: Mapping[str, Any], name: str, attempt: int,
+                    spent: Mapping[str, float]) -> dict[str, Any]:
+    """The attributes of the span of a step that completed inside a call (checkpointed, or
+    sent with the function's end), with the usage its body reported (`spent`)."""
+    return {"inngest.run_id": run_id, "inngest.function": fn_id,
+            "inngest.step_id": str(op.get("id")), "inngest.step": name,
+            "inngest.attempt": attempt, "inngest.status": "Completed", **usage_attributes(spent)}
+
+
+def usage_attributes(spent: Mapping[str, float]) -> dict[str, Any]:
+    """A span's attributes of what a step's body spent (absent keys: none reported)."""
+    return {"inngest.cost_usd": spent.get("cost_usd"),
+            "gen_ai.usage.input_tokens": spent.get("input_tokens"),
+            "gen_ai.usage.output_tokens": spent.get("output_tokens")}
+
+
 def _ns(ms: int) -> int:
     return int(ms) * 1_000_000
 

@@ -218,15 +218,20 @@ class Checkpointer:
         if self.held is not None and self._saving is None:
             self._saving = asyncio.ensure_future(self.save(self.held))
 
-    async def flush(self) -> dict[str, Any] | None:
-        """Persist the held op: None when saved (or nothing was held), else the op, which the
-        caller answers the plain way (the call's 206)."""
+    def _take(self) -> dict[str, Any] | None:
+        """The held op, no longer held (its save, if not started, will not start)."""
         op, self.held = self.held, None
-        if op is None:
-            return None
         if self._soon is not None:
             self._soon.cancel()
             self._soon = None
+        return op
+
+    async def flush(self) -> dict[str, Any] | None:
+        """Persist the held op: None when saved (or nothing was held), else the op, which the
+        caller answers the plain way (the call's 206)."""
+        op = self._take()
+        if op is None:
+            return None
         saving, self._saving = self._saving, None
         saved = await saving if saving is not None else await self.save(op)
         return None if saved else op
@@ -236,11 +241,7 @@ class Checkpointer:
         saved already (its save had started; without `fold`, it is saved now)."""
         if self._saving is not None or not self.fold:
             return await self.flush()
-        op, self.held = self.held, None
-        if self._soon is not None:
-            self._soon.cancel()
-            self._soon = None
-        return op
+        return self._take()
 
     async def save(self, op: dict[str, Any]) -> bool:
         """Persist one StepRun op; True when the executor answered 2xx (the step is saved

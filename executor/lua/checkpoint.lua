@@ -18,6 +18,7 @@
 --          saved: number of memos newly saved (a step checkpointed twice keeps its first
 --          value); -1 the run is not running, -2 the call's lease is not held any more
 --          (nothing written in either case)
+--#include record
 local run = redis.call('HMGET', KEYS[1], 'status', 'function_id', 'trace')
 if run[1] ~= 'Running' then return {-1, '', '', ''} end
 local named = ARGV[2] ~= '' and ARGV[3] ~= ''
@@ -26,8 +27,7 @@ if named then
 end
 local saved = 0
 for i = 5, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[3], ARGV[i])
+  if save_memo(KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1]) then
     redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 2])
     saved = saved + 1
   end

@@ -77,11 +77,7 @@ else
 end
 local code = 1
 if ARGV[4] ~= '' then
-  if redis.call('HSETNX', KEYS[7], ARGV[4], ARGV[5]) == 1 then
-    redis.call('RPUSH', KEYS[8], ARGV[4])
-  else
-    code = 2
-  end
+  if not save_memo(KEYS[7], KEYS[8], ARGV[4], ARGV[5]) then code = 2 end
 end
 save_record(KEYS[9], ARGV[6])
 redis.call('HDEL', KEYS[1], ARGV[1])

@@ -56,8 +56,7 @@ if ARGV[4] == '' then return {2} end
 if redis.call('HGET', KEYS[4], 'status') ~= 'Running' then return {2} end
 if ARGV[13] ~= '' then
   for _, step in ipairs(cjson.decode(ARGV[13])) do
-    if redis.call('HSETNX', KEYS[15], step[1], step[2]) == 1 then
-      redis.call('RPUSH', KEYS[16], step[1])
+    if save_memo(KEYS[15], KEYS[16], step[1], step[2]) then
       redis.call('HSET', KEYS[5], step[1], step[3])
     end
   end

@@ -1,4 +1,5 @@
--- Shared (--#include record): write a step's record for the steps API, keeping the first
+-- Shared (--#include record): save a step's memo once (save_memo, at the end), and write a
+-- step's record for the steps API (save_record), keeping the first
 -- attempt's start time across retries and resumptions of that step (and what a wait was
 -- for), and every attempt: a
 -- record may carry `try` (one call's attempt: n, start, end, queued_ms, status, error),
@@ -24,4 +25,13 @@ local function save_record(steps_key, json)
   rec['try'] = nil
   rec['tries'] = tries
   redis.call('HSET', steps_key, rec['id'], cjson.encode(rec))
+end
+
+-- A step's memo, saved once (the first value wins: a step reported twice, by a retried call
+-- or a checkpoint whose answer was lost, keeps what it first returned) and appended to the
+-- run's step order. True when this call saved it.
+local function save_memo(memos_key, stack_key, hashed, memo)
+  if redis.call('HSETNX', memos_key, hashed, memo) == 0 then return false end
+  redis.call('RPUSH', stack_key, hashed)
+  return true
 end

@@ -19,9 +19,7 @@ redis.call('ZREM', KEYS[2], ARGV[5])
 redis.call('ZREM', KEYS[3], ARGV[5])
 redis.call('HDEL', KEYS[4], ARGV[5])
 if redis.call('HGET', KEYS[6], 'status') ~= 'Running' then return 2 end
-if redis.call('HSETNX', KEYS[7], ARGV[2], ARGV[3]) == 1 then
-  redis.call('RPUSH', KEYS[8], ARGV[2])
-end
+save_memo(KEYS[7], KEYS[8], ARGV[2], ARGV[3])
 save_record(KEYS[9], ARGV[6])
 if KEYS[12] and redis.call('SREM', KEYS[12], ARGV[2]) == 1 then
   if redis.call('SCARD', KEYS[12]) > 0 and redis.call('HGET', KEYS[6], 'race') ~= '1' then

@@ -17,8 +17,34 @@ from executor import flow, ingest_chunks, keys
 from executor.driver import Completed, Outcome
 from executor.events import IncomingEvent
 from executor.queue import Intake
+from executor.service import Executor
 
 from .harness import Call, Engine, ops, total
+
+
+def _local_worker(engine: Engine) -> Executor:
+    """The engine's executor with ingest handing new runs' first calls to its worker (as
+    the service wires them when the process runs a worker)."""
+    executor = engine.executor
+    executor.ingest.claim = executor.worker.claim
+    executor.ingest.unclaim = executor.worker.unclaim
+    executor.ingest.adopt = executor.worker.adopt
+    return executor
+
+
+class Busy:
+    """An app whose calls all wait for `release`, counting the most running at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.running = self.most = 0
+
+    async def call(self, call: Call) -> Outcome:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.release.wait()
+        self.running -= 1
+        return Completed("done")
 
 
 async def test_a_retried_ingest_starts_no_second_run(engine: Engine, redis: Redis) -> None:
@@ -43,31 +69,19 @@ async def test_many_events_at_once_hand_the_worker_no_more_calls_than_its_slots(
         engine: Engine) -> None:
     # each ingest holds the slots its script may fill from before the script until it adopts
     # the calls: events accepted together cannot each count the same free slots
-    executor = engine.executor
-    executor.ingest.claim = executor.worker.claim
-    executor.ingest.unclaim = executor.worker.unclaim
-    executor.ingest.adopt = executor.worker.adopt
+    executor = _local_worker(engine)
     executor.worker.slots = 3
     await engine.sync({"id": "f"})
-    release = asyncio.Event()
-    running: list[int] = [0, 0]  # now, most at once
-
-    async def slow(call: Call) -> Outcome:
-        running[0] += 1
-        running[1] = max(running)
-        await release.wait()
-        running[0] -= 1
-        return Completed("done")
-
-    engine.answer(slow)
+    busy = Busy()
+    engine.answer(busy.call)
     run_ids = [r for ids in await asyncio.gather(*(engine.send({"i": i}) for i in range(12)))
                for r in ids]
     for _ in range(20):
         await asyncio.sleep(0)
-    assert running[1] == 3 and executor.worker.free_slots() == 0
-    release.set()
+    assert busy.most == 3 and executor.worker.free_slots() == 0
+    busy.release.set()
     await engine.run_until_idle()  # the rest were queued: the worker leases them later
-    assert running[1] == 3
+    assert busy.most == 3
     for run_id in run_ids:
         assert (await engine.run(run_id))["status"] == "Completed"
 
@@ -76,41 +90,26 @@ async def test_one_request_stored_in_several_pieces_hands_over_no_more_than_its_
         engine: Engine) -> None:
     # a request too large for one script call goes in pieces: together they hand over at
     # most the slots held for them
-    executor = engine.executor
-    executor.ingest.claim = executor.worker.claim
-    executor.ingest.unclaim = executor.worker.unclaim
-    executor.ingest.adopt = executor.worker.adopt
+    executor = _local_worker(engine)
     executor.worker.slots = 3
     await engine.sync({"id": "f"})
-    release = asyncio.Event()
-    running: list[int] = [0, 0]
-
-    async def slow(call: Call) -> Outcome:
-        running[0] += 1
-        running[1] = max(running)
-        await release.wait()
-        running[0] -= 1
-        return Completed("done")
-
-    engine.answer(slow)
+    busy = Busy()
+    engine.answer(busy.call)
     events = [IncomingEvent(engine.event_id(i + 1), {"name": "test/go", "data": {"i": i},
                                                      "id": "", "ts": engine.clock(), "user": {}},
                             "") for i in range(2 * ingest_chunks.MAX_EVENTS + 10)]
     run_ids = await executor.ingest.accept(events)
     for _ in range(20):
         await asyncio.sleep(0)
-    assert running[1] == 3
-    release.set()
+    assert busy.most == 3
+    busy.release.set()
     await engine.run_until_idle()
-    assert running[1] == 3 and len(run_ids) == len(events)
+    assert busy.most == 3 and len(run_ids) == len(events)
 
 
 async def test_a_new_runs_first_call_is_handed_to_the_local_worker(engine: Engine,
                                                                    redis: Redis) -> None:
-    executor = engine.executor
-    executor.ingest.claim = executor.worker.claim
-    executor.ingest.unclaim = executor.worker.unclaim
-    executor.ingest.adopt = executor.worker.adopt
+    executor = _local_worker(engine)
     await engine.sync({"id": "f"})
     started, release = asyncio.Event(), asyncio.Event()
 

@@ -6,23 +6,29 @@ that arrived meanwhile; each gets its own status back, and a batch without an an
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from inngest_like._checkpoint import Batch, Sessions
-from tests.procs import free_port
+
+from .fake_api import serving
+
+PATH = "/v1/checkpoints"
 
 
-async def _server(handler: Any) -> tuple[web.AppRunner, str]:
-    app = web.Application(client_max_size=16 << 20)
-    app.router.add_post("/v1/checkpoints", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}/v1/checkpoints"
+@contextlib.asynccontextmanager
+async def _batching(handler: Any) -> AsyncIterator[Batch]:
+    """A Batch to an endpoint answering with `handler`."""
+    sessions = Sessions()
+    async with serving({PATH: handler}) as origin:
+        try:
+            yield Batch(sessions, origin + PATH, {"Content-Type": "application/json"})
+        finally:
+            await sessions.close()
 
 
 class Held:
@@ -51,10 +57,7 @@ class Held:
 async def test_checkpoints_that_arrive_while_batches_are_out_go_together() -> None:
     held = Held()
     sizes, release = held.sizes, held.release
-    runner, url = await _server(held.handler)
-    sessions = Sessions()
-    try:
-        batch = Batch(sessions, url, {"Content-Type": "application/json"})
+    async with _batching(held.handler) as batch:
         run_ids = ["r0", "r1", "gone", *(f"r{i}" for i in range(3, 10))]
         saves = [asyncio.ensure_future(batch.save({"run_id": r, "steps": []}))
                  for r in run_ids]
@@ -64,18 +67,12 @@ async def test_checkpoints_that_arrive_while_batches_are_out_go_together() -> No
         statuses = await asyncio.wait_for(asyncio.gather(*saves), 5)
         assert sizes == [1, 1, 8]  # one request for the eight that waited
         assert statuses == [200, 200, 404] + [200] * 7
-    finally:
-        await sessions.close()
-        await runner.cleanup()
 
 
 async def test_a_batch_is_bounded_in_bytes_but_takes_one_larger_checkpoint() -> None:
     held = Held()
     sizes, release = held.sizes, held.release
-    runner, url = await _server(held.handler)
-    sessions = Sessions()
-    try:
-        batch = Batch(sessions, url, {})
+    async with _batching(held.handler) as batch:
         big = "x" * (Batch.MAX_BYTES // 3)
         saves = [asyncio.ensure_future(batch.save({"run_id": f"r{i}", "data": big}))
                  for i in range(2 + 5)]
@@ -84,23 +81,16 @@ async def test_a_batch_is_bounded_in_bytes_but_takes_one_larger_checkpoint() -> 
         release.set()
         assert await asyncio.wait_for(asyncio.gather(*saves), 5) == [200] * 8
         assert sizes == [1, 1, 2, 2, 1, 1]  # two thirds of the cap at most; the big one alone
-    finally:
-        await sessions.close()
-        await runner.cleanup()
 
 
 async def test_a_refused_or_unanswered_batch_is_each_checkpoints_status() -> None:
     async def refuse(request: web.Request) -> web.Response:
         return web.Response(status=503, body=orjson.dumps({"error": "busy"}))
 
-    runner, url = await _server(refuse)
-    sessions = Sessions()
-    try:
-        statuses = await asyncio.gather(*(Batch(sessions, url, {}).save({"run_id": "r"})
-                                          for _ in range(3)))
+    async with _batching(refuse) as batch:
+        statuses = await asyncio.gather(*(batch.save({"run_id": "r"}) for _ in range(3)))
         assert statuses == [503] * 3
-    finally:
-        await runner.cleanup()
     # nobody listens there any more: no answer at all
-    assert await Batch(sessions, url, {}).save({"run_id": "r"}) == 599
+    sessions = Sessions()
+    assert await Batch(sessions, batch.url, {}).save({"run_id": "r"}) == 599
     await sessions.close()

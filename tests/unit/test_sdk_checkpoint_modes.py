@@ -14,59 +14,74 @@ from aiohttp import web
 
 import inngest_like as inngest
 from inngest_like import wire
-from inngest_like._handler import Handler, Request
-from tests.procs import free_port
+from inngest_like._handler import Handler, Request, Response
+
+from .fake_api import serving
+
+OURS = {"x-inngest-like-call": "r1:1.a", "x-inngest-like-features": wire.FEATURES}
+CALL = orjson.dumps({"event": {"name": "a/go", "data": {}, "id": "e1", "ts": 1},
+                     "events": [], "steps": {}, "use_api": False,
+                     "ctx": {"run_id": "r1", "fn_id": "app-f", "attempt": 0,
+                             "stack": {"stack": []}, "disable_immediate_execution": False}})
 
 
-async def _executor_api(hits: list[str]) -> tuple[web.AppRunner, str]:
-    async def one(request: web.Request) -> web.Response:
-        hits.append("per-run")
+class FakeExecutor:
+    """The executor's two checkpoint routes, noting which took each checkpoint and what."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.saved: list[Any] = []  # the steps' outputs, as they arrived
+
+    async def one(self, request: web.Request) -> web.Response:
+        self.hits.append("per-run")
+        self.saved.append((await request.json())["steps"][0]["data"])
         return web.json_response({"status": 200})
 
-    async def batch(request: web.Request) -> web.Response:
+    async def batch(self, request: web.Request) -> web.Response:
         entries = (await request.json())["checkpoints"]
-        hits.extend("batch" for _ in entries)
+        self.hits.extend("batch" for _ in entries)
+        self.saved.extend(e["steps"][0]["data"] for e in entries)
         return web.json_response({"results": [{"status": 200}] * len(entries)})
 
-    app = web.Application()
-    app.router.add_post("/v1/checkpoint/{run}/async", one)
-    app.router.add_post("/v1/checkpoints", batch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    async def call(self, client: inngest.Inngest, fn: Any, headers: dict[str, str]
+                   ) -> Response:
+        """One call of `fn` (of `client`, whose API is this) with these headers."""
+        try:
+            return await Handler(client, [fn]).call(Request(
+                "POST", "http://app/api/inngest?fnId=app-f&stepId=step", {"fnId": "app-f"},
+                headers, CALL))
+        finally:
+            await client.checkpoint_sessions.close()
+
+
+async def _calling(make: Any, headers: dict[str, str]) -> tuple[FakeExecutor, Response]:
+    """Serve a FakeExecutor, make the function (`make(client)`), call it once."""
+    executor = FakeExecutor()
+    async with serving({"/v1/checkpoint/{run}/async": executor.one,
+                        "/v1/checkpoints": executor.batch}) as origin:
+        client = inngest.Inngest(app_id="app", is_production=False, api_base_url=origin)
+        answer = await executor.call(client, make(client), headers)
+    return executor, answer
 
 
 @pytest.mark.parametrize(("headers", "route", "folded"), [
-    ({"x-inngest-like-call": "r1:1.a", "x-inngest-like-features": wire.FEATURES},
-     "batch", True),
+    (OURS, "batch", True),
     ({"x-inngest-like-call": "r1:1.a"}, "per-run", False),  # ours, earlier
     ({}, "per-run", True),  # Inngest's
 ])
 async def test_the_executor_decides_the_route_and_the_fold(
         headers: dict[str, str], route: str, folded: bool) -> None:
-    hits: list[str] = []
-    runner, origin = await _executor_api(hits)
-    client = inngest.Inngest(app_id="app", is_production=False, api_base_url=origin)
+    def make(client: inngest.Inngest) -> Any:
+        @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="a/go"))
+        async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
+            one = await step.run("one", lambda: 1)
+            two = await step.run("two", lambda: 2)
+            return one + two
 
-    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="a/go"))
-    async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
-        one = await step.run("one", lambda: 1)
-        two = await step.run("two", lambda: 2)
-        return one + two
+        return f
 
-    body = orjson.dumps({"event": {"name": "a/go", "data": {}, "id": "e1", "ts": 1},
-                         "events": [], "steps": {}, "use_api": False,
-                         "ctx": {"run_id": "r1", "fn_id": "app-f", "attempt": 0,
-                                 "stack": {"stack": []}, "disable_immediate_execution": False}})
-    try:
-        answer = await Handler(client, [f]).call(Request(
-            "POST", "http://app/api/inngest?fnId=app-f&stepId=step", {"fnId": "app-f"},
-            headers, body))
-    finally:
-        await client.checkpoint_sessions.close()
-        await runner.cleanup()
+    executor, answer = await _calling(make, headers)
+    hits = executor.hits
     if folded:  # "one" checkpointed; "two" comes with the end
         assert hits == [route]
         assert answer.status == 206
@@ -80,38 +95,15 @@ async def test_the_executor_decides_the_route_and_the_fold(
 
 
 async def test_a_value_changed_after_its_step_is_saved_as_the_step_returned_it() -> None:
-    sent: list[Any] = []
+    def make(client: inngest.Inngest) -> Any:
+        @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="a/go"))
+        async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
+            config = await step.run("config", lambda: {"n": 1})
+            config["n"] += 1  # before the step is saved: what a replay gives must not change
+            return await step.run("use", lambda: config["n"])
 
-    async def batch(request: web.Request) -> web.Response:
-        entries = (await request.json())["checkpoints"]
-        sent.extend(e["steps"][0]["data"] for e in entries)
-        return web.json_response({"results": [{"status": 200}] * len(entries)})
+        return f
 
-    app = web.Application()
-    app.router.add_post("/v1/checkpoints", batch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    client = inngest.Inngest(app_id="app", is_production=False,
-                             api_base_url=f"http://127.0.0.1:{port}")
-
-    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="a/go"))
-    async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
-        config = await step.run("config", lambda: {"n": 1})
-        config["n"] += 1  # before the step is saved: what a replay gives must not change
-        return await step.run("use", lambda: config["n"])
-
-    body = orjson.dumps({"event": {"name": "a/go", "data": {}, "id": "e1", "ts": 1},
-                         "events": [], "steps": {}, "use_api": False,
-                         "ctx": {"run_id": "r1", "fn_id": "app-f", "attempt": 0,
-                                 "stack": {"stack": []}, "disable_immediate_execution": False}})
-    try:
-        answer = await Handler(client, [f]).call(Request(
-            "POST", "http://app/api/inngest?fnId=app-f&stepId=step", {"fnId": "app-f"},
-            {"x-inngest-like-call": "r1:1.a", "x-inngest-like-features": wire.FEATURES}, body))
-    finally:
-        await client.checkpoint_sessions.close()
-        await runner.cleanup()
-    assert sent == [{"n": 1}]
+    executor, answer = await _calling(make, OURS)
+    assert executor.saved == [{"n": 1}]
     assert orjson.loads(answer.encoded())[0]["data"] == 2

@@ -74,13 +74,12 @@ async def cpu_per_call(n: int, one: Callable[[int], Awaitable[None]]) -> float:
 
 
 async def executor_costs(redis_url: str, n: int) -> dict[str, float]:
-    from redis.asyncio import Redis
-
     from executor import keys
     from executor.api import create_app
+    from executor.redis_client import connect
     from executor.service import Executor, Settings
 
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)  # the executor's own client and pool
     executor = Executor(redis, Settings(run_worker=False))
     await executor.scripts.load_all()
     app = create_app(executor, manage_lifecycle=False)

@@ -126,7 +126,10 @@ class Opcodes:
         if isinstance(outcome, CallError):
             await self.failed_attempt(item, token, outcome, now)
             return None, None
-        if outcome.version is not None and outcome.version != state.version:
+        # the SDK's execution version, echoed on the run's later calls: a call that ends the
+        # run has none (a round trip saved on every run done in one call)
+        if outcome.version is not None and outcome.version != state.version \
+                and not outcome.ends():
             await self.state.set_version(item.run_id, outcome.version)
         return await self._ops(item, token, state, outcome, started, now)
 

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from executor import keys
+from executor.redis_client import connect
 
 from ..procs import RedisServer
 from .harness import Engine
@@ -36,7 +37,7 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     if request.param == "fake":
         client: Redis = fakeredis.FakeAsyncRedis()
     else:
-        client = Redis.from_url(request.getfixturevalue("real_redis").url)
+        client = connect(request.getfixturevalue("real_redis").url)  # the executor's pool
         await client.flushdb()
     keys.configure(SHARDED if request.param == "sharded" else SHARDS)
     yield client

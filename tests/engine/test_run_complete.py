@@ -91,3 +91,19 @@ async def test_other_ops_before_run_complete_fail_the_run_readably(engine: Engin
 
 def _record(step_id: str) -> StepRecord:
     return StepRecord(step_id, step_id, "StepRun", "Completed", 1, START_MS, START_MS, {})
+
+
+async def test_the_sdk_version_is_kept_for_later_calls_but_not_by_a_call_that_ends(
+        engine: Engine) -> None:
+    await engine.sync({"id": "f"})
+    first, second = await engine.send(), await engine.send()
+    answers = {first[0]: [Ops([step_run("a", 1)], None, False, 2),
+                          Ops([_complete(1)], None, False, 2)],
+               second[0]: [Ops([step_run("a", 1), _complete(1)], None, False, 2)]}
+    engine.answer(lambda call: answers[call.run_id].pop(0))
+    await engine.run_until_idle()
+    # kept for the first run's later calls (they send it back to the SDK)
+    assert await engine.redis.hget(keys.run(first[0]), "version") == b"2"
+    # a run that ended in its first call: no write of a version nobody will echo
+    assert await engine.redis.hget(keys.run(second[0]), "version") == b"-1"
+    assert [(await engine.run(r))["status"] for r in (*first, *second)] == ["Completed"] * 2

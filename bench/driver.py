@@ -1,4 +1,5 @@
-"""httpx.AsyncClient vs aiohttp.ClientSession on the executor's hot path.
+"""The HTTP client of the hot path (calls and checkpoints): inngest_like._http, which the
+executor and the SDK use, against aiohttp.ClientSession and httpx.AsyncClient.
 
     python -m bench.driver            # three rounds per client and scenario (about a minute)
     python -m bench.driver --quick    # one short round (under 30 s)
@@ -6,8 +7,8 @@
 A real uvicorn process serves bench.apps:echo_app on loopback (a bare ASGI app answering a
 small opcode JSON, so the clients' own costs show). Each client POSTs a ~2 KB JSON body
 (the size of a small call request) sequentially, then 20-way and 50-way concurrently; the
-clients alternate between rounds so that drift hits both. Both clients are set up as the
-executor would: one long-lived session, no connection limit, keep-alive.
+clients alternate between rounds so that drift hits all. Each is set up as the executor
+would: one long-lived client, no connection limit, keep-alive.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import aiohttp
 import httpx
 import orjson
 
+from inngest_like import _http
 from tests.procs import App
 
 from ._common import CpuMeter, machine, median, percentile, processes, run
@@ -102,10 +104,26 @@ class Client:
         raise NotImplementedError
 
 
+class OursClient(Client):
+    """inngest_like._http.Client, as executor/driver.py and the SDK's Batch use it."""
+
+    name = "ours"
+
+    def __init__(self) -> None:
+        self.client = _http.Client()
+
+    async def post(self, url: str, body: bytes) -> None:
+        response = await self.client.post(url, body, HEADERS, 30)
+        check(response.status, response.headers, response.body)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
 class AiohttpClient(Client):
     name = "aiohttp"
 
-    def __init__(self) -> None:  # the executor's settings (executor/driver.py)
+    def __init__(self) -> None:  # as executor/driver.py set it up before inngest_like._http
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
@@ -123,7 +141,7 @@ class AiohttpClient(Client):
 
 
 class HttpxClient(Client):
-    """Unlimited connections and keep-alive, as the executor's aiohttp connector."""
+    """Unlimited connections and keep-alive, as the aiohttp connector above."""
 
     name = "httpx"
 
@@ -209,6 +227,7 @@ async def one_pass(
 
 
 CLIENTS: dict[str, type[Client]] = {
+    "ours": OursClient,
     "aiohttp": AiohttpClient,
     "httpx": HttpxClient,
     "httpx-dflt": HttpxDefaultClient,
@@ -251,7 +270,8 @@ def report(results: list[Result], body_size: int, rounds: int) -> None:
     print(
         f"POST of a {body_size}-byte JSON body to a bare ASGI app under uvicorn on loopback; "
         f"{rounds} round(s), clients rotating.\n"
-        "  aiohttp:    ClientSession, TCPConnector(limit=0) as in executor/driver.py\n"
+        "  ours:       inngest_like._http.Client (executor/driver.py, the SDK's checkpoints)\n"
+        "  aiohttp:    ClientSession, TCPConnector(limit=0)\n"
         "  httpx:      AsyncClient, Limits(max_connections=None, "
         "max_keepalive_connections=None)\n"
         "  httpx-dflt: AsyncClient with its default limits (100 connections, 20 kept alive)\n"
@@ -278,8 +298,8 @@ def report(results: list[Result], body_size: int, rounds: int) -> None:
                 f"{r.server_cpu_s * 1e6 / r.requests:>17.0f}"
             )
     print(
-        "\nhttpx / aiohttp ratios. The floor is aiohttp's median latency in this same run; "
-        "latency and CPU\nratios > 1 and req/s ratios < 1 mean httpx is slower."
+        "\nRatios to ours. The floor is ours' median latency in this same run; latency and "
+        "CPU\nratios > 1 and req/s ratios < 1 mean that client is slower."
     )
     header = (
         f"{'scenario':<13} {'client':<10} {'floor ms':>8} {'latency':>8} {'req/s':>7} "
@@ -288,9 +308,9 @@ def report(results: list[Result], body_size: int, rounds: int) -> None:
     print(header)
     print("-" * len(header))
     for scenario in scenarios:
-        aio = by_key[(scenario, "aiohttp")]
+        aio = by_key[(scenario, "ours")]
         for client in CLIENTS:
-            if client == "aiohttp":
+            if client == "ours":
                 continue
             hx = by_key[(scenario, client)]
             print(

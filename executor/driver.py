@@ -1,8 +1,9 @@
 """The HTTP driver: one POST to the app per queue item, and the answer parsed into an outcome.
 
-aiohttp, not httpx, on this hot path: measured in bench/driver.py (sequential loopback POSTs
-and 20-way concurrency). The parsing never raises: anything malformed becomes a CallError
-with a readable message, which fails that attempt and never the executor.
+inngest_like._http's kept-alive connections, not aiohttp (4x the CPU per call) nor httpx
+(3x aiohttp's) on this hot path: bench/driver.py. The parsing never
+raises: anything malformed becomes a CallError with a readable message, which fails that
+attempt and never the executor.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
+from inngest_like import _http
 from inngest_like.wire import STEP_OPS, Opcode
 
 from . import expressions
@@ -190,68 +191,50 @@ class Driver:
     """Calls apps. Redirects are never followed (a 307 would re-POST the signed run state
     wherever it points), connecting has its own short timeout (an unreachable app fails
     fast while a step may run for hours), and an answer over `max_response_bytes` fails the
-    run instead of filling the executor's memory."""
+    run instead of filling the executor's memory. Over inngest_like._http's kept-alive
+    connections: a call is on every run's path, and aiohttp spent about four times the CPU
+    on one (bench/driver.py)."""
 
     def __init__(self, timeout_s: float = 600.0, *,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_response_bytes = max_response_bytes
-        self._session: aiohttp.ClientSession | None = None
+        self._http: _http.Client | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+    def _client(self) -> _http.Client:
+        if self._http is None or self._http.closed:
+            self._http = _http.Client(connect_timeout_s=self.connect_timeout_s,
+                                      max_body_bytes=self.max_response_bytes)
+        return self._http
 
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            async with self._client().post(url, data=body, headers=headers,
-                                           allow_redirects=False) as response:
-                if 300 <= response.status < 400:
-                    target = response.headers.get("Location", "(no Location)")
-                    return _error(f"the app answered {response.status} with a redirect to "
-                                  f"{target}; redirects are not followed: register the "
-                                  "function at its final URL", response.status)
-                raw = await self._read(response)
-                if raw is None:
-                    return _error(f"the app's answer is larger than {self.max_response_bytes} "
-                                  "bytes, the limit (--max-response-bytes)", response.status,
-                                  retriable=False)
-                got = {k.lower(): v for k, v in response.headers.items()}
-                return parse_response(response.status, got, raw)
-        except aiohttp.ConnectionTimeoutError:
-            return _error(f"could not connect to {url} within {self.connect_timeout_s:g}s")
+            response = await self._client().post(url, body, headers, self.timeout_s)
+        except _http.TooLarge:
+            return _error(f"the app's answer is larger than {self.max_response_bytes} "
+                          "bytes, the limit (--max-response-bytes)", retriable=False)
+        except _http.ConnectError as exc:
+            return _error(f"{exc} (calling {url})")
         except TimeoutError:
             return _error(f"the call to {url} timed out")
-        except aiohttp.ClientError as exc:
+        except (_http.HTTPError, OSError, ValueError) as exc:
             return _error(f"the call to {url} failed: {exc.__class__.__name__}: {exc}")
-
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes | None:
-        """The body, or None once it is over the limit (never read further)."""
-        limit = self.max_response_bytes
-        if response.content_length is not None and response.content_length > limit:
-            return None
-        chunks, size = [], 0
-        async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if 300 <= response.status < 400:
+            target = response.headers.get("location", "(no Location)")
+            return _error(f"the app answered {response.status} with a redirect to "
+                          f"{target}; redirects are not followed: register the "
+                          "function at its final URL", response.status)
+        return parse_response(response.status, response.headers, response.body)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
 
 class AppDriver(Protocol):
     """What the worker needs of a driver: one call to the app, its answer as an outcome.
-    `Driver` (aiohttp) in production; tests inject a fake that answers from a script."""
+    `Driver` in production; tests inject a fake that answers from a script."""
 
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome: ...

@@ -18,8 +18,10 @@ executor saves it (first value wins), so nothing is lost and no step runs twice 
 checkpoint was slow or lost. With inngest_like's executor, the checkpoints of concurrent
 calls go to it together (`POST /v1/checkpoints`, `Batch`).
 
-aiohttp with one kept-alive session per event loop: a checkpoint is on every step's path,
-and httpx costs about 3x per request here (bench/driver.py).
+A checkpoint is on every step's path: to inngest_like's executor they go over _http.py's
+kept-alive connections (about a quarter of aiohttp's CPU per request), to other servers
+(Inngest's own) through aiohttp with one kept-alive session per event loop (httpx costs
+about 3x per request here, bench/driver.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from . import _http
+
 if TYPE_CHECKING:
     from ._client import Inngest
 
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 MAX_RUNTIME_S = 120.0
 ATTEMPTS = 3
 ATTEMPT_TIMEOUT_S = 5.0
+MAX_ANSWER_BYTES = 1 << 20  # the executor's answer to a batch: a status per checkpoint
 
 
 class Sessions:
@@ -86,8 +91,10 @@ class Batch:
     MAX_BYTES = 1 << 20  # and their bytes, unless one alone is larger (the executor's cap
     # on a request's body is 8 MiB by default, and an SDK's step output at most 4 MiB)
 
-    def __init__(self, sessions: Sessions, url: str, headers: dict[str, str]) -> None:
-        self.sessions = sessions
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        # its own kept-alive connections (_http.py: a quarter of aiohttp's CPU per request)
+        self.http = _http.Client(connect_timeout_s=ATTEMPT_TIMEOUT_S,
+                                 max_body_bytes=MAX_ANSWER_BYTES)
         self.url = url
         self.headers = headers
         self.waiting: list[tuple[bytes, asyncio.Future[int]]] = []
@@ -146,13 +153,11 @@ class Batch:
         and each call tries its checkpoint again)."""
         try:
             body = b'{"checkpoints":[' + b",".join(raws) + b"]}"
-            async with self.sessions.get().post(self.url, data=_payload(body),
-                                                headers=self.headers) as answer:
-                raw = await answer.read()
-                if answer.status != 200:
-                    return [answer.status] * len(raws)
-                statuses = [int(result["status"]) for result in orjson.loads(raw)["results"]]
-                return statuses if len(statuses) == len(raws) else [599] * len(raws)
+            answer = await self.http.post(self.url, body, self.headers, ATTEMPT_TIMEOUT_S)
+            if answer.status != 200:
+                return [answer.status] * len(raws)
+            statuses = [int(result["status"]) for result in orjson.loads(answer.body)["results"]]
+            return statuses if len(statuses) == len(raws) else [599] * len(raws)
         except Exception:
             return [599] * len(raws)
 
@@ -160,8 +165,7 @@ class Batch:
 class Batches:
     """One Batch per event loop and API origin."""
 
-    def __init__(self, sessions: Sessions) -> None:
-        self.sessions = sessions
+    def __init__(self) -> None:
         self._by_loop: dict[tuple[asyncio.AbstractEventLoop, str], Batch] = {}
 
     def get(self, client: Inngest) -> Batch:
@@ -170,8 +174,7 @@ class Batches:
         if batch is None:
             for stale in [k for k in self._by_loop if k[0].is_closed()]:
                 del self._by_loop[stale]
-            batch = Batch(self.sessions, urllib.parse.urljoin(client.api_origin,
-                                                              "/v1/checkpoints"),
+            batch = Batch(urllib.parse.urljoin(client.api_origin, "/v1/checkpoints"),
                           {"Content-Type": "application/json", **client.auth_headers()})
             self._by_loop[(loop, client.api_origin)] = batch
         return batch

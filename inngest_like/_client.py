@@ -130,7 +130,7 @@ class Inngest:
         # the executor's checkpoint API (see _checkpoint.py); False: one call per step
         self.checkpointing = checkpointing
         self.checkpoint_sessions = Sessions()
-        self.checkpoint_batches = Batches(self.checkpoint_sessions)
+        self.checkpoint_batches = Batches()
         # one connection pool for this client's sends and API calls, per event loop
         self._http: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from inngest_like._checkpoint import Batch, Sessions
+from inngest_like._checkpoint import Batch
 
 from .fake_api import serving
 
@@ -23,12 +23,12 @@ PATH = "/v1/checkpoints"
 @contextlib.asynccontextmanager
 async def _batching(handler: Any) -> AsyncIterator[Batch]:
     """A Batch to an endpoint answering with `handler`."""
-    sessions = Sessions()
     async with serving({PATH: handler}) as origin:
+        batch = Batch(origin + PATH, {"Content-Type": "application/json"})
         try:
-            yield Batch(sessions, origin + PATH, {"Content-Type": "application/json"})
+            yield batch
         finally:
-            await sessions.close()
+            await batch.http.close()
 
 
 class Held:
@@ -91,6 +91,4 @@ async def test_a_refused_or_unanswered_batch_is_each_checkpoints_status() -> Non
         statuses = await asyncio.gather(*(batch.save({"run_id": "r"}) for _ in range(3)))
         assert statuses == [503] * 3
     # nobody listens there any more: no answer at all
-    sessions = Sessions()
-    assert await Batch(sessions, batch.url, {}).save({"run_id": "r"}) == 599
-    await sessions.close()
+    assert await Batch(batch.url, {}).save({"run_id": "r"}) == 599

@@ -77,7 +77,10 @@ class Pool(BlockingConnectionPool):
 
     async def get_connection(self, command_name: Any = None, *keys: Any,
                              **options: Any) -> AbstractConnection:
-        if self.waiting or not self.can_get_connection():
+        # (a server in maintenance, which we never ask to hear of, takes redis-py's path;
+        # redis-py 8 knows of that)
+        if self.waiting or not self.can_get_connection() \
+                or getattr(self, "_in_maintenance", False):
             self.waiting += 1
             try:
                 return cast(AbstractConnection,

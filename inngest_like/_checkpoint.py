@@ -153,7 +153,9 @@ class Batch:
         and each call tries its checkpoint again)."""
         try:
             body = b'{"checkpoints":[' + b",".join(raws) + b"]}"
-            answer = await self.http.post(self.url, body, self.headers, ATTEMPT_TIMEOUT_S)
+            # a checkpoint saved twice keeps its first value: sending it again is safe
+            answer = await self.http.post(self.url, body, self.headers, ATTEMPT_TIMEOUT_S,
+                                          retry_stale=True)
             if answer.status != 200:
                 return [answer.status] * len(raws)
             statuses = [int(result["status"]) for result in orjson.loads(answer.body)["results"]]

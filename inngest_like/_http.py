@@ -9,9 +9,11 @@ its status, headers and body back, timeouts and a cap on the answer's size: no r
 (never followed), cookies, proxies or compression.
 
 One request at a time per connection (no pipelining); a connection goes back to its
-origin's idle list when its answer is complete and both sides keep it alive. A request sent
-on a reused connection that the server had closed meanwhile (it closes idle connections
-after a few seconds), with no byte of an answer, is sent once more on a new connection.
+origin's idle list when its answer is complete and both sides keep it alive, and is not
+reused after IDLE_S (servers close idle connections after about 5 s: uvicorn, Node; and a
+middlebox may drop an idle flow without a word). A POST is not sent twice unless the caller
+says it may be (`retry_stale`, for idempotent requests): then one sent on a kept connection
+that closed with no byte of an answer goes once more, on a new connection.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import httptools
 
 MAX_IDLE = 128  # idle connections kept per origin (the executor calls an app from up to
 # its worker's slots at once); more are closed when their answer is read
+IDLE_S = 4.0  # a connection idle this long is closed, not reused
+MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers
 
 
 class Response(NamedTuple):
@@ -51,6 +55,9 @@ class _Stale(HTTPError):
     """The connection closed before any byte of the answer came."""
 
 
+_SAFE = "/%:@!$&'()*+,;=-._~"  # characters a path keeps as they are (RFC 3986)
+
+
 class _Origin(NamedTuple):
     scheme: str
     host: str
@@ -67,8 +74,13 @@ def _target(url: str) -> _Target:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # percent-encoded as aiohttp sent it (a space in a registered URL or a step id)
+    path = urllib.parse.quote(parts.path or "/", safe=_SAFE)
+    if parts.query:
+        path += "?" + urllib.parse.quote(parts.query, safe=_SAFE + "?")
     host = parts.netloc.rpartition("@")[2]
+    if not host.isascii():
+        host = host.encode("idna").decode()
     head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
     return _Target(_Origin(parts.scheme, parts.hostname, port), head)
 
@@ -92,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.answer: asyncio.Future[Response] | None = None
         self.closed = False
+        self.idle_since = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -101,6 +114,7 @@ class _Connection(asyncio.Protocol):
         self.size = 0
         self.headers_done = False
         self.keep_alive = False  # both sides keep the connection after this answer
+        self.head_bytes = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,8 +124,8 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(HTTPError(f"the answer is not valid HTTP: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(HTTPError(f"the answer is not valid HTTP: {exc!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -119,16 +133,19 @@ class _Connection(asyncio.Protocol):
             return
         if not self.got_bytes:
             self._fail(_Stale("the connection closed before an answer"))
-        elif self.headers_done and self._close_delimited():
+        elif exc is None and self.headers_done and self._close_delimited():
             self._resolve()  # no length, not chunked: the body ends with the connection
         else:
             self._fail(HTTPError("the connection closed in the middle of the answer"))
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._fail(TooLarge(f"the answer's headers are over {MAX_HEAD_BYTES} bytes"))
+            return
+        # a repeated header: the last one counts
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -183,9 +200,9 @@ class _Connection(asyncio.Protocol):
         finally:
             self.answer = None
 
-    def reusable(self) -> bool:
-        return (not self.closed and self.transport is not None
-                and not self.transport.is_closing() and self.keep_alive)
+    def reusable(self, now: float) -> bool:
+        return (not self.closed and self.transport is not None and self.keep_alive
+                and not self.transport.is_closing() and now - self.idle_since < IDLE_S)
 
 
 class Client:
@@ -201,10 +218,11 @@ class Client:
         self.closed = False
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str],
-                   timeout_s: float) -> Response:
+                   timeout_s: float, *, retry_stale: bool = False) -> Response:
         """POST `body` to `url` with `headers` (Content-Length is added); the answer as it
         came. Raises ConnectError, TooLarge, HTTPError, TimeoutError (after `timeout_s` for
-        the whole request) or ValueError (a URL or header that cannot be sent)."""
+        the whole request) or ValueError (a URL or header that cannot be sent).
+        `retry_stale`: the request may be sent twice (it is idempotent)."""
         target = self._targets.get(url)
         if target is None:
             target = _target(url)
@@ -214,34 +232,45 @@ class Client:
         request = b"".join((target.head, _header_lines(headers),
                             b"Content-Length: %d\r\n\r\n" % len(body), body))
         async with asyncio.timeout(timeout_s):
-            while True:
-                connection = self._take(target.origin)
-                reused = connection is not None
-                if connection is None:
-                    connection = await self._connect(target.origin)
-                try:
-                    response = await connection.send(request)
-                except _Stale:
-                    if reused:
-                        continue  # closed by the server while idle: once more, on a new one
+            connection = self._take(target.origin)
+            if connection is None:
+                return await self._send(target.origin, await self._connect(target.origin),
+                                        request)
+            try:
+                return await self._send(target.origin, connection, request)
+            except _Stale:
+                if not retry_stale:
                     raise
-                except BaseException:  # failed, timed out or cancelled: not reusable
-                    connection.close()
-                    raise
-                self._give_back(target.origin, connection)
-                return response
+            # the server closed that connection while it was idle: once, on a new one
+            return await self._send(target.origin, await self._connect(target.origin),
+                                    request)
+
+    async def _send(self, origin: _Origin, connection: _Connection,
+                    request: bytes) -> Response:
+        try:
+            response = await connection.send(request)
+        except BaseException:  # failed, timed out or cancelled: not reusable
+            connection.close()
+            raise
+        self._give_back(origin, connection)
+        return response
 
     def _take(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
+        now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
-            if connection.reusable():
+            if connection.reusable(now):
                 return connection
+            connection.close()
         return None
 
     def _give_back(self, origin: _Origin, connection: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])
-        if connection.reusable() and len(idle) < MAX_IDLE and not self.closed:
+        connection.idle_since = now = asyncio.get_running_loop().time()
+        while idle and not idle[0].reusable(now):  # the longest idle first
+            idle.pop(0).close()
+        if connection.reusable(now) and len(idle) < MAX_IDLE and not self.closed:
             idle.append(connection)
         else:
             connection.close()

@@ -69,7 +69,7 @@ async def test_a_post_is_sent_whole_and_the_connection_is_kept_alive() -> None:
         second = await client.post(f"{url}/v1/checkpoints?x=1", b"{}", {}, 5)
         await client.close()
     assert (first.status, first.body, second.body) == (200, b'{"n":1}', b'{"n":2}')
-    assert first.headers["x-a"] == "1, 2"  # repeated headers joined, names lower-case
+    assert first.headers["x-a"] == "2"  # a repeated header: the last one; names lower-case
     assert server.connections == 1
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -95,15 +95,64 @@ async def test_chunked_close_delimited_and_informational_answers() -> None:
     assert server.connections == 1
 
 
-async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+async def test_a_connection_the_server_closed_while_idle_is_replaced_if_the_caller_may(
+        ) -> None:
     # the server reads the second request on the kept connection and closes it without a
-    # byte of answer (it had timed the connection out): sent again on a new connection
-    async with serving(lambda n, request: None if n == 2 else ok()) as (server, url):
+    # byte of answer (it had timed the connection out): an idempotent request goes once
+    # more, on a new connection; any other fails (a POST is never sent twice unasked)
+    async with serving(lambda n, request: None if n in (2, 4) else ok()) as (server, url):
         client = _http.Client()
         await client.post(url + "/", b"", {}, 5)
-        again = await client.post(url + "/", b"", {}, 5)
+        again = await client.post(url + "/", b"", {}, 5, retry_stale=True)
+        assert again.status == 200 and server.connections == 2 and len(server.requests) == 3
+        with pytest.raises(_http.HTTPError):
+            await client.post(url + "/", b"", {}, 5)
+        assert len(server.requests) == 4
         await client.close()
-    assert again.status == 200 and server.connections == 2 and len(server.requests) == 3
+
+
+async def test_a_stale_connection_is_retried_once_only() -> None:
+    # several kept connections all closed by the server: the request is sent twice at most
+    live = 0
+
+    def script(n: int, request: bytes) -> bytes | None:
+        return ok() if n <= live else None
+
+    async with serving(script) as (server, url):
+        client = _http.Client()
+        live = 4
+        await asyncio.gather(*(client.post(url + "/", b"", {}, 5) for _ in range(4)))
+        assert server.connections == 4
+        with pytest.raises(_http.HTTPError):
+            await client.post(url + "/", b"", {}, 5, retry_stale=True)
+        assert len(server.requests) == 4 + 2
+        await client.close()
+
+
+async def test_an_idle_connection_is_not_reused_after_a_while(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_http, "IDLE_S", 0.05)
+    async with serving(lambda n, request: ok()) as (server, url):
+        client = _http.Client()
+        await client.post(url + "/", b"", {}, 5)
+        await client.post(url + "/", b"", {}, 5)
+        assert server.connections == 1
+        await asyncio.sleep(0.1)
+        await client.post(url + "/", b"", {}, 5)
+        assert server.connections == 2
+        await client.close()
+
+
+async def test_paths_are_percent_encoded_and_heads_are_capped() -> None:
+    answers = {1: ok(), 2: b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"p" * 70_000 + b"\r\n\r\n"}
+    async with serving(lambda n, request: answers[n]) as (server, url):
+        client = _http.Client()
+        await client.post(url + "/api inngest?fnId=a b&stepId=é", b"", {}, 5)
+        with pytest.raises(_http.TooLarge, match="headers"):
+            await client.post(url + "/", b"", {}, 5)
+        await client.close()
+    assert server.requests[0].startswith(
+        b"POST /api%20inngest?fnId=a%20b&stepId=%C3%A9 HTTP/1.1\r\n")
 
 
 async def test_a_new_connection_closed_without_an_answer_is_an_error() -> None:
@@ -167,5 +216,5 @@ def test_the_same_on_uvloop() -> None:
     """The executor and uvicorn run on uvloop, whose transports differ from asyncio's."""
     uvloop = pytest.importorskip("uvloop")
     uvloop.run(test_a_post_is_sent_whole_and_the_connection_is_kept_alive())
-    uvloop.run(test_a_connection_the_server_closed_while_idle_is_replaced())
+    uvloop.run(test_a_connection_the_server_closed_while_idle_is_replaced_if_the_caller_may())
     uvloop.run(test_an_answer_that_does_not_come_times_out_and_its_connection_is_dropped())

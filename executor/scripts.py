@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from . import redis_client
+
 _DIR = pathlib.Path(__file__).parent / "lua"
 NAMES = ("lease", "renew", "reap", "complete", "retry", "finish", "ingest", "plan", "pause",
          "resume", "cancel", "checkpoint", "strand", "usage", "heartbeat", "stall",
@@ -69,11 +71,22 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in NAMES
         }
+        # the executor's own client (redis_client.connect): scripts sent the lean way
+        self._lean = redis if isinstance(redis.connection_pool, redis_client.Pool) else None
 
     async def __call__(
         self, name: str, keys: list[str], args: list[Any], client: Any = None
     ) -> Any:
-        return await self._scripts[name](keys=keys, args=args, client=client)
+        script = self._scripts[name]
+        if client is not None or self._lean is None:
+            return await script(keys=keys, args=args, client=client)
+        try:
+            return await redis_client.command(self._lean, "EVALSHA", script.sha, len(keys),
+                                              *keys, *args)
+        except NoScriptError:  # Redis restarted without its script cache
+            await self.load_all()
+            return await redis_client.command(self._lean, "EVALSHA", script.sha, len(keys),
+                                              *keys, *args)
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]

@@ -11,7 +11,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import DataError
 
+from executor import keys
 from executor.redis_client import Pool, connect
+from executor.scripts import Scripts
 
 from ..procs import RedisServer
 
@@ -85,3 +87,23 @@ async def test_commands_packed_by_hiredis_keep_redis_py_meaning(real_redis: Redi
         "_SSLConnection"
     assert connect("unix:///tmp/none.sock").connection_pool.connection_class.__name__ == \
         "_UnixConnection"
+
+
+async def test_scripts_sent_the_lean_way_survive_a_flushed_cache_and_a_killed_connection(
+        real_redis: RedisServer) -> None:
+    redis = connect(real_redis.url)
+    scripts = Scripts(redis)
+    try:
+        await scripts.load_all()
+        assert scripts._lean is redis
+        key = keys.run("lean-run")
+        await redis.hset(key, "status", "Done")
+        args = [1, "", "", 1000]
+        assert (await scripts("checkpoint", [key, "m", "s", "st", "l"], args))[0] == -1
+        await redis.script_flush()  # Redis lost its script cache (a restart): reloaded
+        assert (await scripts("checkpoint", [key, "m", "s", "st", "l"], args))[0] == -1
+        # the pool's connection is killed under it: the command goes again, reconnected
+        await redis.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
+        assert (await scripts("checkpoint", [key, "m", "s", "st", "l"], args))[0] == -1
+    finally:
+        await redis.aclose()

@@ -71,8 +71,10 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(source(name)) for name in NAMES
         }
-        # the executor's own client (redis_client.connect): scripts sent the lean way
-        self._lean = redis if isinstance(redis.connection_pool, redis_client.Pool) else None
+        # the executor's own plain client (redis_client.connect): scripts sent the lean way
+        # (a cluster client has no pool of its own: one per node)
+        pool = getattr(redis, "connection_pool", None)
+        self._lean = redis if isinstance(pool, redis_client.Pool) else None
 
     async def __call__(
         self, name: str, keys: list[str], args: list[Any], client: Any = None

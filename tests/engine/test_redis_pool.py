@@ -107,3 +107,9 @@ async def test_scripts_sent_the_lean_way_survive_a_flushed_cache_and_a_killed_co
         assert (await scripts("checkpoint", [key, "m", "s", "st", "l"], args))[0] == -1
     finally:
         await redis.aclose()
+
+
+async def test_a_cluster_client_sends_scripts_the_client_s_way() -> None:
+    cluster = connect("redis://127.0.0.1:1/0", cluster=True)  # not connected until used
+    assert Scripts(cluster)._lean is None
+    await cluster.aclose()

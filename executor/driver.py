@@ -1,9 +1,9 @@
 """The HTTP driver: one POST to the app per queue item, and the answer parsed into an outcome.
 
-inngest_like._http's kept-alive connections, not aiohttp (4x the CPU per call) nor httpx
-(3x aiohttp's) on this hot path: bench/driver.py. The parsing never
-raises: anything malformed becomes a CallError with a readable message, which fails that
-attempt and never the executor.
+Over inngest_like._http's kept-alive connections, not aiohttp (about 3x the CPU per call)
+nor httpx (3x aiohttp's) on this hot path: bench/driver.py. The parsing never raises:
+anything malformed becomes a CallError with a readable message, which fails that attempt
+and never the executor.
 """
 
 from __future__ import annotations
@@ -191,9 +191,7 @@ class Driver:
     """Calls apps. Redirects are never followed (a 307 would re-POST the signed run state
     wherever it points), connecting has its own short timeout (an unreachable app fails
     fast while a step may run for hours), and an answer over `max_response_bytes` fails the
-    run instead of filling the executor's memory. Over inngest_like._http's kept-alive
-    connections: a call is on every run's path, and aiohttp spent about four times the CPU
-    on one (bench/driver.py)."""
+    run instead of filling the executor's memory."""
 
     def __init__(self, timeout_s: float = 600.0, *,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S,

@@ -82,13 +82,15 @@ class Scripts:
         script = self._scripts[name]
         if client is not None or self._lean is None:
             return await script(keys=keys, args=args, client=client)
-        try:
-            return await redis_client.command(self._lean, "EVALSHA", script.sha, len(keys),
-                                              *keys, *args)
-        except NoScriptError:  # Redis restarted without its script cache
-            await self.load_all()
-            return await redis_client.command(self._lean, "EVALSHA", script.sha, len(keys),
-                                              *keys, *args)
+        for attempt in (1, 2):  # as `pipelined`: once more after reloading the scripts
+            try:
+                return await redis_client.command(self._lean, "EVALSHA", script.sha,
+                                                  len(keys), *keys, *args)
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.load_all()  # Redis restarted without its script cache
+        raise AssertionError("unreachable")
 
     def script(self, name: str) -> AsyncScript:
         return self._scripts[name]

@@ -32,6 +32,16 @@ def _local_worker(engine: Engine) -> Executor:
     return executor
 
 
+async def _three_slots_of_busy_calls(engine: Engine) -> tuple[Executor, Busy]:
+    """A local worker of 3 slots, function `f` synced, and an app whose calls wait."""
+    executor = _local_worker(engine)
+    executor.worker.slots = 3
+    await engine.sync({"id": "f"})
+    busy = Busy()
+    engine.answer(busy.call)
+    return executor, busy
+
+
 class Busy:
     """An app whose calls all wait for `release`, counting the most running at once."""
 
@@ -69,11 +79,7 @@ async def test_many_events_at_once_hand_the_worker_no_more_calls_than_its_slots(
         engine: Engine) -> None:
     # each ingest holds the slots its script may fill from before the script until it adopts
     # the calls: events accepted together cannot each count the same free slots
-    executor = _local_worker(engine)
-    executor.worker.slots = 3
-    await engine.sync({"id": "f"})
-    busy = Busy()
-    engine.answer(busy.call)
+    executor, busy = await _three_slots_of_busy_calls(engine)
     run_ids = [r for ids in await asyncio.gather(*(engine.send({"i": i}) for i in range(12)))
                for r in ids]
     for _ in range(20):
@@ -90,11 +96,7 @@ async def test_one_request_stored_in_several_pieces_hands_over_no_more_than_its_
         engine: Engine) -> None:
     # a request too large for one script call goes in pieces: together they hand over at
     # most the slots held for them
-    executor = _local_worker(engine)
-    executor.worker.slots = 3
-    await engine.sync({"id": "f"})
-    busy = Busy()
-    engine.answer(busy.call)
+    executor, busy = await _three_slots_of_busy_calls(engine)
     events = [IncomingEvent(engine.event_id(i + 1), {"name": "test/go", "data": {"i": i},
                                                      "id": "", "ts": engine.clock(), "user": {}},
                             "") for i in range(2 * ingest_chunks.MAX_EVENTS + 10)]

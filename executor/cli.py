@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
                               "(WAIT; 503 after --ack-timeout): survives a failover")
         cmd.add_argument("--ack-timeout", type=float, default=1.0, metavar="SECONDS",
                          help="how long --ack-replicas waits (default 1)")
+        cmd.add_argument("--no-eager-calls", action="store_true",
+                         help="start a new run's first call only once the run is stored "
+                              "(default: an idle worker starts it meanwhile, plan-only, so "
+                              "code before the first step may run for an event whose "
+                              "storing then fails)")
         cmd.add_argument("--workers", type=int, default=64,
                          help="concurrent calls per process")
         cmd.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S,
@@ -275,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         connect_timeout_s=args.connect_timeout,
         max_response_bytes=args.max_response_bytes,
         run_worker=not args.no_worker,
+        eager_calls=not args.no_eager_calls,
         signing_key=signing_key,
         signing_key_fallback=signing_key_fallback,
         dashboard_password=dashboard_password,

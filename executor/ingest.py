@@ -174,6 +174,13 @@ def _start_of(run: dict[str, Any]) -> tuple[str, str]:
     return run["fields"]["event_id"], run["fields"]["function_id"]
 
 
+def _drop(gates: dict[str, asyncio.Future[int | None]]) -> None:
+    """Tell eager first calls their runs were not handed over: their answers are dropped."""
+    for gate in gates.values():
+        if not gate.done():
+            gate.set_result(None)
+
+
 class NotReplicated(Exception):
     """The events were stored on the primary, but fewer replicas than asked confirmed them in
     time (`--ack-replicas`): a failover now could lose them, so they are not acknowledged."""
@@ -207,6 +214,10 @@ class Ingest:
         self.unclaim: Callable[[int], None] = lambda count: None
         self.adopt: Callable[[list[QueueItem], str, dict[str, CallState]], None] = (
             lambda items, token, states: None)
+        # ... and start a new run's first call before its script answers (Worker.eager)
+        self.eager: Callable[[QueueItem, str, CallState],
+                             asyncio.Future[int | None] | None] = (
+            lambda item, token, state: None)
         self.lease_ms = 20_000  # the lease of what the ingest script hands this process
         self.ack_timeout_ms = 1000  # how long `accept(replicas=N)` waits for the replicas
 
@@ -379,8 +390,9 @@ class Ingest:
         # those calls are adopted: many events accepted at once never start more calls than
         # the worker has slots
         claimed = 0
+        gates: dict[str, asyncio.Future[int | None]] = {}  # eager first calls, by item id
+        outs: list[dict[str, Any]] = []  # the answers of the pieces written
         try:
-            outs: list[dict[str, Any]] = []  # the answers of the pieces written
             planned_runs: dict[tuple[str, str], dict[str, Any]] = {}  # (event, function) -> run
             for _ in range(5):
                 if planned:
@@ -394,6 +406,13 @@ class Ingest:
                 self.unclaim(claimed - handed_so_far)
                 claimed = handed_so_far + self.claim(len(runs))
                 free = claimed - handed_so_far
+                if planned and not outs and len(shards) == 1 and free == len(runs):
+                    # the first pass, one script, and every first call may be handed to us
+                    gates = self._start_eagerly(events, runs, token, now)
+                    if gates:
+                        await asyncio.sleep(0)  # the calls go out first, the script next
+                        for event in events:  # tests: die with the calls out, nothing stored
+                            crashpoints.reach("eager-sent", event.wire["name"])
                 pieces = [(shard, {
                     "now": now,
                     "lease": {"token": token, "expiry": now + self.lease_ms,
@@ -417,6 +436,8 @@ class Ingest:
                          if out.get("stale")]
                 if not stale:
                     break
+                _drop(gates)  # planned again below: those calls were not the runs' first
+                gates = {}
                 # the shards that wrote nothing are planned again; the others are done (their
                 # events are found stored and skipped if planned again all the same)
                 shards = stale
@@ -424,6 +445,8 @@ class Ingest:
             else:
                 raise RuntimeError("the function set changed five times while these events were "
                                    "being stored; try again")
+            for event in events if gates else []:  # tests: die stored, the answers not acted on
+                crashpoints.reach("eager-stored", event.wire["name"])
             # runs started away from their events, in their home shards: those the written
             # intakes name (the script names only the runs of events it stored, as planned when
             # it wrote them), and runs given without their events (reruns)
@@ -445,9 +468,17 @@ class Ingest:
             self.on_runs_started(created, list(planned_runs.values()) or runs)
         finally:
             self.unclaim(claimed)
-        handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
+            # an eager call of a run the scripts did not hand over (not stored, stored by a
+            # later pass, or an error) is dropped; one handed over goes on
+            handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
+            clock = max((out["clock"] for out in outs), default=0)
+            handed_ids = {item.id for item in handed}
+            _drop({k: gate for k, gate in gates.items() if k not in handed_ids})
+            for gate in gates.values():
+                if not gate.done():
+                    gate.set_result(clock)
+        handed = [item for item in handed if item.id not in gates]
         if handed:
-            clock = max(out["clock"] for out in outs)
             self.adopt(handed, token,
                        self._first_states(handed, list(planned_runs.values()) or runs, clock))
         repeated = {k: v for out in outs for k, v in out["repeated"].items()}
@@ -466,23 +497,45 @@ class Ingest:
             raise NotReplicated(min(acked), replicas, self.ack_timeout_ms)
         return created
 
+    def _start_eagerly(self, events: list[IncomingEvent], runs: list[dict[str, Any]],
+                       token: str, now: int) -> dict[str, asyncio.Future[int | None]]:
+        """Start the first calls of the planned runs the script will hand to this process
+        before the script runs (Worker.eager): the first line of a function runs while its
+        run is being stored. Only runs the script starts whatever it finds: no flow control,
+        no idempotency key, no concurrency slot, due now, and an event no sender id may have
+        stored already. Returns their gates by item id."""
+        sender_ids = {e.internal_id for e in events if e.user_id}
+        gates: dict[str, asyncio.Future[int | None]] = {}
+        for record in runs:
+            item_dict = record["item"]
+            if (record.get("skip") or record["idem_keys"] or record["flow"] or item_dict["ck"]
+                    or record["due"] > now or record["memos"]
+                    or record["fields"]["event_id"] in sender_ids):
+                continue
+            # the id ingest.lua gives a run's first call
+            item = QueueItem(id=f"{record['run_id']}:1", **item_dict)
+            gate = self.eager(item, token, self._first_state(record, 0))
+            if gate is None:
+                break  # the worker is busy: the rest wait for the script
+            gates[item.id] = gate
+        return gates
+
+    def _first_state(self, record: dict[str, Any], clock: int) -> CallState:
+        """A new run's state as the ingest script writes it (its fields, the memos a rerun
+        reuses): its first call need not read it back."""
+        run = {k.encode(): str(v).encode() for k, v in record["fields"].items()}
+        run[b"seq"] = b"1"
+        memos = {h.encode(): m.encode() for h, m in record.get("memos") or []}
+        return CallState(run, memos, list(memos), self.registry.version or 0, clock)
+
     def _first_states(self, items: list[QueueItem], runs: list[dict[str, Any]],
                       clock: int) -> dict[str, CallState]:
         """The states of new runs whose first calls the script handed to this process, as it
         wrote them (the run's fields, the memos a rerun reuses), by item id: their calls
         need not read them back."""
         records = {r["run_id"]: r for r in runs}
-        states = {}
-        for item in items:
-            record = records.get(item.run_id)
-            if record is None:
-                continue
-            run = {k.encode(): str(v).encode() for k, v in record["fields"].items()}
-            run[b"seq"] = b"1"
-            memos = {h.encode(): m.encode() for h, m in record.get("memos") or []}
-            states[item.id] = CallState(run, memos, list(memos), self.registry.version or 0,
-                                        clock)
-        return states
+        return {item.id: self._first_state(records[item.run_id], clock)
+                for item in items if item.run_id in records}
 
     def _event_record(self, event: IncomingEvent, now: int) -> dict[str, Any]:
         """What ingest.lua stores for one event, in the event's shard."""

@@ -82,6 +82,9 @@ class Settings:
     # one); a store keeps its count
     queue_shards: int | None = None
     ack_timeout_ms: int = 1000
+    # an idle worker starts a new run's first call while the run is being stored (plan-only
+    # until stored: Worker.eager); off: the call starts once the ingest script answered
+    eager_calls: bool = True
 
     @property
     def production(self) -> bool:
@@ -164,6 +167,8 @@ class Executor:
         if settings.run_worker:  # new runs' first calls go straight to this worker
             self.ingest.claim, self.ingest.unclaim = self.worker.claim, self.worker.unclaim
             self.ingest.adopt = self.worker.adopt
+            if settings.eager_calls:
+                self.ingest.eager = self.worker.eager
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -70,9 +70,10 @@ class CallState:
         return int(self.run.get(b"version", b"-1"))
 
 
-def call_body(item: QueueItem, state: CallState) -> bytes:
+def call_body(item: QueueItem, state: CallState, *, plan_only: bool = False) -> bytes:
     """The call request (protocol §4), assembled from stored JSON without re-encoding memos,
-    so the n-th step costs a copy of the memos, not a parse and a dump of them."""
+    so the n-th step costs a copy of the memos, not a parse and a dump of them. `plan_only`:
+    the SDK runs no step.run but reports it planned (an eager first call, Worker.eager)."""
     events = state.run[b"events"]
     steps = b"{" + b",".join(b'"' + h + b'":' + state.memos[h] for h in state.stack) + b"}"
     use_api = len(steps) + len(events) > USE_API_BYTES
@@ -87,7 +88,7 @@ def call_body(item: QueueItem, state: CallState) -> bytes:
         "attempt": item.attempt,
         "max_attempts": item.max_attempts,
         "stack": {"stack": [h.decode() for h in state.stack], "current": len(state.stack)},
-        "disable_immediate_execution": state.run.get(b"disable_immediate") == b"1",
+        "disable_immediate_execution": plan_only or state.run.get(b"disable_immediate") == b"1",
         "use_api": use_api,
         "qi_id": item.id,
     }

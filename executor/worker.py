@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -17,9 +18,10 @@ from collections.abc import AsyncIterator, Callable
 from inngest_like import wire
 
 from . import ai_gateway
+from .agent_options import step_limits
 from .call_watch import CallWatch
 from .clock import Clock, system_ms
-from .driver import AppDriver, CallError, Outcome
+from .driver import AppDriver, CallError, Ops, Outcome
 from .ingest import Ingest
 from .opcodes import MAX_STEPS, Opcodes
 from .operations import Operations
@@ -33,6 +35,15 @@ log = logging.getLogger("inngest_like.executor")
 
 _STEP_ID = re.compile(r"([?&])stepId=[^&]*")
 MAX_IDLE_CALLS = 25  # calls in a row that make no progress before a run fails (a looping SDK)
+
+
+def _planned_first(outcome: Outcome) -> bool:
+    """An eager call's answer that only planned the run's first step.run (as asked): a
+    lone StepPlanned without limits. (A group, a step with limits, a sleep, a wait, an
+    end: the answer a normal call gives too.)"""
+    return (isinstance(outcome, Ops) and len(outcome.ops) == 1
+            and wire.Opcode.parse(outcome.ops[0].get("op")) is wire.Opcode.STEP_PLANNED
+            and not step_limits(outcome.ops))
 
 
 def step_url(url: str, step_id: str) -> str:
@@ -123,6 +134,24 @@ class Worker:
             self._claimed -= count
             self._slot_free.set()
 
+    def eager(self, item: QueueItem, token: str,
+              state: CallState) -> asyncio.Future[int | None] | None:
+        """Start a new run's first call while the ingest script that stores the run is still
+        running, when this worker is idle (no call in flight: under load the call waits for
+        the script, as every other does). Returns the gate the ingest resolves with the
+        script's clock once the script handed `item` to this process, or with None when it
+        did not (nothing stored, or stored for another worker): the call's answer is acted
+        on only after that, so nothing happens to a run that was never stored. The call is
+        plan-only (`disable_immediate_execution`): the app runs the code before the first
+        step, but no step.run, until the run is stored. None: not started."""
+        if self._inflight or self._stopping or not self.free_slots():
+            return None
+        gate: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._work(item, token, state, gate))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+        return gate
+
     def adopt(self, items: list[QueueItem], token: str,
               states: dict[str, CallState] | None = None) -> None:
         """Start work on leased items: this loop's, or ones leased to this process elsewhere
@@ -203,17 +232,21 @@ class Worker:
             await asyncio.sleep(max(self.lease_ms / 2000, 0.2))
 
     # -- one run, step after step -----------------------------------------------------------
-    async def _work(self, item: QueueItem, token: str, state: CallState | None = None) -> None:
+    async def _work(self, item: QueueItem, token: str, state: CallState | None = None,
+                    gate: asyncio.Future[int | None] | None = None) -> None:
         next_item: QueueItem | None = item
         while next_item is not None:
-            next_item, state = await self.execute(next_item, token, state)
+            next_item, state = await self.execute(next_item, token, state, gate)
+            gate = None
 
     async def execute(
-        self, item: QueueItem, token: str, state: CallState | None = None
+        self, item: QueueItem, token: str, state: CallState | None = None,
+        gate: asyncio.Future[int | None] | None = None,
     ) -> tuple[QueueItem | None, CallState | None]:
         """Make one call for `item` and record its outcome; returns the run's next item when
         it came back leased to us (with the run's state read in the same round trip as the
-        script that handed it over, so a cancel before that is seen here)."""
+        script that handed it over, so a cancel before that is seen here). With `gate`, an
+        eager first call (see `eager`)."""
         if item.kind != "call":
             await self.timers.fire(item, token, self.clock())
             return None, None
@@ -238,8 +271,17 @@ class Worker:
             log.warning("run %s fails: %s", item.run_id, watch.stop["message"])
             await self.opcodes.end(item, token, now, "Failed", watch.stop)
             return None, None
-        body = call_body(item, state)
+        body = call_body(item, state, plan_only=gate is not None)
         outcome = await self._call(item, token, step_url(fn.url, item.step_id), body, watch)
+        if gate is not None:
+            clock = await gate
+            if clock is None:  # the run was not stored for us: its answer means nothing
+                return None, None
+            state = dataclasses.replace(state, redis_ms=clock)
+            if _planned_first(outcome):
+                # the code before the first step ran; the run's real first call runs it now
+                watch.end(outcome, self.clock())
+                return item, state
         await watch.record(outcome, self.clock())
         # the script that records the outcome takes this: the run's execution time, and
         # the attempt in the step's record

@@ -205,6 +205,16 @@ async def three_steps(ctx: inngest.Context, step: inngest.Step) -> dict[str, Any
     return {"one": one, "two": two, "three": three}
 
 
+# -- eager first calls --------------------------------------------------------------------
+@client.create_function(fn_id="first-line",
+                        trigger=inngest.TriggerEvent(event="prim/first-line"))
+async def first_line(ctx: inngest.Context, step: inngest.Step) -> str:
+    key = ctx.event.data["key"]
+    mark(key, "line")  # code before the first step: every call runs it
+    await step.run("charge", lambda: mark(key, "charge"))
+    return "charged"
+
+
 # -- idempotency keys ---------------------------------------------------------------------
 @client.create_function(
     fn_id="idempotent-charge", trigger=inngest.TriggerEvent(event="prim/charge"), retries=3
@@ -235,7 +245,7 @@ TICKERS = [ticker("every-second", "@every 1s"), ticker("every-four-seconds", "@e
 
 FUNCTIONS = [sleeper, sleep_past, waiter, add, ledger, slowpoke, invoker, gather,
              parallel_pauses, doomed,
-             cancellable, bystander, finish_timeout, three_steps, idempotent_charge]
+             cancellable, bystander, finish_timeout, three_steps, first_line, idempotent_charge]
 
 app = FastAPI()
 inngest_like.fast_api.serve(app, client, TICKERS if CRON else FUNCTIONS)

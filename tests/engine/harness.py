@@ -57,6 +57,7 @@ class Call:
     event: dict[str, Any]
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     qi_id: str = ""  # the queue item (a checkpoint names its call by it and the lease)
+    plan_only: bool = False  # ctx.disable_immediate_execution (an eager first call)
 
     @property
     def call_id(self) -> str:
@@ -77,7 +78,8 @@ class FakeDriver:
     async def call(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         req = orjson.loads(body)
         call = Call(req["ctx"]["run_id"], req["ctx"]["step_id"], req["ctx"]["attempt"],
-                    req["steps"], req["event"], dict(headers), req["ctx"].get("qi_id", ""))
+                    req["steps"], req["event"], dict(headers), req["ctx"].get("qi_id", ""),
+                    bool(req["ctx"].get("disable_immediate_execution")))
         self.calls.append(call)
         out = self.answer(call)
         return await out if inspect.isawaitable(out) else out

@@ -1,0 +1,97 @@
+"""Eager first calls with real processes: the first line of a function runs while its run is
+being stored, and a `kill -9` of the executor on either side of storing it runs no step twice
+and loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+
+import httpx
+import pytest
+
+from ..conftest import Stack, start_stack
+from ..procs import Executor, wait_for
+
+pytestmark = pytest.mark.real
+
+EVENT = "prim/first-line"
+
+
+def _doomed(tmp_path: pathlib.Path, stack: Stack, point: str) -> Executor:
+    """A second executor on the same store that SIGKILLs itself at `point` of an ingest of
+    EVENT; it runs a worker, idle, so its first calls are eager."""
+    doomed = Executor(tmp_path, stack.redis.url, [], name=f"executor-{point}",
+                      env={"INNGEST_LIKE_CRASH_AT": f"{point}:{EVENT}"})
+    doomed.start()
+    return doomed
+
+
+def _marks(stack: Stack, key: str) -> list[str]:
+    text = stack.counter.read_text() if stack.counter.exists() else ""
+    return [line.split()[1] for line in text.splitlines() if line.split()[0] == key]
+
+
+def test_an_idle_executor_calls_a_new_run_eagerly_plan_only(tmp_path: pathlib.Path) -> None:
+    """(That the call goes out before the ingest script: tests/engine/test_eager_calls.py.)"""
+    stack = start_stack(tmp_path, "tests.apps.primitives_app:app")
+    try:
+        ex = stack.executor
+        ex.wait_synced("primitives-first-line")
+        key = uuid.uuid4().hex
+        run = ex.wait_run(ex.send(EVENT, {"key": key}), timeout=30)
+        assert run["output"] == "charged"
+        # the eager call ran the code before the first step and stopped there (plan-only);
+        # the real first call ran it again, then the step, once
+        assert _marks(stack, key) == ["line", "line", "charge"]
+        assert [s["name"] for s in ex.steps(run["run_id"])] == ["charge"]
+    finally:
+        stack.stop()
+
+
+def test_kill9_after_the_eager_call_before_storing_leaves_nothing(
+        tmp_path: pathlib.Path) -> None:
+    stack = start_stack(tmp_path, "tests.apps.primitives_app:app")
+    doomed = _doomed(tmp_path, stack, "eager-sent")
+    try:
+        ex = stack.executor
+        ex.wait_synced("primitives-first-line")
+        key = uuid.uuid4().hex
+        with pytest.raises(httpx.TransportError):  # it died before answering
+            httpx.post(f"{doomed.url}/e/test-key", json={"name": EVENT, "data": {"key": key}},
+                       timeout=10)
+        wait_for(lambda: doomed.process is not None and doomed.process.poll() == -9, 10,
+                 "the doomed executor to be gone")
+        events = httpx.get(f"{ex.url}/v1/events", params={"name": EVENT}, timeout=10)
+        assert events.json()["data"] == []  # nothing stored, nothing acknowledged
+        # the sender sends again: one run, its step once
+        run = ex.wait_run(ex.send(EVENT, {"key": key}), timeout=30)
+        assert run["output"] == "charged"
+        assert _marks(stack, key).count("charge") == 1  # not by the eager call: plan-only
+    finally:
+        doomed.stop()
+        stack.stop()
+
+
+def test_kill9_after_storing_before_acting_on_the_answer_runs_the_step_once(
+        tmp_path: pathlib.Path) -> None:
+    stack = start_stack(tmp_path, "tests.apps.primitives_app:app")
+    doomed = _doomed(tmp_path, stack, "eager-stored")
+    try:
+        ex = stack.executor
+        ex.wait_synced("primitives-first-line")
+        key = uuid.uuid4().hex
+        with pytest.raises(httpx.TransportError):  # stored, but it died before answering
+            httpx.post(f"{doomed.url}/e/test-key", json={"name": EVENT, "data": {"key": key}},
+                       timeout=10)
+        wait_for(lambda: doomed.process is not None and doomed.process.poll() == -9, 10,
+                 "the doomed executor to be gone")
+        events = httpx.get(f"{ex.url}/v1/events", params={"name": EVENT}, timeout=10)
+        [event] = events.json()["data"]  # stored before the kill
+        # the first call's lease (2 s here) expires; the other executor makes it
+        run = ex.wait_run(event["id"], timeout=30)
+        assert run["output"] == "charged"
+        assert _marks(stack, key).count("charge") == 1
+    finally:
+        doomed.stop()
+        stack.stop()

@@ -1,0 +1,215 @@
+"""Eager first calls: an idle worker starts a new run's first call while the ingest script
+is still storing the run, plan-only (`disable_immediate_execution`: the code before the first
+step runs, no step.run does), and acts on the answer only once the script handed the run to
+it. A lone StepPlanned answer means the function reached its first step: the real first call
+follows at once. A run the script did not store, or stored for another pass, drops it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from executor import keys
+from executor.driver import Completed, Outcome
+from executor.registry import Registry
+from executor.service import Executor, Settings
+
+from .harness import Call, Engine, ops, total
+
+PLANNED = {"op": "StepPlanned", "id": "a" * 40, "displayName": "charge", "name": "charge"}
+
+
+def _eager_worker(engine: Engine) -> Executor:
+    """The engine's executor wired as the service wires a process that runs a worker."""
+    executor = engine.executor
+    executor.ingest.claim = executor.worker.claim
+    executor.ingest.unclaim = executor.worker.unclaim
+    executor.ingest.adopt = executor.worker.adopt
+    executor.ingest.eager = executor.worker.eager
+    return executor
+
+
+def _record_the_script(executor: Executor, order: list[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = executor.ingest._store
+
+    async def store(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        order.append("script sent")
+        out = await stored(*args, **kwargs)
+        order.append("script answered")
+        return out
+
+    monkeypatch.setattr(executor.ingest, "_store", store)
+
+
+async def test_the_first_call_starts_before_its_run_is_stored_and_completes_it(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    order: list[str] = []
+    _record_the_script(executor, order, monkeypatch)
+
+    def answer(call: Call) -> Outcome:
+        order.append("plan-only call" if call.plan_only else "call")
+        return Completed("done")
+
+    engine.answer(answer)
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    assert order == ["plan-only call", "script sent", "script answered"]
+    run = await engine.run(run_id)
+    assert run["status"] == "Completed" and run["output"] == "done"
+    assert executor.worker.free_slots() == executor.worker.slots  # no slot left claimed
+
+
+async def test_a_planned_first_step_is_run_by_the_real_first_call(
+        engine: Engine, redis: Redis) -> None:
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    engine.answer(lambda call: ops(PLANNED) if call.plan_only else Completed("charged"))
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    calls = [(c.plan_only, c.step_id, c.attempt, c.qi_id) for c in engine.driver.calls]
+    # both discovery calls of the same item: the second runs the step (no targeted call)
+    assert calls == [(True, "step", 0, f"{run_id}:1"), (False, "step", 0, f"{run_id}:1")]
+    run = await engine.run(run_id)
+    assert run["status"] == "Completed" and run["output"] == "charged"
+    assert await redis.hlen(keys.run_steps(run_id)) == 0  # the plan was not recorded
+
+
+async def test_a_planned_first_step_with_limits_is_acted_on_as_planned(
+        engine: Engine, redis: Redis) -> None:
+    """A step declaring a timeout is planned by every call (the executor runs it in a call
+    of its own): the eager call's plan is that answer, no call is repeated for it."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    limited = {**PLANNED, "opts": {"timeout": "30s"}}
+
+    def answer(call: Call) -> Outcome:
+        if call.step_id == PLANNED["id"]:
+            return ops({"op": "StepRun", "id": PLANNED["id"], "name": "charge", "data": 1})
+        return Completed("charged") if call.steps else ops(limited)
+
+    engine.answer(answer)
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    await engine.run_until_idle()
+    # (the planned step's run keeps immediate execution off until it completes)
+    assert engine.driver.calls[0].plan_only
+    assert [c.step_id for c in engine.driver.calls] == ["step", PLANNED["id"], "step"]
+    assert (await engine.run(run_id))["output"] == "charged"
+
+
+async def test_the_answer_is_dropped_when_the_run_was_not_stored(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    engine.answer(lambda call: Completed("done"))
+
+    async def unreachable(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RedisConnectionError("Redis went away")
+
+    monkeypatch.setattr(executor.ingest, "_store", unreachable)
+    with pytest.raises(RedisConnectionError):
+        await engine.send()
+    await executor.worker.drain()
+    [call] = engine.driver.calls
+    assert call.plan_only
+    assert not await redis.exists(keys.run(call.run_id))  # nothing acted on the answer
+    assert await total(redis, keys.runs) == 0
+    assert executor.worker.free_slots() == executor.worker.slots
+
+
+async def test_a_run_planned_again_drops_the_first_plans_call(engine: Engine,
+                                                             redis: Redis) -> None:
+    """Another process synced meanwhile: the script writes nothing and the event is planned
+    again. The eager call of the first plan is dropped; the run completes from a call of
+    the second (whichever kind), once."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    other = Registry(redis)
+    body = {"appName": "app", "url": "http://app.test/api/inngest", "functions": [
+        {"id": "f", "name": "f", "triggers": [{"event": "test/go"}],
+         "steps": {"step": {"id": "step", "name": "step", "runtime": {
+             "type": "http", "url": "http://app.test/api/inngest?fnId=f"}}}}]}
+    await other.sync(body, orjson.dumps(body), engine.clock())
+    answers = iter(range(1, 100))
+    engine.answer(lambda call: Completed(f"answer {next(answers)}"))
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    assert engine.driver.calls[0].plan_only and len(engine.driver.calls) == 2
+    run = await engine.run(run_id)
+    assert run["status"] == "Completed" and run["output"] == "answer 2"
+    assert await total(redis, keys.runs) == 1
+
+
+async def test_a_busy_worker_calls_after_the_script(engine: Engine, redis: Redis) -> None:
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    release = asyncio.Event()
+
+    async def answer(call: Call) -> Outcome:
+        stored = bool(await redis.exists(keys.run(call.run_id)))
+        calls.append((call.plan_only, stored))
+        await release.wait()
+        return Completed("done")
+
+    calls: list[tuple[bool, bool]] = []
+    engine.answer(answer)
+    first = await engine.send()
+    await asyncio.sleep(0.05)  # the first call is in flight
+    second = await engine.send()
+    await asyncio.sleep(0.05)
+    release.set()
+    await executor.worker.drain()
+    assert calls == [(True, False), (False, True)]
+    for run_id in first + second:
+        assert (await engine.run(run_id))["status"] == "Completed"
+
+
+@pytest.mark.parametrize("config", [
+    {"idempotency": "event.data.n"},
+    {"rateLimit": {"limit": 100, "period": "1m"}},
+    {"concurrency": [{"limit": 2}]},
+    {"debounce": {"period": "1s"}},
+    {"singleton": {"mode": "skip"}},
+], ids=["idempotency", "rate-limit", "concurrency", "debounce", "singleton"])
+async def test_runs_whose_start_the_script_decides_are_not_called_eagerly(
+        engine: Engine, redis: Redis, config: dict[str, Any]) -> None:
+    """The same event starts a plain function `g` too: only its first call is eager."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f", **config}, {"id": "g"})
+    runs = await engine.send({"n": 1})
+    engine.clock.advance(2000)  # a debounced run is due after its period
+    await engine.run_until_idle()
+    function_of = {r: (await engine.run(r))["function_id"] for r in runs}
+    calls = {(function_of[c.run_id], c.plan_only) for c in engine.driver.calls}
+    assert calls == {("f", False), ("g", True)}
+    assert executor.worker.free_slots() == executor.worker.slots
+
+
+async def test_an_event_with_a_sender_id_is_not_called_eagerly(engine: Engine,
+                                                              redis: Redis) -> None:
+    """Its id may have been stored already (a sender's retry): the script decides."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    await engine.send()
+    await engine.send(event_id="order-1")
+    await executor.worker.drain()
+    assert [c.plan_only for c in engine.driver.calls] == [True, False]
+
+
+async def test_eager_calls_can_be_turned_off(redis: Redis) -> None:
+    on = Executor(redis, Settings())
+    off = Executor(redis, Settings(eager_calls=False))
+    try:
+        assert on.ingest.eager == on.worker.eager
+        assert off.ingest.eager != off.worker.eager
+    finally:
+        await on.driver.close()
+        await off.driver.close()

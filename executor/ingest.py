@@ -468,15 +468,14 @@ class Ingest:
             self.on_runs_started(created, list(planned_runs.values()) or runs)
         finally:
             self.unclaim(claimed)
-            # an eager call of a run the scripts did not hand over (not stored, stored by a
-            # later pass, or an error) is dropped; one handed over goes on
-            handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
-            clock = max((out["clock"] for out in outs), default=0)
-            handed_ids = {item.id for item in handed}
-            _drop({k: gate for k, gate in gates.items() if k not in handed_ids})
-            for gate in gates.values():
-                if not gate.done():
-                    gate.set_result(clock)
+            try:  # an eager call whose run was handed over goes on, with the script's clock
+                handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
+                clock = max((out["clock"] for out in outs), default=0)
+                for item in handed:
+                    if item.id in gates and not gates[item.id].done():
+                        gates[item.id].set_result(clock)
+            finally:  # the others' runs were not stored, or by a later pass: dropped
+                _drop(gates)
         handed = [item for item in handed if item.id not in gates]
         if handed:
             self.adopt(handed, token,

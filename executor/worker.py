@@ -146,6 +146,9 @@ class Worker:
         step, but no step.run, until the run is stored. None: not started."""
         if self._inflight or self._stopping or not self.free_slots():
             return None
+        fn = self.registry.functions.get(item.fn_id)
+        if fn is None or self.operations.usage.over_budget(fn, state.run) is not None:
+            return None  # its call would write to the run (fail it) before it is stored
         gate: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self._work(item, token, state, gate))
         self._inflight.add(task)

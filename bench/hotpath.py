@@ -2,6 +2,7 @@
 
     python -m bench.hotpath                      # noop, first and batch workloads
     python -m bench.hotpath --spy DIR            # + py-spy flame graphs of executor and app
+    python -m bench.hotpath --no-eager-calls     # first calls only after the ingest script
 
 Starts the same stack as bench.peers ("ours": redis appendfsync always, the executor as the
 CLI runs it, the uvicorn app of bench.apps) and measures, each workload alone:
@@ -93,12 +94,14 @@ async def noop(ours: Ours, runs: int) -> dict[str, float]:
 
 
 async def first(ours: Ours, runs: int) -> dict[str, float]:
-    lags = []
+    lags, acks = [], []
     for _ in range(runs):
         done = await ours.run("first", {})
         lags.append((float(done.result) - done.sent) * 1000)
+        acks.append(((done.acked or done.sent) - done.sent) * 1000)
         await asyncio.sleep(0.005)
-    return {"first line p50 ms": median(lags), "p90 ms": percentile(lags, 90)}
+    return {"first line p50 ms": median(lags), "p90 ms": percentile(lags, 90),
+            "event acknowledged p50 ms": median(acks)}
 
 
 async def batch(ours: Ours, k: int) -> dict[str, float]:
@@ -165,6 +168,9 @@ def main() -> None:
     parser.add_argument("--first-runs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--only", nargs="*", choices=["noop", "first", "batch"])
+    parser.add_argument("--no-eager-calls", action="store_true",
+                        help="run the executor with --no-eager-calls (first calls after the "
+                             "ingest script)")
     args = parser.parse_args()
     if args.spy is not None:
         if shutil.which("py-spy") is None:
@@ -172,7 +178,7 @@ def main() -> None:
         args.spy.mkdir(parents=True, exist_ok=True)
     print(f"bench.hotpath: {machine()}")
     with processes("bench-hotpath-") as (log_dir, started):
-        ours = Ours()
+        ours = Ours(["--no-eager-calls"] if args.no_eager_calls else [])
         ours.start(log_dir, started)
         pids = dict(ours.pids)
         meter = CpuMeter({**pids, "client": psutil.Process().pid})

@@ -153,6 +153,7 @@ class Done:
     sent: float  # time.time() just before the request
     ended: float  # time.time() of the run's end (see the module doc)
     result: Any
+    acked: float | None = None  # ours: when the event's POST was answered (stored)
 
 
 class System:
@@ -282,6 +283,9 @@ class Ours(System):
     EVENTS = {"noop": "bench/noop", "big": "bench/big", "three": "bench/three",
               "first": "bench/first"}
 
+    def __init__(self, executor_args: list[str] | None = None) -> None:
+        self.executor_args = executor_args or []  # more options of `python -m executor dev`
+
     def start(self, log_dir: pathlib.Path, started: list[Proc]) -> None:
         redis = BenchRedis(log_dir, "always")
         started.append(redis)
@@ -292,7 +296,8 @@ class Ours(System):
         # (5 s; it shows in the idle CPU) and the lease (20 s; the tests' 2 s expires under
         # load and the same call is made twice)
         executor = Executor(log_dir, redis.url, [app.url], port=exec_port,
-                            extra=["--poll-interval", "5", "--lease-seconds", "20"])
+                            extra=["--poll-interval", "5", "--lease-seconds", "20",
+                                   *self.executor_args])
         started.append(app)  # the app first: the executor's first sync must find it
         app.start()
         started.append(executor)
@@ -346,6 +351,7 @@ class Ours(System):
         shape = (workflow, int(data.get("n", 0)))
         sent = time.time()
         event_id = await self._send(workflow, data)
+        acked = time.time()
         # first look when the run should about be done (the last run of this shape), then
         # every millisecond: a look is one HMGET, nothing for the executor to do
         await asyncio.sleep(self.guess.get(shape, 0.0) * 0.9)
@@ -361,7 +367,7 @@ class Ours(System):
             await asyncio.sleep(0.001)
         ((ended, result),) = await self._ends([run_id])
         self.guess[shape] = ended - sent
-        return Done(sent, ended, result)
+        return Done(sent, ended, result, acked)
 
     async def batch(self, k: int) -> tuple[float, float]:
         base = await self.redis.zcard(keys.runs(0))
@@ -409,6 +415,7 @@ class Samples:
     big_short: list[float] = dataclasses.field(default_factory=list)  # ms per step
     big_long: list[float] = dataclasses.field(default_factory=list)
     first_ms: list[float] = dataclasses.field(default_factory=list)
+    ack_ms: list[float] = dataclasses.field(default_factory=list)  # ours: event -> stored
     runs_per_s: list[float] = dataclasses.field(default_factory=list)
     cpu_ms_per_run: list[float] = dataclasses.field(default_factory=list)
     cpu_split: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -430,13 +437,13 @@ async def _per_step(system: System, workflow: str, data: dict[str, Any], runs: i
     return out
 
 
-async def _first(system: System, runs: int) -> list[float]:
-    out = []
+async def _first(system: System, runs: int, samples: Samples) -> None:
     for _ in range(runs):
         done = await system.run("first", {})
-        out.append((float(done.result) - done.sent) * 1000)
+        samples.first_ms.append((float(done.result) - done.sent) * 1000)
+        if done.acked is not None:
+            samples.ack_ms.append((done.acked - done.sent) * 1000)
         await asyncio.sleep(0.005)
-    return out
 
 
 def _split(cpu: dict[str, float], system: System) -> dict[str, float]:
@@ -506,8 +513,7 @@ async def measure(systems: list[System], meter: CpuMeter, plan: Plan) -> dict[st
                     ("big long", lambda s: _extend(samples[s.name].big_long, _per_step(
                         s, "big", {"n": plan.big_long_steps, "size": BIG_SIZE},
                         plan.big_long_runs))),
-                    ("first", lambda s: _extend(samples[s.name].first_ms,
-                                                _first(s, plan.first_runs))),
+                    ("first", lambda s: _first(s, plan.first_runs, samples[s.name])),
                     ("batch", lambda s: _batch(s, meter, plan.batch, samples[s.name],
                                              min(plan.settle_s, 3.0))),
                 ]
@@ -565,7 +571,8 @@ def report(samples: dict[str, Samples], plan: Plan, versions: str) -> None:
               f"{min(s.noop_ms_per_step):.2f}..{max(s.noop_ms_per_step):.2f}"
               f"   first line p90 {percentile(s.first_ms, 90):.1f} ms"
               f"   runs/s {min(s.runs_per_s):.0f}..{max(s.runs_per_s):.0f}"
-              f"   CPU ms/run {min(s.cpu_ms_per_run):.1f}..{max(s.cpu_ms_per_run):.1f}")
+              f"   CPU ms/run {min(s.cpu_ms_per_run):.1f}..{max(s.cpu_ms_per_run):.1f}"
+              + (f"   event acknowledged p50 {median(s.ack_ms):.1f} ms" if s.ack_ms else ""))
     print("\nper-step ms of the 10 KB runs: "
           + "; ".join(f"{name} 10 steps {median(samples[name].big_short):.2f}, "
                       f"{plan.big_long_steps} steps {median(samples[name].big_long):.2f}"

@@ -197,6 +197,15 @@ class CallWatch:
             except Exception:
                 log.exception("run %s: clearing its stall flag failed", self.item.run_id)
 
+    def drop(self, now: int) -> None:
+        """An eager call whose answer is dropped (its run was not stored, or planned again):
+        its span ends, named so; no metric counts it."""
+        if self.span is not None and self.ops.tracing is not None:
+            try:
+                self.ops.tracing.end_call(self.span, "call (dropped)", now, {}, None)
+            except Exception:
+                log.exception("run %s: ending a dropped call's span failed", self.item.run_id)
+
     def end(self, outcome: Outcome, now: int) -> None:
         """After the outcome was acted on: the span and the duration histogram (telemetry:
         a failure here is logged, never raised into the run's handling). Steps sent with the

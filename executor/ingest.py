@@ -32,7 +32,7 @@ from .pauses import Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
-from .state import CallState, RunState
+from .state import USE_API_BYTES, CallState, RunState
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -174,7 +174,21 @@ def _start_of(run: dict[str, Any]) -> tuple[str, str]:
     return run["fields"]["event_id"], run["fields"]["function_id"]
 
 
-def _drop(gates: dict[str, asyncio.Future[int | None]]) -> None:
+@dataclasses.dataclass(frozen=True)
+class Handover:
+    """What the ingest tells an eager first call (Worker.eager) once its scripts answered:
+    its run was stored and its first call leased to this process, at Redis time `clock`.
+    `state`: the run as stored when it was planned again meanwhile (a sync): the eager
+    call's answer is dropped and the first call made again with it."""
+
+    clock: int
+    state: CallState | None = None
+
+
+Gate = asyncio.Future[Handover | None]  # None: the run was not handed over (answer dropped)
+
+
+def _drop(gates: dict[str, Gate]) -> None:
     """Tell eager first calls their runs were not handed over: their answers are dropped."""
     for gate in gates.values():
         if not gate.done():
@@ -215,8 +229,7 @@ class Ingest:
         self.adopt: Callable[[list[QueueItem], str, dict[str, CallState]], None] = (
             lambda items, token, states: None)
         # ... and start a new run's first call before its script answers (Worker.eager)
-        self.eager: Callable[[QueueItem, str, CallState],
-                             asyncio.Future[int | None] | None] = (
+        self.eager: Callable[[QueueItem, str, CallState], Gate | None] = (
             lambda item, token, state: None)
         self.lease_ms = 20_000  # the lease of what the ingest script hands this process
         self.ack_timeout_ms = 1000  # how long `accept(replicas=N)` waits for the replicas
@@ -390,7 +403,8 @@ class Ingest:
         # those calls are adopted: many events accepted at once never start more calls than
         # the worker has slots
         claimed = 0
-        gates: dict[str, asyncio.Future[int | None]] = {}  # eager first calls, by item id
+        gates: dict[str, Gate] = {}  # eager first calls, by item id
+        replanned = False  # a stale pass: the eager calls were made for an older plan
         outs: list[dict[str, Any]] = []  # the answers of the pieces written
         try:
             planned_runs: dict[tuple[str, str], dict[str, Any]] = {}  # (event, function) -> run
@@ -406,7 +420,8 @@ class Ingest:
                 self.unclaim(claimed - handed_so_far)
                 claimed = handed_so_far + self.claim(len(runs))
                 free = claimed - handed_so_far
-                if planned and not outs and len(shards) == 1 and free == len(runs):
+                if planned and not outs and not replanned and len(shards) == 1 \
+                        and free == len(runs):
                     # the first pass, one script, and every first call may be handed to us
                     gates = self._start_eagerly(events, runs, token, now)
                     if gates:
@@ -436,8 +451,7 @@ class Ingest:
                          if out.get("stale")]
                 if not stale:
                     break
-                _drop(gates)  # planned again below: those calls were not the runs' first
-                gates = {}
+                replanned = True
                 # the shards that wrote nothing are planned again; the others are done (their
                 # events are found stored and skipped if planned again all the same)
                 shards = stale
@@ -471,10 +485,12 @@ class Ingest:
             try:  # an eager call whose run was handed over goes on, with the script's clock
                 handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
                 clock = max((out["clock"] for out in outs), default=0)
+                fresh = (self._first_states(handed, list(planned_runs.values()), clock)
+                         if replanned else {})
                 for item in handed:
                     if item.id in gates and not gates[item.id].done():
-                        gates[item.id].set_result(clock)
-            finally:  # the others' runs were not stored, or by a later pass: dropped
+                        gates[item.id].set_result(Handover(clock, fresh.get(item.id)))
+            finally:  # the others' runs were not stored: their answers are dropped
                 _drop(gates)
         handed = [item for item in handed if item.id not in gates]
         if handed:
@@ -497,23 +513,29 @@ class Ingest:
         return created
 
     def _start_eagerly(self, events: list[IncomingEvent], runs: list[dict[str, Any]],
-                       token: str, now: int) -> dict[str, asyncio.Future[int | None]]:
+                       token: str, now: int) -> dict[str, Gate]:
         """Start the first calls of the planned runs the script will hand to this process
         before the script runs (Worker.eager): the first line of a function runs while its
-        run is being stored. Only runs the script starts whatever it finds: no flow control,
-        no idempotency key, no concurrency slot, due now, and an event no sender id may have
-        stored already. Returns their gates by item id."""
+        run is being stored. Only runs the event's own script starts whatever it finds: in
+        the event's shard, no flow control, no idempotency key, no concurrency limit, due
+        now, not a rerun, an event no sender id may have stored already, and state small
+        enough to go in the call (no `use_api`: the run cannot be read back yet). Returns
+        their gates by item id."""
         sender_ids = {e.internal_id for e in events if e.user_id}
-        gates: dict[str, asyncio.Future[int | None]] = {}
+        gates: dict[str, Gate] = {}
         for record in runs:
-            item_dict = record["item"]
+            item_dict, fields = record["item"], record["fields"]
             if (record.get("skip") or record["idem_keys"] or record["flow"] or item_dict["ck"]
                     or record["due"] > now or record["memos"]
-                    or record["fields"]["event_id"] in sender_ids):
+                    or fields["event_id"] in sender_ids
+                    or record["shard"] != keys.shard_of(fields["event_id"])):
+                continue
+            state = self._first_state(record, 0)
+            if len(state.run[b"events"]) + len(b"{}") > USE_API_BYTES:  # as call_body decides
                 continue
             # the id ingest.lua gives a run's first call
             item = QueueItem(id=f"{record['run_id']}:1", **item_dict)
-            gate = self.eager(item, token, self._first_state(record, 0))
+            gate = self.eager(item, token, state)
             if gate is None:
                 break  # the worker is busy: the rest wait for the script
             gates[item.id] = gate

@@ -22,7 +22,7 @@ from .agent_options import step_limits
 from .call_watch import CallWatch
 from .clock import Clock, system_ms
 from .driver import AppDriver, CallError, Ops, Outcome
-from .ingest import Ingest
+from .ingest import Gate, Ingest
 from .opcodes import MAX_STEPS, Opcodes
 from .operations import Operations
 from .queue import Queue, QueueItem
@@ -134,22 +134,22 @@ class Worker:
             self._claimed -= count
             self._slot_free.set()
 
-    def eager(self, item: QueueItem, token: str,
-              state: CallState) -> asyncio.Future[int | None] | None:
+    def eager(self, item: QueueItem, token: str, state: CallState) -> Gate | None:
         """Start a new run's first call while the ingest script that stores the run is still
-        running, when this worker is idle (no call in flight: under load the call waits for
-        the script, as every other does). Returns the gate the ingest resolves with the
-        script's clock once the script handed `item` to this process, or with None when it
-        did not (nothing stored, or stored for another worker): the call's answer is acted
-        on only after that, so nothing happens to a run that was never stored. The call is
-        plan-only (`disable_immediate_execution`): the app runs the code before the first
-        step, but no step.run, until the run is stored. None: not started."""
+        running, when this worker is idle (no call in flight and a free slot: under load the
+        call waits for the script, as every other does). Returns the gate the ingest
+        resolves with a Handover once the script handed `item` to this process, or with
+        None when it did not (nothing stored): the call's answer is acted on only after
+        that, so nothing happens to a run that was never stored, and its lease is renewed
+        only from then. The call is plan-only (`disable_immediate_execution`): the app runs
+        the code before the first step, but no step.run, until the run is stored. None: not
+        started."""
         if self._inflight or self._stopping or not self.free_slots():
             return None
         fn = self.registry.functions.get(item.fn_id)
         if fn is None or self.operations.usage.over_budget(fn, state.run) is not None:
             return None  # its call would write to the run (fail it) before it is stored
-        gate: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        gate: Gate = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self._work(item, token, state, gate))
         self._inflight.add(task)
         task.add_done_callback(self._done)
@@ -236,7 +236,7 @@ class Worker:
 
     # -- one run, step after step -----------------------------------------------------------
     async def _work(self, item: QueueItem, token: str, state: CallState | None = None,
-                    gate: asyncio.Future[int | None] | None = None) -> None:
+                    gate: Gate | None = None) -> None:
         next_item: QueueItem | None = item
         while next_item is not None:
             next_item, state = await self.execute(next_item, token, state, gate)
@@ -244,7 +244,7 @@ class Worker:
 
     async def execute(
         self, item: QueueItem, token: str, state: CallState | None = None,
-        gate: asyncio.Future[int | None] | None = None,
+        gate: Gate | None = None,
     ) -> tuple[QueueItem | None, CallState | None]:
         """Make one call for `item` and record its outcome; returns the run's next item when
         it came back leased to us (with the run's state read in the same round trip as the
@@ -275,14 +275,19 @@ class Worker:
             await self.opcodes.end(item, token, now, "Failed", watch.stop)
             return None, None
         body = call_body(item, state, plan_only=gate is not None)
-        outcome = await self._call(item, token, step_url(fn.url, item.step_id), body, watch)
+        outcome = await self._call(item, token, step_url(fn.url, item.step_id), body, watch,
+                                   gate)
         if gate is not None:
-            clock = await gate
-            if clock is None:  # the run was not stored for us: its answer means nothing
-                return None, None
-            state = dataclasses.replace(state, redis_ms=clock)
+            handover = await gate
+            if handover is None or handover.state is not None:
+                # the run was not stored for us (its answer means nothing), or was planned
+                # again meanwhile: its first call is made again, with the run as stored
+                watch.drop(self.clock())
+                return (item, handover.state) if handover else (None, None)
+            state = dataclasses.replace(state, redis_ms=handover.clock)
             if _planned_first(outcome):
                 # the code before the first step ran; the run's real first call runs it now
+                await watch.record(outcome, self.clock())
                 watch.end(outcome, self.clock())
                 return item, state
         await watch.record(outcome, self.clock())
@@ -308,10 +313,10 @@ class Worker:
             self.state.calls.pop(item.id, None)
 
     async def _call(self, item: QueueItem, token: str, url: str, body: bytes,
-                    watch: CallWatch) -> Outcome:
+                    watch: CallWatch, gate: Gate | None = None) -> Outcome:
         self.calls_made += 1
         body, signature = self.sign(body)
-        async with self.renewing(item, token):
+        async with self.renewing(item, token, gate):
             return await watch.run(self.driver.call(
                 url,
                 body,
@@ -324,21 +329,27 @@ class Worker:
             ))
 
     @contextlib.asynccontextmanager
-    async def renewing(self, item: QueueItem, token: str) -> AsyncIterator[None]:
+    async def renewing(self, item: QueueItem, token: str,
+                       gate: Gate | None = None) -> AsyncIterator[None]:
         """Keep an item's lease while the block runs (a call out). The renewer stops on a
         flag as well as on cancellation: a cancellation landing inside a Redis command
         while a cluster fails over can be swallowed by the client, and a renewer left
         running would hold the lease of a call that ended, so its run would never be
         retried."""
         ended = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(item, token, ended))
+        renewer = asyncio.create_task(self._renew(item, token, ended, gate))
         try:
             yield
         finally:
             ended.set()
             renewer.cancel()
 
-    async def _renew(self, item: QueueItem, token: str, ended: asyncio.Event) -> None:
+    async def _renew(self, item: QueueItem, token: str, ended: asyncio.Event,
+                     gate: Gate | None = None) -> None:
+        # an eager call: its lease exists once the ingest script handed it over (shielded:
+        # this renewer is cancelled when the call ends, which must not cancel the gate)
+        if gate is not None and await asyncio.shield(gate) is None:
+            return
         while not ended.is_set():
             await asyncio.sleep(self.lease_ms / 3000)
             if ended.is_set():

@@ -30,9 +30,9 @@ def test_ten_steps_take_one_call_each_step_persisted(tmp_path: pathlib.Path) -> 
         before = _calls(ex.url)
         run = ex.wait_run(ex.send("test/ten-steps", {}), timeout=30)
         assert run["output"] == 45
-        # an idle executor's eager first call (plan-only: it stops at step-0), then one
-        # request ran all ten steps
-        assert _calls(ex.url) - before == 2
+        # one request ran all ten steps (after an idle executor's eager first call, which is
+        # plan-only: it stops at step-0; rarely none, when the worker was leasing just then)
+        assert _calls(ex.url) - before in (1, 2)
         steps = ex.steps(run["run_id"])
         assert [s["name"] for s in steps] == [f"step-{i}" for i in range(10)]
         assert all(s["status"] == "Completed" for s in steps)
@@ -69,8 +69,8 @@ def test_refused_checkpoints_fall_back_to_one_call_per_step(tmp_path: pathlib.Pa
         assert run["output"] == 45
         # a step is held until the next one starts, then saved: refused, it is answered
         # alone, and the next call replays to the next step; the last comes with the end
-        # (after the idle executor's eager, plan-only, first call)
-        assert _calls(ex.url) - before == 11
+        # (after an idle executor's eager, plan-only, first call)
+        assert _calls(ex.url) - before in (10, 11)
         counts = stack.counts()
         assert [counts[(run["run_id"], f"step-{i}")] for i in range(10)] == [1] * 10
         assert not any(s.get("checkpointed") for s in ex.steps(run["run_id"]))

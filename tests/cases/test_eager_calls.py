@@ -4,6 +4,7 @@ and loses nothing acknowledged."""
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import uuid
 
@@ -27,6 +28,10 @@ def _doomed(tmp_path: pathlib.Path, stack: Stack, point: str) -> Executor:
     return doomed
 
 
+def _ms(iso: str) -> float:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+
+
 def _marks(stack: Stack, key: str) -> list[str]:
     text = stack.counter.read_text() if stack.counter.exists() else ""
     return [line.split()[1] for line in text.splitlines() if line.split()[0] == key]
@@ -38,13 +43,21 @@ def test_an_idle_executor_calls_a_new_run_eagerly_plan_only(tmp_path: pathlib.Pa
     try:
         ex = stack.executor
         ex.wait_synced("primitives-first-line")
-        key = uuid.uuid4().hex
-        run = ex.wait_run(ex.send(EVENT, {"key": key}), timeout=30)
-        assert run["output"] == "charged"
+        patterns = []
+        for _ in range(3):  # one at a time: the executor is idle for each
+            key = uuid.uuid4().hex
+            run = ex.wait_run(ex.send(EVENT, {"key": key}), timeout=30)
+            assert run["output"] == "charged"
+            # well within the lease (2 s here): the eager answer was acted on, not retried
+            assert _ms(run["ended_at"]) - _ms(run["run_started_at"]) < 1500
+            assert [s["name"] for s in ex.steps(run["run_id"])] == ["charge"]
+            patterns.append(_marks(stack, key))
         # the eager call ran the code before the first step and stopped there (plan-only);
-        # the real first call ran it again, then the step, once
-        assert _marks(stack, key) == ["line", "line", "charge"]
-        assert [s["name"] for s in ex.steps(run["run_id"])] == ["charge"]
+        # the real first call ran it again, then the step, once. (A worker in its own lease
+        # round trip, about 1 ms a second when idle, holds its slots: that event is called
+        # after its script, the old way.)
+        assert all(p in (["line", "line", "charge"], ["line", "charge"]) for p in patterns)
+        assert patterns.count(["line", "line", "charge"]) >= 2, patterns
     finally:
         stack.stop()
 
@@ -56,6 +69,11 @@ def test_kill9_after_the_eager_call_before_storing_leaves_nothing(
     try:
         ex = stack.executor
         ex.wait_synced("primitives-first-line")
+        # a run of another event first: the doomed executor keeps its connection to the app,
+        # so the eager call below is written before the kill (no connect in between)
+        warm = httpx.post(f"{doomed.url}/e/test-key", timeout=10,
+                          json={"name": "prim/three", "data": {"key": uuid.uuid4().hex}})
+        ex.wait_run(warm.json()["ids"][0], timeout=30)
         key = uuid.uuid4().hex
         with pytest.raises(httpx.TransportError):  # it died before answering
             httpx.post(f"{doomed.url}/e/test-key", json={"name": EVENT, "data": {"key": key}},

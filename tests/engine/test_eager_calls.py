@@ -67,6 +67,30 @@ async def test_the_first_call_starts_before_its_run_is_stored_and_completes_it(
     assert executor.worker.free_slots() == executor.worker.slots  # no slot left claimed
 
 
+async def test_an_answer_before_the_script_waits_for_it(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app answers while the script still runs (the usual order: a plan-only call is
+    short): the answer waits for the script, then completes the run at once."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    order: list[str] = []
+    _record_the_script(executor, order, monkeypatch)
+
+    async def answer(call: Call) -> Outcome:
+        await asyncio.sleep(0)  # an answer that takes a moment, as over a socket: the
+        await asyncio.sleep(0)  # lease's renewer starts meanwhile (and waits for the script)
+        order.append("answer")
+        return Completed("done")
+
+    engine.answer(answer)
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    assert order[:2] == ["script sent", "answer"]
+    run = await engine.run(run_id)
+    assert run["status"] == "Completed" and run["output"] == "done"
+    assert len(engine.driver.calls) == 1
+
+
 async def test_a_planned_first_step_is_run_by_the_real_first_call(
         engine: Engine, redis: Redis) -> None:
     executor = _eager_worker(engine)
@@ -115,11 +139,19 @@ async def test_the_answer_is_dropped_when_the_run_was_not_stored(
         raise RedisConnectionError("Redis went away")
 
     monkeypatch.setattr(executor.ingest, "_store", unreachable)
+    acted: list[str] = []
+    handle = executor.worker.opcodes.handle
+
+    async def spy(item: Any, *args: Any, **kwargs: Any) -> Any:
+        acted.append(item.run_id)
+        return await handle(item, *args, **kwargs)
+
+    monkeypatch.setattr(executor.worker.opcodes, "handle", spy)
     with pytest.raises(RedisConnectionError):
         await engine.send()
     await executor.worker.drain()
     [call] = engine.driver.calls
-    assert call.plan_only
+    assert call.plan_only and acted == []
     assert not await redis.exists(keys.run(call.run_id))  # nothing acted on the answer
     assert await total(redis, keys.runs) == 0
     assert executor.worker.free_slots() == executor.worker.slots
@@ -139,10 +171,21 @@ async def test_a_run_planned_again_drops_the_first_plans_call(engine: Engine,
              "type": "http", "url": "http://app.test/api/inngest?fnId=f"}}}}]}
     await other.sync(body, orjson.dumps(body), engine.clock())
     answers = iter(range(1, 100))
-    engine.answer(lambda call: Completed(f"answer {next(answers)}"))
+    running, most = 0, 0
+
+    async def answer(call: Call) -> Outcome:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)  # still running when the event has been stored
+        running -= 1
+        return Completed(f"answer {next(answers)}")
+
+    engine.answer(answer)
     [run_id] = await engine.send()
     await executor.worker.drain()
-    assert engine.driver.calls[0].plan_only and len(engine.driver.calls) == 2
+    assert [c.plan_only for c in engine.driver.calls] == [True, False]
+    assert most == 1  # the first call is made again after the eager one, never beside it
     run = await engine.run(run_id)
     assert run["status"] == "Completed" and run["output"] == "answer 2"
     assert await total(redis, keys.runs) == 1
@@ -193,23 +236,49 @@ async def test_runs_whose_start_the_script_decides_are_not_called_eagerly(
     assert executor.worker.free_slots() == executor.worker.slots
 
 
+async def test_a_run_stored_in_its_functions_home_shard_is_not_called_eagerly(
+        engine: Engine, redis: Redis) -> None:
+    """Priority gives a function a home shard: its runs are stored by a script of their
+    own, after the event's, and never handed to the accepting worker there."""
+    if keys.shard_count() == 1:
+        pytest.skip("one shard: every run is stored with its event")
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f", "priority": {"run": "0"}}, {"id": "g"})
+    for _ in range(2 * keys.shard_count()):  # events land in every shard, the home too
+        runs = await engine.send()
+        await executor.worker.drain()
+        await engine.run_until_idle()
+        function_of = {r: (await engine.run(r))["function_id"] for r in runs}
+        calls = {(function_of[c.run_id], c.plan_only) for c in engine.driver.calls
+                 if c.run_id in function_of}
+        home = keys.shard_of(next(r for r in runs if function_of[r] == "f"))
+        event_shard = keys.shard_of(next(r for r in runs if function_of[r] == "g"))
+        assert ("f", True) not in calls or home == event_shard
+
+
 async def test_an_event_with_a_sender_id_is_not_called_eagerly(engine: Engine,
                                                               redis: Redis) -> None:
     """Its id may have been stored already (a sender's retry): the script decides."""
     executor = _eager_worker(engine)
     await engine.sync({"id": "f"})
     await engine.send()
+    await executor.worker.drain()  # idle again
     await engine.send(event_id="order-1")
     await executor.worker.drain()
     assert [c.plan_only for c in engine.driver.calls] == [True, False]
 
 
-async def test_eager_calls_can_be_turned_off(redis: Redis) -> None:
-    on = Executor(redis, Settings())
-    off = Executor(redis, Settings(eager_calls=False))
-    try:
-        assert on.ingest.eager == on.worker.eager
-        assert off.ingest.eager != off.worker.eager
-    finally:
-        await on.driver.close()
-        await off.driver.close()
+@pytest.mark.parametrize("eager_calls", [True, False])
+async def test_the_service_wires_eager_calls_unless_turned_off(
+        engine: Engine, redis: Redis, eager_calls: bool) -> None:
+    """As `python -m executor dev` builds it (a worker in the process), with and without
+    --no-eager-calls."""
+    await engine.executor.driver.close()
+    engine.executor = Executor(redis, Settings(retry_interval_s=1.0, eager_calls=eager_calls),
+                               engine.clock)
+    engine.executor.worker.driver = engine.driver
+    await engine.sync({"id": "f"})
+    [run_id] = await engine.send()
+    await engine.executor.worker.drain()
+    assert [c.plan_only for c in engine.driver.calls] == [eager_calls]
+    assert (await engine.run(run_id))["status"] == "Completed"

@@ -136,15 +136,15 @@ class Worker:
 
     def eager(self, item: QueueItem, token: str, state: CallState) -> Gate | None:
         """Start a new run's first call while the ingest script that stores the run is still
-        running, when this worker is idle (no call in flight and a free slot: under load the
-        call waits for the script, as every other does). Returns the gate the ingest
+        running, when this worker is idle (no call in flight: under load the call waits for
+        the script, as every other does). Returns the gate the ingest
         resolves with a Handover once the script handed `item` to this process, or with
         None when it did not (nothing stored): the call's answer is acted on only after
         that, so nothing happens to a run that was never stored, and its lease is renewed
         only from then. The call is plan-only (`disable_immediate_execution`): the app runs
         the code before the first step, but no step.run, until the run is stored. None: not
         started."""
-        if self._inflight or self._stopping or not self.free_slots():
+        if self._inflight or self._stopping:  # (its slot: one the ingest claimed for it)
             return None
         fn = self.registry.functions.get(item.fn_id)
         if fn is None or self.operations.usage.over_budget(fn, state.run) is not None:

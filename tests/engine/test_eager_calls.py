@@ -191,6 +191,18 @@ async def test_a_run_planned_again_drops_the_first_plans_call(engine: Engine,
     assert await total(redis, keys.runs) == 1
 
 
+async def test_a_worker_of_one_slot_calls_eagerly(engine: Engine, redis: Redis) -> None:
+    """The slot the eager call takes is the one the ingest holds for the run."""
+    executor = _eager_worker(engine)
+    executor.worker.slots = 1
+    await engine.sync({"id": "f"})
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    assert [c.plan_only for c in engine.driver.calls] == [True]
+    assert (await engine.run(run_id))["status"] == "Completed"
+    assert executor.worker.free_slots() == 1
+
+
 async def test_a_busy_worker_calls_after_the_script(engine: Engine, redis: Redis) -> None:
     executor = _eager_worker(engine)
     await engine.sync({"id": "f"})

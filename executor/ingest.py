@@ -178,10 +178,11 @@ def _start_of(run: dict[str, Any]) -> tuple[str, str]:
 class Handover:
     """What the ingest tells an eager first call (Worker.eager) once its scripts answered:
     its run was stored and its first call leased to this process, at Redis time `clock`.
-    `state`: the run as stored when it was planned again meanwhile (a sync): the eager
-    call's answer is dropped and the first call made again with it."""
+    `item` and `state`: the first call and the run as stored when the event was planned
+    again meanwhile (a sync): the eager call's answer is dropped and the call made again."""
 
     clock: int
+    item: QueueItem | None = None
     state: CallState | None = None
 
 
@@ -423,7 +424,7 @@ class Ingest:
                 if planned and not outs and not replanned and len(shards) == 1 \
                         and free == len(runs):
                     # the first pass, one script, and every first call may be handed to us
-                    gates = self._start_eagerly(events, runs, token, now)
+                    self._start_eagerly(events, runs, token, now, gates)
                     if gates:
                         await asyncio.sleep(0)  # the calls go out first, the script next
                         for event in events:  # tests: die with the calls out, nothing stored
@@ -489,7 +490,9 @@ class Ingest:
                          if replanned else {})
                 for item in handed:
                     if item.id in gates and not gates[item.id].done():
-                        gates[item.id].set_result(Handover(clock, fresh.get(item.id)))
+                        fresh_state = fresh.get(item.id)
+                        gates[item.id].set_result(Handover(
+                            clock, item if fresh_state else None, fresh_state))
             finally:  # the others' runs were not stored: their answers are dropped
                 _drop(gates)
         handed = [item for item in handed if item.id not in gates]
@@ -513,16 +516,15 @@ class Ingest:
         return created
 
     def _start_eagerly(self, events: list[IncomingEvent], runs: list[dict[str, Any]],
-                       token: str, now: int) -> dict[str, Gate]:
+                       token: str, now: int, gates: dict[str, Gate]) -> None:
         """Start the first calls of the planned runs the script will hand to this process
         before the script runs (Worker.eager): the first line of a function runs while its
         run is being stored. Only runs the event's own script starts whatever it finds: in
         the event's shard, no flow control, no idempotency key, no concurrency limit, due
         now, not a rerun, an event no sender id may have stored already, and state small
-        enough to go in the call (no `use_api`: the run cannot be read back yet). Returns
-        their gates by item id."""
+        enough to go in the call (no `use_api`: the run cannot be read back yet). Their
+        gates go into `gates` by item id as they start (the caller resolves every one)."""
         sender_ids = {e.internal_id for e in events if e.user_id}
-        gates: dict[str, Gate] = {}
         for record in runs:
             item_dict, fields = record["item"], record["fields"]
             if (record.get("skip") or record["idem_keys"] or record["flow"] or item_dict["ck"]
@@ -539,7 +541,6 @@ class Ingest:
             if gate is None:
                 break  # the worker is busy: the rest wait for the script
             gates[item.id] = gate
-        return gates
 
     def _first_state(self, record: dict[str, Any], clock: int) -> CallState:
         """A new run's state as the ingest script writes it (its fields, the memos a rerun

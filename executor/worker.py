@@ -283,7 +283,7 @@ class Worker:
                 # the run was not stored for us (its answer means nothing), or was planned
                 # again meanwhile: its first call is made again, with the run as stored
                 watch.drop(self.clock())
-                return (item, handover.state) if handover else (None, None)
+                return (handover.item, handover.state) if handover else (None, None)
             state = dataclasses.replace(state, redis_ms=handover.clock)
             if _planned_first(outcome):
                 # the code before the first step ran; the run's real first call runs it now

@@ -16,8 +16,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from executor import keys
 from executor.driver import Completed, Outcome
+from executor.queue import QueueItem
 from executor.registry import Registry
 from executor.service import Executor, Settings
+from executor.state import USE_API_BYTES
 
 from .harness import Call, Engine, ops, total
 
@@ -45,6 +47,19 @@ def _record_the_script(executor: Executor, order: list[str],
         return out
 
     monkeypatch.setattr(executor.ingest, "_store", store)
+
+
+def _spy_on_handle(executor: Executor, monkeypatch: pytest.MonkeyPatch) -> list[QueueItem]:
+    """The items whose call answers the worker acts on (opcodes.handle), in order."""
+    acted: list[QueueItem] = []
+    handle = executor.worker.opcodes.handle
+
+    async def spy(item: QueueItem, *args: Any, **kwargs: Any) -> Any:
+        acted.append(item)
+        return await handle(item, *args, **kwargs)
+
+    monkeypatch.setattr(executor.worker.opcodes, "handle", spy)
+    return acted
 
 
 async def test_the_first_call_starts_before_its_run_is_stored_and_completes_it(
@@ -139,14 +154,7 @@ async def test_the_answer_is_dropped_when_the_run_was_not_stored(
         raise RedisConnectionError("Redis went away")
 
     monkeypatch.setattr(executor.ingest, "_store", unreachable)
-    acted: list[str] = []
-    handle = executor.worker.opcodes.handle
-
-    async def spy(item: Any, *args: Any, **kwargs: Any) -> Any:
-        acted.append(item.run_id)
-        return await handle(item, *args, **kwargs)
-
-    monkeypatch.setattr(executor.worker.opcodes, "handle", spy)
+    acted = _spy_on_handle(executor, monkeypatch)
     with pytest.raises(RedisConnectionError):
         await engine.send()
     await executor.worker.drain()
@@ -157,19 +165,21 @@ async def test_the_answer_is_dropped_when_the_run_was_not_stored(
     assert executor.worker.free_slots() == executor.worker.slots
 
 
-async def test_a_run_planned_again_drops_the_first_plans_call(engine: Engine,
-                                                             redis: Redis) -> None:
+async def test_a_run_planned_again_drops_the_first_plans_call(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process synced meanwhile: the script writes nothing and the event is planned
     again. The eager call of the first plan is dropped; the run completes from a call of
     the second (whichever kind), once."""
     executor = _eager_worker(engine)
     await engine.sync({"id": "f"})
-    other = Registry(redis)
+    other = Registry(redis)  # f now has no retries: one attempt
     body = {"appName": "app", "url": "http://app.test/api/inngest", "functions": [
         {"id": "f", "name": "f", "triggers": [{"event": "test/go"}],
-         "steps": {"step": {"id": "step", "name": "step", "runtime": {
-             "type": "http", "url": "http://app.test/api/inngest?fnId=f"}}}}]}
+         "steps": {"step": {"id": "step", "name": "step", "retries": {"attempts": 0},
+                            "runtime": {"type": "http",
+                                        "url": "http://app.test/api/inngest?fnId=f"}}}}]}
     await other.sync(body, orjson.dumps(body), engine.clock())
+    handled = _spy_on_handle(executor, monkeypatch)
     answers = iter(range(1, 100))
     running, most = 0, 0
 
@@ -186,6 +196,7 @@ async def test_a_run_planned_again_drops_the_first_plans_call(engine: Engine,
     await executor.worker.drain()
     assert [c.plan_only for c in engine.driver.calls] == [True, False]
     assert most == 1  # the first call is made again after the eager one, never beside it
+    assert [item.max_attempts for item in handled] == [1]  # the call as stored the 2nd time
     run = await engine.run(run_id)
     assert run["status"] == "Completed" and run["output"] == "answer 2"
     assert await total(redis, keys.runs) == 1
@@ -251,21 +262,67 @@ async def test_runs_whose_start_the_script_decides_are_not_called_eagerly(
 async def test_a_run_stored_in_its_functions_home_shard_is_not_called_eagerly(
         engine: Engine, redis: Redis) -> None:
     """Priority gives a function a home shard: its runs are stored by a script of their
-    own, after the event's, and never handed to the accepting worker there."""
+    own, after the event's, and never handed to the accepting worker there; a run whose
+    event lands in the home shard is stored with it, and may be."""
     if keys.shard_count() == 1:
         pytest.skip("one shard: every run is stored with its event")
     executor = _eager_worker(engine)
-    await engine.sync({"id": "f", "priority": {"run": "0"}}, {"id": "g"})
-    for _ in range(2 * keys.shard_count()):  # events land in every shard, the home too
-        runs = await engine.send()
+    await engine.sync({"id": "f", "priority": {"run": "0"}})
+    away = 0
+    for n in range(1, 4 * keys.shard_count()):  # events land in every shard
+        [run_id] = await engine.send()
         await executor.worker.drain()
         await engine.run_until_idle()
-        function_of = {r: (await engine.run(r))["function_id"] for r in runs}
-        calls = {(function_of[c.run_id], c.plan_only) for c in engine.driver.calls
-                 if c.run_id in function_of}
-        home = keys.shard_of(next(r for r in runs if function_of[r] == "f"))
-        event_shard = keys.shard_of(next(r for r in runs if function_of[r] == "g"))
-        assert ("f", True) not in calls or home == event_shard
+        call = next(c for c in engine.driver.calls if c.run_id == run_id)
+        if keys.shard_of(run_id) != keys.shard_of(engine.event_id(n)):
+            away += 1
+            assert not call.plan_only
+    assert away
+
+
+async def test_a_run_whose_state_goes_by_reference_is_not_called_eagerly(
+        engine: Engine, redis: Redis) -> None:
+    """Above USE_API_BYTES the call carries no event: the SDK reads it back from the API,
+    which cannot serve a run not stored yet."""
+    executor = _eager_worker(engine)
+    await engine.sync({"id": "f"})
+    await engine.send({"blob": "x" * USE_API_BYTES})
+    await executor.worker.drain()
+    assert [c.plan_only for c in engine.driver.calls] == [False]
+
+
+async def test_an_eager_calls_lease_is_renewed_once_it_exists(
+        engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call longer than a third of the lease starts renewing it; an eager one only once
+    the script leased it (a renewal before that finds no lease, and would give up)."""
+    executor = _eager_worker(engine)
+    executor.worker.lease_ms = executor.ingest.lease_ms = 300  # renewed every 100 ms
+    await engine.sync({"id": "f"})
+    stored = executor.ingest._store
+
+    async def slow_store(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.15)  # the script answers after the first renewal would be due
+        return await stored(*args, **kwargs)
+
+    monkeypatch.setattr(executor.ingest, "_store", slow_store)
+    renewals: list[bool] = []
+    renew = executor.worker.queue.renew
+
+    async def spy(*args: Any, **kwargs: Any) -> bool:
+        renewals.append(await renew(*args, **kwargs))
+        return renewals[-1]
+
+    monkeypatch.setattr(executor.worker.queue, "renew", spy)
+
+    async def answer(call: Call) -> Outcome:
+        await asyncio.sleep(0.5)
+        return Completed("done")
+
+    engine.answer(answer)
+    [run_id] = await engine.send()
+    await executor.worker.drain()
+    assert renewals and all(renewals), renewals
+    assert (await engine.run(run_id))["status"] == "Completed"
 
 
 async def test_an_event_with_a_sender_id_is_not_called_eagerly(engine: Engine,

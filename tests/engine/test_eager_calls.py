@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -20,6 +22,7 @@ from executor.queue import QueueItem
 from executor.registry import Registry
 from executor.service import Executor, Settings
 from executor.state import USE_API_BYTES
+from executor.tracing import Tracing
 
 from .harness import Call, Engine, ops, total
 
@@ -163,6 +166,27 @@ async def test_the_answer_is_dropped_when_the_run_was_not_stored(
     assert not await redis.exists(keys.run(call.run_id))  # nothing acted on the answer
     assert await total(redis, keys.runs) == 0
     assert executor.worker.free_slots() == executor.worker.slots
+
+
+async def test_a_dropped_calls_span_ends(redis: Redis,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    engine = Engine(redis, tracing=Tracing(SimpleSpanProcessor(exporter)))
+    try:
+        executor = _eager_worker(engine)
+        await engine.sync({"id": "f"})
+
+        async def unreachable(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            raise RedisConnectionError("Redis went away")
+
+        monkeypatch.setattr(executor.ingest, "_store", unreachable)
+        with pytest.raises(RedisConnectionError):
+            await engine.send()
+        await executor.worker.drain()
+        assert [span.name for span in exporter.get_finished_spans()] == ["call (dropped)"]
+    finally:
+        await engine.executor.driver.close()
+        exporter.shutdown()
 
 
 async def test_a_run_planned_again_drops_the_first_plans_call(

@@ -32,7 +32,7 @@ from .pauses import Pauses, cancel_listener, match_keys
 from .queue import FinishTimeout, Intake, QueueItem, StartTimeout
 from .registry import FunctionConfig, Registry
 from .scripts import Scripts
-from .state import USE_API_BYTES, CallState, RunState
+from .state import CallState, RunState, by_reference
 
 log = logging.getLogger("inngest_like.executor")
 
@@ -421,8 +421,7 @@ class Ingest:
                 self.unclaim(claimed - handed_so_far)
                 claimed = handed_so_far + self.claim(len(runs))
                 free = claimed - handed_so_far
-                if planned and not outs and not replanned and len(shards) == 1 \
-                        and free == len(runs):
+                if planned and not replanned and len(shards) == 1 and free == len(runs):
                     # the first pass, one script, and every first call may be handed to us
                     self._start_eagerly(events, runs, token, now, gates)
                     if gates:
@@ -486,19 +485,18 @@ class Ingest:
             try:  # an eager call whose run was handed over goes on, with the script's clock
                 handed = [QueueItem.from_json(raw) for out in outs for raw in out["handed"]]
                 clock = max((out["clock"] for out in outs), default=0)
-                fresh = (self._first_states(handed, list(planned_runs.values()), clock)
-                         if replanned else {})
+                states = (self._first_states(handed, list(planned_runs.values()) or runs or [],
+                                             clock) if handed else {})
                 for item in handed:
                     if item.id in gates and not gates[item.id].done():
-                        fresh_state = fresh.get(item.id)
-                        gates[item.id].set_result(Handover(
-                            clock, item if fresh_state else None, fresh_state))
+                        gates[item.id].set_result(
+                            Handover(clock, item, states.get(item.id)) if replanned
+                            else Handover(clock))
             finally:  # the others' runs were not stored: their answers are dropped
                 _drop(gates)
         handed = [item for item in handed if item.id not in gates]
         if handed:
-            self.adopt(handed, token,
-                       self._first_states(handed, list(planned_runs.values()) or runs, clock))
+            self.adopt(handed, token, states)
         repeated = {k: v for out in outs for k, v in out["repeated"].items()}
         for event in events:
             event.internal_id = repeated.get(event.internal_id, event.internal_id)
@@ -533,7 +531,7 @@ class Ingest:
                     or record["shard"] != keys.shard_of(fields["event_id"])):
                 continue
             state = self._first_state(record, 0)
-            if len(state.run[b"events"]) + len(b"{}") > USE_API_BYTES:  # as call_body decides
+            if by_reference(state):
                 continue
             # the id ingest.lua gives a run's first call
             item = QueueItem(id=f"{record['run_id']}:1", **item_dict)

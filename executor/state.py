@@ -70,13 +70,24 @@ class CallState:
         return int(self.run.get(b"version", b"-1"))
 
 
+def _steps_json(state: CallState) -> bytes:
+    return b"{" + b",".join(b'"' + h + b'":' + state.memos[h] for h in state.stack) + b"}"
+
+
+def by_reference(state: CallState, steps: bytes | None = None) -> bool:
+    """Whether a call leaves the run's events and memos out (`use_api`: the SDK reads them
+    from the API): above USE_API_BYTES. `steps`: their JSON, when built already."""
+    steps = _steps_json(state) if steps is None else steps
+    return len(steps) + len(state.run[b"events"]) > USE_API_BYTES
+
+
 def call_body(item: QueueItem, state: CallState, *, plan_only: bool = False) -> bytes:
     """The call request (protocol §4), assembled from stored JSON without re-encoding memos,
     so the n-th step costs a copy of the memos, not a parse and a dump of them. `plan_only`:
     the SDK runs no step.run but reports it planned (an eager first call, Worker.eager)."""
     events = state.run[b"events"]
-    steps = b"{" + b",".join(b'"' + h + b'":' + state.memos[h] for h in state.stack) + b"}"
-    use_api = len(steps) + len(events) > USE_API_BYTES
+    steps = _steps_json(state)
+    use_api = by_reference(state, steps)
     if use_api:
         events, steps = b"[]", b"{}"
     ctx = {

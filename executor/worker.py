@@ -150,9 +150,7 @@ class Worker:
         if fn is None or self.operations.usage.over_budget(fn, state.run) is not None:
             return None  # its call would write to the run (fail it) before it is stored
         gate: Gate = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._work(item, token, state, gate))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
+        self._start(item, token, state, gate)
         return gate
 
     def adopt(self, items: list[QueueItem], token: str,
@@ -161,9 +159,13 @@ class Worker:
         (ingest hands a new run's first call here, skipping the queue round trip). `states`:
         runs' states read already, by item id."""
         for item in items:
-            task = asyncio.create_task(self._work(item, token, (states or {}).get(item.id)))
-            self._inflight.add(task)
-            task.add_done_callback(self._done)
+            self._start(item, token, (states or {}).get(item.id))
+
+    def _start(self, item: QueueItem, token: str, state: CallState | None,
+               gate: Gate | None = None) -> None:
+        task = asyncio.create_task(self._work(item, token, state, gate))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
 
     async def drain(self) -> None:
         if self._inflight:
